@@ -1,0 +1,446 @@
+//! An [`ExportRequest`] validated into an [`ExportSpec`]: every rule a request must pass before
+//! any data is read, and the object keys of a run's files and marker.
+
+use crate::bucket::validate_bucket_name;
+use crate::failure::RunFailure;
+use crate::template::{FilenameTemplate, TemplateValues};
+use chrono::{DateTime, Utc};
+use filedrop_proto::jobs::v1::Encoding;
+use filedrop_proto::v1::{
+    AccessKeyCredential, CsvOptions, ErrorCode, ExportRequest, FileFormat, ParquetCompression,
+    ParquetOptions, S3Destination, SuccessFileName,
+};
+
+/// Fewest rows per file a row split accepts.
+pub const MIN_ROWS_PER_FILE: u64 = 50_000;
+/// Most rows per file a row split accepts.
+pub const MAX_ROWS_PER_FILE: u64 = 10_000_000;
+/// S3's limit on key length, in bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
+/// A request that cannot be accepted: the field at fault and what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidRequest {
+    /// The field, as a path in the request (`destination.bucket`).
+    pub field: &'static str,
+    /// The code the failure maps to.
+    pub code: ErrorCode,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl InvalidRequest {
+    fn new(field: &'static str, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn missing(field: &'static str, example: &str) -> Self {
+        Self::new(
+            field,
+            ErrorCode::Unspecified,
+            format!("{field} is required, e.g. {example}"),
+        )
+    }
+}
+
+/// Which marker the run writes last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// `<rendered filename template>.DONE`, with `{{file_number}}` rendered empty.
+    DoneSuffix,
+    /// `_SUCCESS` under the prefix.
+    UnderscoreSuccess,
+}
+
+/// A validated export: everything the run needs, in checked form.
+#[derive(Debug, Clone)]
+pub struct ExportSpec {
+    /// The destination, with its prefix normalized to end in `/` (or empty).
+    pub destination: S3Destination,
+    /// The output format, as the workers receive it.
+    pub encoding: Encoding,
+    /// The filename template.
+    pub template: FilenameTemplate,
+    /// Rows per file, when rows are split.
+    pub rows_per_file: Option<u64>,
+    /// The success marker, when one is wanted.
+    pub marker: Option<Marker>,
+}
+
+impl ExportSpec {
+    /// Checks every rule of the request; the first broken one is returned.
+    pub fn validate(request: ExportRequest) -> Result<Self, InvalidRequest> {
+        let destination = validate_destination(request.destination)?;
+        let format = FileFormat::try_from(request.format).unwrap_or(FileFormat::Unspecified);
+        let encoding = match format {
+            FileFormat::Unspecified => {
+                return Err(InvalidRequest::new(
+                    "format",
+                    ErrorCode::Unspecified,
+                    "format is required: FILE_FORMAT_PARQUET or FILE_FORMAT_CSV",
+                ));
+            }
+            FileFormat::Csv => Encoding {
+                format: format.into(),
+                csv: Some(request.csv.unwrap_or(CsvOptions { header: true })),
+                parquet: None,
+            },
+            FileFormat::Parquet => {
+                let compression = request
+                    .parquet
+                    .map(|p| p.compression)
+                    .unwrap_or_default();
+                match ParquetCompression::try_from(compression) {
+                    Ok(ParquetCompression::Unspecified | ParquetCompression::Snappy) => {}
+                    Err(_) => {
+                        return Err(InvalidRequest::new(
+                            "parquet.compression",
+                            ErrorCode::Unspecified,
+                            format!("unknown Parquet compression {compression}; use SNAPPY"),
+                        ));
+                    }
+                }
+                Encoding {
+                    format: format.into(),
+                    csv: None,
+                    parquet: Some(ParquetOptions {
+                        compression: ParquetCompression::Snappy.into(),
+                    }),
+                }
+            }
+        };
+        let template = FilenameTemplate::parse(&request.filename_template).map_err(|message| {
+            InvalidRequest::new("filename_template", ErrorCode::InvalidTemplate, message)
+        })?;
+        let rows_per_file = match request.split {
+            None => None,
+            Some(split) => {
+                let rows = split.rows_per_file;
+                if !(MIN_ROWS_PER_FILE..=MAX_ROWS_PER_FILE).contains(&rows) {
+                    return Err(InvalidRequest::new(
+                        "split.rows_per_file",
+                        ErrorCode::Unspecified,
+                        format!(
+                            "rows per file must be between {MIN_ROWS_PER_FILE} and \
+                             {MAX_ROWS_PER_FILE}; got {rows}"
+                        ),
+                    ));
+                }
+                Some(rows)
+            }
+        };
+        let marker = match request.success_file {
+            Some(success) if success.enabled => Some(
+                match SuccessFileName::try_from(success.name).unwrap_or_default() {
+                    SuccessFileName::UnderscoreSuccess => Marker::UnderscoreSuccess,
+                    SuccessFileName::Unspecified | SuccessFileName::DoneSuffix => {
+                        Marker::DoneSuffix
+                    }
+                },
+            ),
+            _ => None,
+        };
+        let spec = Self {
+            destination,
+            encoding,
+            template,
+            rows_per_file,
+            marker,
+        };
+        // Render once with sample values, so a template that cannot render (a bad date
+        // pattern, a key that leaves the prefix) is refused now rather than mid-run.
+        let sample_time = Utc::now();
+        spec.object_key("00000000-0000-0000-0000-000000000000", sample_time, 1)
+            .and_then(|_| {
+                spec.marker_key("00000000-0000-0000-0000-000000000000", sample_time)
+                    .map(|_| ())
+            })
+            .map_err(|failure| {
+                InvalidRequest::new("filename_template", failure.code, failure.message)
+            })?;
+        Ok(spec)
+    }
+
+    /// The key of file `file_number` of a run.
+    pub fn object_key(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        file_number: u64,
+    ) -> Result<String, RunFailure> {
+        let name = self.render(run_id, now, Some(file_number))?;
+        join_key(&self.destination.prefix, &name)
+    }
+
+    /// The key of the success marker, if one is wanted.
+    pub fn marker_key(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, RunFailure> {
+        match self.marker {
+            None => Ok(None),
+            Some(Marker::UnderscoreSuccess) => {
+                join_key(&self.destination.prefix, "_SUCCESS").map(Some)
+            }
+            Some(Marker::DoneSuffix) => {
+                let name = self.render(run_id, now, None)?;
+                join_key(&self.destination.prefix, &format!("{name}.DONE")).map(Some)
+            }
+        }
+    }
+
+    fn render(
+        &self,
+        run_id: &str,
+        now: DateTime<Utc>,
+        file_number: Option<u64>,
+    ) -> Result<String, RunFailure> {
+        self.template
+            .render(&TemplateValues {
+                run_id,
+                file_number,
+                now,
+            })
+            .map_err(|message| RunFailure::new(ErrorCode::InvalidTemplate, message))
+    }
+}
+
+fn validate_destination(destination: Option<S3Destination>) -> Result<S3Destination, InvalidRequest> {
+    let mut destination =
+        destination.ok_or_else(|| InvalidRequest::missing("destination", "an S3 bucket"))?;
+    if destination.bucket.is_empty() {
+        return Err(InvalidRequest::missing("destination.bucket", "'my-exports'"));
+    }
+    validate_bucket_name(&destination.bucket).map_err(|rule| {
+        InvalidRequest::new(
+            "destination.bucket",
+            ErrorCode::InvalidBucketName,
+            format!(
+                "invalid bucket name {:?}: {rule}; give the name of an existing bucket",
+                destination.bucket
+            ),
+        )
+    })?;
+    if destination.region.is_empty() {
+        return Err(InvalidRequest::missing("destination.region", "'us-east-1'"));
+    }
+    if !destination.endpoint_url.is_empty()
+        && !(destination.endpoint_url.starts_with("http://")
+            || destination.endpoint_url.starts_with("https://"))
+    {
+        return Err(InvalidRequest::new(
+            "destination.endpoint_url",
+            ErrorCode::Unspecified,
+            format!(
+                "endpoint URL {:?} must start with http:// or https://, e.g. \
+                 'https://s3.example.com'",
+                destination.endpoint_url
+            ),
+        ));
+    }
+    destination.prefix = normalize_prefix(&destination.prefix)?;
+    match &destination.access_key {
+        None => {
+            return Err(InvalidRequest::missing(
+                "destination.access_key",
+                "an access key id and secret",
+            ));
+        }
+        Some(AccessKeyCredential {
+            access_key_id,
+            secret_access_key,
+            ..
+        }) => {
+            if access_key_id.is_empty() {
+                return Err(InvalidRequest::missing(
+                    "destination.access_key.access_key_id",
+                    "'AKIA…'",
+                ));
+            }
+            if secret_access_key.is_empty() {
+                return Err(InvalidRequest::missing(
+                    "destination.access_key.secret_access_key",
+                    "the secret of the access key",
+                ));
+            }
+        }
+    }
+    Ok(destination)
+}
+
+/// Checks a prefix and gives it a trailing `/` (an empty prefix is the bucket root).
+fn normalize_prefix(prefix: &str) -> Result<String, InvalidRequest> {
+    if prefix.is_empty() {
+        return Ok(String::new());
+    }
+    let invalid = |message: &str| {
+        InvalidRequest::new(
+            "destination.prefix",
+            ErrorCode::Unspecified,
+            format!("prefix {prefix:?} {message}"),
+        )
+    };
+    if prefix.starts_with('/') {
+        return Err(invalid("must not start with '/'; write 'exports/' not '/exports/'"));
+    }
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.split('/').any(|segment| segment == ".." || segment == ".") {
+        return Err(invalid("must not contain '.' or '..' segments"));
+    }
+    if trimmed.split('/').any(str::is_empty) {
+        return Err(invalid("must not contain empty segments ('//')"));
+    }
+    Ok(format!("{trimmed}/"))
+}
+
+/// Joins a normalized prefix and a rendered name into a key that stays under the prefix.
+fn join_key(prefix: &str, name: &str) -> Result<String, RunFailure> {
+    let invalid = |what: &str| {
+        RunFailure::new(
+            ErrorCode::InvalidTemplate,
+            format!("the filename template renders {name:?}, which {what}"),
+        )
+    };
+    if name.is_empty() {
+        return Err(invalid("is empty"));
+    }
+    if name.starts_with('/') {
+        return Err(invalid("starts with '/'"));
+    }
+    if name.split('/').any(|segment| segment == ".." || segment == ".") {
+        return Err(invalid("has '.' or '..' segments and would leave the prefix"));
+    }
+    if name.split('/').any(str::is_empty) {
+        return Err(invalid("has an empty folder name ('//' or a trailing '/')"));
+    }
+    let key = format!("{prefix}{name}");
+    if key.len() > MAX_KEY_BYTES {
+        return Err(invalid("makes a key longer than S3's 1024 bytes"));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use filedrop_proto::v1::{Split, SuccessFile};
+
+    fn request() -> ExportRequest {
+        ExportRequest {
+            destination: Some(S3Destination {
+                endpoint_url: "http://127.0.0.1:9000".into(),
+                region: "us-east-1".into(),
+                force_path_style: true,
+                bucket: "exports".into(),
+                prefix: "daily".into(),
+                access_key: Some(AccessKeyCredential {
+                    access_key_id: "AKIDEXAMPLE".into(),
+                    secret_access_key: "secret".into(),
+                    session_token: String::new(),
+                }),
+            }),
+            format: FileFormat::Csv.into(),
+            csv: Some(CsvOptions { header: true }),
+            parquet: None,
+            filename_template: "orders-{{now|format:'yyyyMMdd'}}-{{file_number}}.csv".into(),
+            split: Some(Split {
+                rows_per_file: 250_000,
+            }),
+            success_file: Some(SuccessFile {
+                enabled: true,
+                name: SuccessFileName::Unspecified.into(),
+            }),
+        }
+    }
+
+    fn field_of(request: ExportRequest) -> &'static str {
+        ExportSpec::validate(request).unwrap_err().field
+    }
+
+    #[test]
+    fn names_files_and_marker_under_the_prefix() {
+        let spec = ExportSpec::validate(request()).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(
+            spec.object_key("r", now, 3).unwrap(),
+            "daily/orders-20260102-0000003.csv"
+        );
+        assert_eq!(
+            spec.marker_key("r", now).unwrap().as_deref(),
+            Some("daily/orders-20260102-.csv.DONE")
+        );
+    }
+
+    #[test]
+    fn underscore_success_and_no_marker() {
+        let mut with_success = request();
+        with_success.success_file.as_mut().unwrap().name =
+            SuccessFileName::UnderscoreSuccess.into();
+        let spec = ExportSpec::validate(with_success).unwrap();
+        assert_eq!(
+            spec.marker_key("r", Utc::now()).unwrap().as_deref(),
+            Some("daily/_SUCCESS")
+        );
+        let mut without = request();
+        without.success_file = None;
+        assert_eq!(ExportSpec::validate(without).unwrap().marker, None);
+    }
+
+    #[test]
+    fn refuses_each_invalid_field_by_name() {
+        let mut r = request();
+        r.destination.as_mut().unwrap().bucket = "Bad_Bucket".into();
+        let error = ExportSpec::validate(r).unwrap_err();
+        assert_eq!(
+            (error.field, error.code),
+            ("destination.bucket", ErrorCode::InvalidBucketName)
+        );
+
+        let mut r = request();
+        r.destination = None;
+        assert_eq!(field_of(r), "destination");
+        let mut r = request();
+        r.destination.as_mut().unwrap().region.clear();
+        assert_eq!(field_of(r), "destination.region");
+        let mut r = request();
+        r.destination.as_mut().unwrap().prefix = "/abs".into();
+        assert_eq!(field_of(r), "destination.prefix");
+        let mut r = request();
+        r.destination.as_mut().unwrap().prefix = "a/../b".into();
+        assert_eq!(field_of(r), "destination.prefix");
+        let mut r = request();
+        r.destination.as_mut().unwrap().endpoint_url = "127.0.0.1:9000".into();
+        assert_eq!(field_of(r), "destination.endpoint_url");
+        let mut r = request();
+        r.destination.as_mut().unwrap().access_key.as_mut().unwrap().secret_access_key =
+            String::new();
+        assert_eq!(field_of(r), "destination.access_key.secret_access_key");
+        let mut r = request();
+        r.format = FileFormat::Unspecified.into();
+        assert_eq!(field_of(r), "format");
+        let mut r = request();
+        r.split = Some(Split { rows_per_file: 10 });
+        assert_eq!(field_of(r), "split.rows_per_file");
+        let mut r = request();
+        r.filename_template = "{{nope}}".into();
+        assert_eq!(field_of(r), "filename_template");
+    }
+
+    #[test]
+    fn refuses_templates_that_leave_the_prefix() {
+        for template in ["../{{run_id}}", "/{{run_id}}", "a//{{run_id}}", "a/./b", "x/"] {
+            let mut r = request();
+            r.filename_template = template.into();
+            let error = ExportSpec::validate(r).unwrap_err();
+            assert_eq!(error.field, "filename_template", "{template}");
+            assert_eq!(error.code, ErrorCode::InvalidTemplate, "{template}");
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The export domain of filedrop: settings, validation and naming. Pure functions, no I/O, so
+//! every rule here is tested with plain unit tests and shared by the control plane and workers.
+//!
+//! # Layout
+//! - [`bucket`]: the S3 bucket naming rules.
+//! - [`joda`]: Joda-Time date patterns (`yyyy-MM-dd`) translated to `chrono` formats.
+//! - [`template`]: filename templates (`{{run_id}}`, `{{file_number}}`, `{{now|format:'…'}}`).
+//! - [`export`]: an `ExportRequest` validated into an [`export::ExportSpec`], with object keys.
+//! - [`plan`]: which file each staged segment belongs to when rows are split.
+//! - [`failure`]: run failures with a stable code, a message that says what to fix, and
+//!   resolutions.
+
+pub mod bucket;
+pub mod export;
+pub mod failure;
+pub mod joda;
+pub mod plan;
+pub mod template;

@@ -1,0 +1,22 @@
+//! Compiles `proto/` with protox (a pure-Rust protobuf compiler), so no `protoc` is needed.
+
+use std::path::PathBuf;
+
+const FILES: &[&str] = &[
+    "filedrop/v1/export.proto",
+    "filedrop/v1/run.proto",
+    "filedrop/jobs/v1/tasks.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    for file in FILES {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
+    let descriptors = protox::compile(FILES, [&root])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
