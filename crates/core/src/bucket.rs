@@ -19,7 +19,8 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
             "bucket names use only lowercase letters, digits, '-' and '.'; found {bad:?}"
         ));
     }
-    let is_alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let is_alnum =
+        |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !is_alnum(name.chars().next()) || !is_alnum(name.chars().last()) {
         return Err("bucket names begin and end with a letter or a digit".to_owned());
     }
@@ -48,7 +49,13 @@ mod tests {
 
     #[test]
     fn accepts_valid_names() {
-        for name in ["abc", "my-bucket", "my.bucket.1", "0123456789", &"a".repeat(63)] {
+        for name in [
+            "abc",
+            "my-bucket",
+            "my.bucket.1",
+            "0123456789",
+            &"a".repeat(63),
+        ] {
             assert_eq!(validate_bucket_name(name), Ok(()), "{name}");
         }
     }

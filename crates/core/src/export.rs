@@ -91,10 +91,7 @@ impl ExportSpec {
                 parquet: None,
             },
             FileFormat::Parquet => {
-                let compression = request
-                    .parquet
-                    .map(|p| p.compression)
-                    .unwrap_or_default();
+                let compression = request.parquet.map(|p| p.compression).unwrap_or_default();
                 match ParquetCompression::try_from(compression) {
                     Ok(ParquetCompression::Unspecified | ParquetCompression::Snappy) => {}
                     Err(_) => {
@@ -211,11 +208,16 @@ impl ExportSpec {
     }
 }
 
-fn validate_destination(destination: Option<S3Destination>) -> Result<S3Destination, InvalidRequest> {
+fn validate_destination(
+    destination: Option<S3Destination>,
+) -> Result<S3Destination, InvalidRequest> {
     let mut destination =
         destination.ok_or_else(|| InvalidRequest::missing("destination", "an S3 bucket"))?;
     if destination.bucket.is_empty() {
-        return Err(InvalidRequest::missing("destination.bucket", "'my-exports'"));
+        return Err(InvalidRequest::missing(
+            "destination.bucket",
+            "'my-exports'",
+        ));
     }
     validate_bucket_name(&destination.bucket).map_err(|rule| {
         InvalidRequest::new(
@@ -287,10 +289,15 @@ fn normalize_prefix(prefix: &str) -> Result<String, InvalidRequest> {
         )
     };
     if prefix.starts_with('/') {
-        return Err(invalid("must not start with '/'; write 'exports/' not '/exports/'"));
+        return Err(invalid(
+            "must not start with '/'; write 'exports/' not '/exports/'",
+        ));
     }
     let trimmed = prefix.trim_end_matches('/');
-    if trimmed.split('/').any(|segment| segment == ".." || segment == ".") {
+    if trimmed
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+    {
         return Err(invalid("must not contain '.' or '..' segments"));
     }
     if trimmed.split('/').any(str::is_empty) {
@@ -313,8 +320,13 @@ fn join_key(prefix: &str, name: &str) -> Result<String, RunFailure> {
     if name.starts_with('/') {
         return Err(invalid("starts with '/'"));
     }
-    if name.split('/').any(|segment| segment == ".." || segment == ".") {
-        return Err(invalid("has '.' or '..' segments and would leave the prefix"));
+    if name
+        .split('/')
+        .any(|segment| segment == ".." || segment == ".")
+    {
+        return Err(invalid(
+            "has '.' or '..' segments and would leave the prefix",
+        ));
     }
     if name.split('/').any(str::is_empty) {
         return Err(invalid("has an empty folder name ('//' or a trailing '/')"));
@@ -419,8 +431,13 @@ mod tests {
         r.destination.as_mut().unwrap().endpoint_url = "127.0.0.1:9000".into();
         assert_eq!(field_of(r), "destination.endpoint_url");
         let mut r = request();
-        r.destination.as_mut().unwrap().access_key.as_mut().unwrap().secret_access_key =
-            String::new();
+        r.destination
+            .as_mut()
+            .unwrap()
+            .access_key
+            .as_mut()
+            .unwrap()
+            .secret_access_key = String::new();
         assert_eq!(field_of(r), "destination.access_key.secret_access_key");
         let mut r = request();
         r.format = FileFormat::Unspecified.into();
@@ -435,7 +452,13 @@ mod tests {
 
     #[test]
     fn refuses_templates_that_leave_the_prefix() {
-        for template in ["../{{run_id}}", "/{{run_id}}", "a//{{run_id}}", "a/./b", "x/"] {
+        for template in [
+            "../{{run_id}}",
+            "/{{run_id}}",
+            "a//{{run_id}}",
+            "a/./b",
+            "x/",
+        ] {
             let mut r = request();
             r.filename_template = template.into();
             let error = ExportSpec::validate(r).unwrap_err();

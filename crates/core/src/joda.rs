@@ -98,8 +98,8 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     fn render(pattern: &str) -> String {
-        let time = Utc.with_ymd_and_hms(2026, 3, 7, 9, 5, 2).unwrap()
-            + chrono::Duration::milliseconds(45);
+        let time =
+            Utc.with_ymd_and_hms(2026, 3, 7, 9, 5, 2).unwrap() + chrono::Duration::milliseconds(45);
         time.format(&to_chrono_format(pattern).unwrap()).to_string()
     }
 
@@ -107,7 +107,10 @@ mod tests {
     fn translates_common_patterns() {
         assert_eq!(render("yyyy-MM-dd"), "2026-03-07");
         assert_eq!(render("YYYYMMdd"), "20260307");
-        assert_eq!(render("yyyy-MM-dd'T'HH:mm:ss.SSS"), "2026-03-07T09:05:02.045");
+        assert_eq!(
+            render("yyyy-MM-dd'T'HH:mm:ss.SSS"),
+            "2026-03-07T09:05:02.045"
+        );
         assert_eq!(render("yy/M/d H:m:s"), "26/3/7 9:5:2");
         assert_eq!(render("'week'' 100%'"), "week' 100%");
         assert_eq!(render("dd MMM yyyy"), "07 Mar 2026");
@@ -116,6 +119,10 @@ mod tests {
     #[test]
     fn refuses_unknown_fields_and_open_quotes() {
         assert!(to_chrono_format("yyyy-ww").unwrap_err().contains("\"ww\""));
-        assert!(to_chrono_format("'open").unwrap_err().contains("unclosed quote"));
+        assert!(
+            to_chrono_format("'open")
+                .unwrap_err()
+                .contains("unclosed quote")
+        );
     }
 }

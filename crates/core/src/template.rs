@@ -89,12 +89,15 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.add_filter("format", format_filter);
     env.add_filter("next_day", next_day_filter);
-    env.add_filter("local", |_: String, _: String| -> Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(
-            minijinja::ErrorKind::InvalidOperation,
-            "the 'local' time zone filter is not supported yet; times are UTC",
-        ))
-    });
+    env.add_filter(
+        "local",
+        |_: String, _: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                "the 'local' time zone filter is not supported yet; times are UTC",
+            ))
+        },
+    );
     env
 }
 
@@ -162,7 +165,10 @@ fn colon_filters_to_calls(source: &str) -> String {
                     j += 1;
                 }
                 let name_start = j;
-                while chars.get(j).is_some_and(|d| d.is_alphanumeric() || *d == '_') {
+                while chars
+                    .get(j)
+                    .is_some_and(|d| d.is_alphanumeric() || *d == '_')
+                {
                     j += 1;
                 }
                 let name: String = chars[name_start..j].iter().collect();
@@ -244,9 +250,18 @@ mod tests {
     fn refuses_unknown_variables_syntax_errors_and_bad_patterns() {
         let error = FilenameTemplate::parse("{{campaign}}-{{run_id}}").unwrap_err();
         assert!(error.contains("unknown variable(s) campaign"), "{error}");
-        assert!(FilenameTemplate::parse("{{run_id").unwrap_err().contains("does not parse"));
+        assert!(
+            FilenameTemplate::parse("{{run_id")
+                .unwrap_err()
+                .contains("does not parse")
+        );
         assert!(FilenameTemplate::parse("  ").unwrap_err().contains("empty"));
         let bad_pattern = FilenameTemplate::parse("{{now|format:'yyyy-ww'}}").unwrap();
-        assert!(bad_pattern.render(&values(Some(1))).unwrap_err().contains("\"ww\""));
+        assert!(
+            bad_pattern
+                .render(&values(Some(1)))
+                .unwrap_err()
+                .contains("\"ww\"")
+        );
     }
 }

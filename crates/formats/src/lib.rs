@@ -1,1 +1,36 @@
+//! File formats: encoding staged Arrow segments into *blocks*, and assembling a file's blocks
+//! into the delivered bytes.
+//!
+//! A block is what one encoder produces from one segment; a file is one or more blocks from
+//! consecutive segments. Blocks are what make one file parallel: CSV blocks concatenate, and
+//! Parquet blocks are small Parquet files whose row groups the assembler appends under one
+//! footer.
+//!
+//! # Layout
+//! - [`format`]: the output format of a run ([`format::OutputFormat`]) and the types it can
+//!   carry.
+//! - [`segment`]: reading and writing Arrow IPC segments (the staged form of received rows).
+//! - [`encode`]: one segment to one block.
+//! - [`assemble`]: a file's blocks to the delivered bytes, written to any `std::io::Write`.
 
+pub mod assemble;
+pub mod encode;
+pub mod format;
+pub mod segment;
+
+/// Errors of encoding and assembling.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// Arrow could not read or write the data.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// Parquet could not read or write the data.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+    /// Blocks of one file disagree with each other or with the run's schema.
+    #[error("inconsistent blocks: {0}")]
+    Inconsistent(String),
+}

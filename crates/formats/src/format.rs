@@ -1,0 +1,107 @@
+//! The output format of a run, and which Arrow types it can carry.
+
+use arrow_schema::{DataType, Schema};
+
+/// The output format, as encoders and assemblers need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// RFC 4180 CSV, optionally with a header row.
+    Csv {
+        /// Write the header row.
+        header: bool,
+    },
+    /// Parquet with snappy-compressed column chunks.
+    Parquet,
+}
+
+/// A column whose type the format cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "column {column:?} has type {data_type}, which {format} output cannot carry; cast it in the \
+     query or choose Parquet"
+)]
+pub struct UnsupportedType {
+    /// The column name.
+    pub column: String,
+    /// The column's Arrow type, displayed.
+    pub data_type: String,
+    /// The format's name.
+    pub format: &'static str,
+}
+
+impl OutputFormat {
+    /// The format's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Csv { .. } => "CSV",
+            Self::Parquet => "Parquet",
+        }
+    }
+
+    /// Checks that every column of `schema` can be written, before any row is read.
+    pub fn check_schema(self, schema: &Schema) -> Result<(), UnsupportedType> {
+        for field in schema.fields() {
+            if !self.carries(field.data_type()) {
+                return Err(UnsupportedType {
+                    column: field.name().clone(),
+                    data_type: field.data_type().to_string(),
+                    format: self.name(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn carries(self, data_type: &DataType) -> bool {
+        match self {
+            // Delimited text has no nesting: one value per field.
+            Self::Csv { .. } => match data_type {
+                DataType::Dictionary(_, value) => self.carries(value),
+                other => !other.is_nested() && !matches!(other, DataType::RunEndEncoded(..)),
+            },
+            Self::Parquet => !matches!(data_type, DataType::Union(..)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{Field, Fields};
+    use std::sync::Arc;
+
+    #[test]
+    fn csv_refuses_nested_columns_by_name() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
+        ]);
+        let error = OutputFormat::Csv { header: true }
+            .check_schema(&schema)
+            .unwrap_err();
+        assert_eq!(error.column, "tags");
+        assert!(error.to_string().contains("CSV output cannot carry"));
+        assert_eq!(OutputFormat::Parquet.check_schema(&schema), Ok(()));
+    }
+
+    #[test]
+    fn csv_accepts_flat_and_dictionary_columns() {
+        let schema = Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new(
+                "d",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            Field::new("st", DataType::Struct(Fields::empty()), true),
+        ]);
+        let error = OutputFormat::Csv { header: false }
+            .check_schema(&schema)
+            .unwrap_err();
+        assert_eq!(error.column, "st");
+    }
+}
