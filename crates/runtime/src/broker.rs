@@ -1,0 +1,467 @@
+//! RabbitMQ through `lapin`.
+//!
+//! Topology, declared on boot by every process (declarations are idempotent), with every name
+//! prefixed by the configured namespace `<ns>`:
+//!
+//! ```text
+//! exchange <ns>.tasks  (direct) ─encode──▶ queue <ns>.encode    (quorum)
+//!                               ─upload──▶ queue <ns>.upload    (quorum)
+//!                               ─finalize▶ queue <ns>.finalize  (quorum)
+//! exchange <ns>.events (direct) ─events──▶ queue <ns>.events    (quorum)
+//! exchange <ns>.dead-letter (fanout) ────▶ queue <ns>.dead-letter (quorum)
+//! ```
+//!
+//! Work queues dead-letter a message that is rejected, or redelivered more than
+//! [`DELIVERY_LIMIT`] times (a poison message), to `<ns>.dead-letter`.
+//!
+//! Publishing waits for the broker's confirm. Consuming uses manual acks and a bounded
+//! prefetch; a handler says what to do with the message through [`Outcome`]. When the
+//! connection drops, publishers and consumers reconnect with exponential backoff and
+//! redeclare the topology.
+
+use crate::settings::BrokerConfig;
+use crate::shutdown::Shutdown;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+/// Deliveries of one message after which a quorum queue dead-letters it.
+pub const DELIVERY_LIMIT: i64 = 10;
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The queues of the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// Encode tasks, for encoder workers.
+    Encode,
+    /// Upload tasks, for uploader workers.
+    Upload,
+    /// Finalize tasks, for uploader workers.
+    Finalize,
+    /// Worker events, for the control plane.
+    Events,
+}
+
+impl Queue {
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Encode => "encode",
+            Self::Upload => "upload",
+            Self::Finalize => "finalize",
+            Self::Events => "events",
+        }
+    }
+
+    fn exchange_suffix(self) -> &'static str {
+        match self {
+            Self::Events => "events",
+            _ => "tasks",
+        }
+    }
+}
+
+/// Errors of the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker could not be reached in time.
+    #[error(
+        "cannot reach RabbitMQ at {address}: {source}; start it (deploy/local/services.sh start) \
+         or set broker.url"
+    )]
+    Unreachable {
+        /// The broker address, without credentials.
+        address: String,
+        /// The last error.
+        #[source]
+        source: lapin::Error,
+    },
+    /// A call to the broker failed.
+    #[error("rabbitmq: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker refused a published message.
+    #[error("rabbitmq did not accept a message for {0}")]
+    NotConfirmed(String),
+    /// The process is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// What to do with a consumed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: acknowledge it.
+    Ack,
+    /// Failed for now: put it back to be tried again (after a pause).
+    Retry,
+    /// Can never succeed: dead-letter it.
+    Reject,
+}
+
+struct Link {
+    connection: Connection,
+    publisher: Channel,
+    generation: u64,
+}
+
+/// A connection to RabbitMQ that comes back after the broker goes away.
+pub struct Broker {
+    config: BrokerConfig,
+    link: Mutex<Option<Arc<Link>>>,
+    generation: std::sync::atomic::AtomicU64,
+    shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("address", &redact(&self.config.url))
+            .field("namespace", &self.config.namespace)
+            .finish()
+    }
+}
+
+/// The URL without user and password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl Broker {
+    /// Connects and declares the topology, trying for `connect_timeout_secs` before failing.
+    pub async fn connect(config: BrokerConfig, shutdown: Shutdown) -> Result<Arc<Self>, BrokerError> {
+        let broker = Arc::new(Self {
+            config,
+            link: Mutex::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            shutdown,
+        });
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(broker.config.connect_timeout_secs);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match broker.open_link().await {
+                Ok(link) => {
+                    *broker.link.lock().await = Some(link);
+                    info!(address = %redact(&broker.config.url), namespace = %broker.config.namespace, "connected to rabbitmq");
+                    return Ok(broker);
+                }
+                Err(source) if tokio::time::Instant::now() >= deadline => {
+                    return Err(BrokerError::Unreachable {
+                        address: redact(&broker.config.url),
+                        source,
+                    });
+                }
+                Err(error) => {
+                    warn!(%error, "rabbitmq not reachable yet, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// The full name of a queue.
+    pub fn queue_name(&self, queue: Queue) -> String {
+        format!("{}.{}", self.config.namespace, queue.suffix())
+    }
+
+    async fn open_link(&self) -> Result<Arc<Link>, lapin::Error> {
+        let connection = Connection::connect(
+            &self.config.url,
+            ConnectionProperties::default()
+                .with_connection_name(LongString::from(format!("filedrop-{}", std::process::id()))),
+        )
+        .await?;
+        let publisher = connection.create_channel().await?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        self.declare_topology(&publisher).await?;
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        Ok(Arc::new(Link {
+            connection,
+            publisher,
+            generation,
+        }))
+    }
+
+    async fn declare_topology(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let ns = &self.config.namespace;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let dead_letter = format!("{ns}.dead-letter");
+        channel
+            .exchange_declare(dead_letter.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .await?;
+        declare_quorum_queue(channel, &dead_letter, None).await?;
+        channel
+            .queue_bind(dead_letter.as_str().into(), dead_letter.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        for exchange in ["tasks", "events"] {
+            channel
+                .exchange_declare(format!("{ns}.{exchange}").as_str().into(), ExchangeKind::Direct, durable, FieldTable::default())
+                .await?;
+        }
+        for queue in [Queue::Encode, Queue::Upload, Queue::Finalize, Queue::Events] {
+            let name = self.queue_name(queue);
+            declare_quorum_queue(channel, &name, Some(&dead_letter)).await?;
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    format!("{ns}.{}", queue.exchange_suffix()).as_str().into(),
+                    queue.suffix().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The current link, or a new one if the connection is gone. Reconnects with backoff until
+    /// it succeeds or the process shuts down.
+    async fn current_link(&self, broken: Option<u64>) -> Result<Arc<Link>, BrokerError> {
+        let mut guard = self.link.lock().await;
+        if let Some(link) = guard.as_ref() {
+            let is_broken = broken == Some(link.generation) || !link.connection.status().connected();
+            if !is_broken {
+                return Ok(link.clone());
+            }
+            warn!(address = %redact(&self.config.url), "rabbitmq connection lost, reconnecting");
+        }
+        *guard = None;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if self.shutdown.is_raised() {
+                return Err(BrokerError::ShuttingDown);
+            }
+            match self.open_link().await {
+                Ok(link) => {
+                    info!(generation = link.generation, "reconnected to rabbitmq");
+                    *guard = Some(link.clone());
+                    return Ok(link);
+                }
+                Err(error) => {
+                    warn!(%error, retry_in_ms = backoff.as_millis() as u64, "rabbitmq reconnection failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.wait() => return Err(BrokerError::ShuttingDown),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Publishes `message` to `queue` and waits for the broker to confirm it. Reconnects and
+    /// tries again when the connection is lost.
+    pub async fn publish<M: prost::Message + prost::Name>(
+        &self,
+        queue: Queue,
+        message: &M,
+    ) -> Result<(), BrokerError> {
+        let payload = message.encode_to_vec();
+        let exchange = format!("{}.{}", self.config.namespace, queue.exchange_suffix());
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(ShortString::from("application/x-protobuf"))
+            .with_type(ShortString::from(M::full_name()));
+        let mut broken = None;
+        for attempt in 1.. {
+            let link = self.current_link(broken).await?;
+            let published = async {
+                link.publisher
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        queue.suffix().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &payload,
+                        properties.clone(),
+                    )
+                    .await?
+                    .await
+            }
+            .await;
+            match published {
+                Ok(Confirmation::Ack(None)) => return Ok(()),
+                Ok(_) => return Err(BrokerError::NotConfirmed(self.queue_name(queue))),
+                Err(error) if attempt < 20 => {
+                    warn!(%error, attempt, queue = %self.queue_name(queue), "publish failed, retrying after reconnecting");
+                    broken = Some(link.generation);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Consumes `queue` until shutdown: at most `prefetch` messages are handled at once, each
+    /// acked, retried or rejected as `handle` says. Survives broker restarts. On shutdown,
+    /// stops taking messages and lets the ones in hand finish.
+    pub async fn consume<F, Fut>(
+        self: &Arc<Self>,
+        queue: Queue,
+        prefetch: u16,
+        handle: F,
+    ) -> Result<(), BrokerError>
+    where
+        F: Fn(Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send,
+    {
+        let name = self.queue_name(queue);
+        let mut broken = None;
+        while !self.shutdown.is_raised() {
+            let link = match self.current_link(broken).await {
+                Ok(link) => link,
+                Err(BrokerError::ShuttingDown) => break,
+                Err(error) => return Err(error),
+            };
+            let consumed = self.consume_on(&link, &name, prefetch, handle.clone()).await;
+            if self.shutdown.is_raised() {
+                break;
+            }
+            match consumed {
+                Ok(()) => warn!(queue = %name, "consumer stream ended, reconnecting"),
+                Err(error) => warn!(queue = %name, %error, "consumer failed, reconnecting"),
+            }
+            broken = Some(link.generation);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        info!(queue = %name, "consumer stopped");
+        Ok(())
+    }
+
+    async fn consume_on<F, Fut>(
+        &self,
+        link: &Link,
+        name: &str,
+        prefetch: u16,
+        handle: F,
+    ) -> Result<(), lapin::Error>
+    where
+        F: Fn(Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send,
+    {
+        let channel = link.connection.create_channel().await?;
+        channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        let consumer = channel
+            .basic_consume(
+                name.into(),
+                format!("filedrop-{}-{name}", std::process::id()).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let failed: Arc<std::sync::Mutex<Option<lapin::Error>>> = Arc::default();
+        let shutdown = self.shutdown.clone();
+        consumer
+            .take_until(Box::pin(async move { shutdown.wait().await }))
+            .for_each_concurrent(prefetch as usize, |delivery| {
+                let handle = handle.clone();
+                let failed = failed.clone();
+                async move {
+                    let delivery = match delivery {
+                        Ok(delivery) => delivery,
+                        Err(error) => {
+                            failed.lock().expect("not poisoned").get_or_insert(error);
+                            return;
+                        }
+                    };
+                    let outcome = handle(delivery.data.clone()).await;
+                    let settled = match outcome {
+                        Outcome::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
+                        Outcome::Retry => {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            delivery
+                                .acker
+                                .nack(BasicNackOptions {
+                                    requeue: true,
+                                    ..Default::default()
+                                })
+                                .await
+                        }
+                        Outcome::Reject => {
+                            delivery
+                                .acker
+                                .nack(BasicNackOptions {
+                                    requeue: false,
+                                    ..Default::default()
+                                })
+                                .await
+                        }
+                    };
+                    if let Err(error) = settled {
+                        // The channel is gone; the broker redelivers the message.
+                        failed.lock().expect("not poisoned").get_or_insert(error);
+                    }
+                }
+            })
+            .await;
+        let _ = channel.close(200, "consumer stopped".into()).await;
+        match failed.lock().expect("not poisoned").take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        if let Some(link) = self.link.lock().await.take() {
+            let _ = link.connection.close(200, "shutting down".into()).await;
+        }
+    }
+}
+
+async fn declare_quorum_queue(
+    channel: &Channel,
+    name: &str,
+    dead_letter_exchange: Option<&str>,
+) -> Result<(), lapin::Error> {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    if let Some(exchange) = dead_letter_exchange {
+        arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(exchange.into()));
+        arguments.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+    }
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_credentials_from_urls() {
+        assert_eq!(redact("amqp://guest:pa@ss@127.0.0.1:5672/%2f"), "amqp://127.0.0.1:5672/%2f");
+        assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
+}
