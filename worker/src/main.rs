@@ -1,1 +1,28 @@
-fn main() {}
+//! `filedrop-worker`: parse the configuration, start logs, run the roles until SIGTERM.
+
+use clap::Parser;
+use filedrop_worker::config::WorkerConfig;
+use std::path::PathBuf;
+
+/// A filedrop worker (encode and/or upload roles).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Configuration file (TOML); `FILEDROP_*` environment variables override it.
+    #[arg(long, env = "FILEDROP_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config: WorkerConfig = filedrop_runtime::settings::load(args.config.as_deref())?;
+    filedrop_runtime::telemetry::init(&config.log);
+    let (trigger, shutdown) = filedrop_runtime::shutdown::channel();
+    trigger.raise_on_signals();
+    if let Err(error) = filedrop_worker::run(config, shutdown).await {
+        tracing::error!(error = %format!("{error:#}"), "worker failed");
+        return Err(error);
+    }
+    Ok(())
+}

@@ -22,11 +22,11 @@
 use crate::settings::BrokerConfig;
 use crate::shutdown::Shutdown;
 use futures::StreamExt;
+use lapin::Confirmation;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::future::Future;
@@ -134,22 +134,27 @@ impl std::fmt::Debug for Broker {
 /// The URL without user and password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
 
 impl Broker {
     /// Connects and declares the topology, trying for `connect_timeout_secs` before failing.
-    pub async fn connect(config: BrokerConfig, shutdown: Shutdown) -> Result<Arc<Self>, BrokerError> {
+    pub async fn connect(
+        config: BrokerConfig,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Self>, BrokerError> {
         let broker = Arc::new(Self {
             config,
             link: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
             shutdown,
         });
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_secs(broker.config.connect_timeout_secs);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(broker.config.connect_timeout_secs);
         let mut backoff = Duration::from_millis(200);
         loop {
             match broker.open_link().await {
@@ -186,7 +191,9 @@ impl Broker {
         )
         .await?;
         let publisher = connection.create_channel().await?;
-        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         self.declare_topology(&publisher).await?;
         let generation = self
             .generation
@@ -207,15 +214,31 @@ impl Broker {
         };
         let dead_letter = format!("{ns}.dead-letter");
         channel
-            .exchange_declare(dead_letter.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default())
+            .exchange_declare(
+                dead_letter.as_str().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
         declare_quorum_queue(channel, &dead_letter, None).await?;
         channel
-            .queue_bind(dead_letter.as_str().into(), dead_letter.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                dead_letter.as_str().into(),
+                dead_letter.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         for exchange in ["tasks", "events"] {
             channel
-                .exchange_declare(format!("{ns}.{exchange}").as_str().into(), ExchangeKind::Direct, durable, FieldTable::default())
+                .exchange_declare(
+                    format!("{ns}.{exchange}").as_str().into(),
+                    ExchangeKind::Direct,
+                    durable,
+                    FieldTable::default(),
+                )
                 .await?;
         }
         for queue in [Queue::Encode, Queue::Upload, Queue::Finalize, Queue::Events] {
@@ -239,7 +262,8 @@ impl Broker {
     async fn current_link(&self, broken: Option<u64>) -> Result<Arc<Link>, BrokerError> {
         let mut guard = self.link.lock().await;
         if let Some(link) = guard.as_ref() {
-            let is_broken = broken == Some(link.generation) || !link.connection.status().connected();
+            let is_broken =
+                broken == Some(link.generation) || !link.connection.status().connected();
             if !is_broken {
                 return Ok(link.clone());
             }
@@ -271,7 +295,7 @@ impl Broker {
 
     /// Publishes `message` to `queue` and waits for the broker to confirm it. Reconnects and
     /// tries again when the connection is lost.
-    pub async fn publish<M: prost::Message + prost::Name>(
+    pub async fn publish<M: prost::Message>(
         &self,
         queue: Queue,
         message: &M,
@@ -281,7 +305,7 @@ impl Broker {
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type(ShortString::from("application/x-protobuf"))
-            .with_type(ShortString::from(M::full_name()));
+            .with_type(ShortString::from(std::any::type_name::<M>()));
         let mut broken = None;
         for attempt in 1.. {
             let link = self.current_link(broken).await?;
@@ -335,7 +359,9 @@ impl Broker {
                 Err(BrokerError::ShuttingDown) => break,
                 Err(error) => return Err(error),
             };
-            let consumed = self.consume_on(&link, &name, prefetch, handle.clone()).await;
+            let consumed = self
+                .consume_on(&link, &name, prefetch, handle.clone())
+                .await;
             if self.shutdown.is_raised() {
                 break;
             }
@@ -362,11 +388,15 @@ impl Broker {
         Fut: Future<Output = Outcome> + Send,
     {
         let channel = link.connection.create_channel().await?;
-        channel.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
         let consumer = channel
             .basic_consume(
                 name.into(),
-                format!("filedrop-{}-{name}", std::process::id()).as_str().into(),
+                format!("filedrop-{}-{name}", std::process::id())
+                    .as_str()
+                    .into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
             )
@@ -437,10 +467,19 @@ async fn declare_quorum_queue(
     dead_letter_exchange: Option<&str>,
 ) -> Result<(), lapin::Error> {
     let mut arguments = FieldTable::default();
-    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     if let Some(exchange) = dead_letter_exchange {
-        arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(exchange.into()));
-        arguments.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(exchange.into()),
+        );
+        arguments.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
     }
     channel
         .queue_declare(
@@ -461,7 +500,10 @@ mod tests {
 
     #[test]
     fn redacts_credentials_from_urls() {
-        assert_eq!(redact("amqp://guest:pa@ss@127.0.0.1:5672/%2f"), "amqp://127.0.0.1:5672/%2f");
+        assert_eq!(
+            redact("amqp://guest:pa@ss@127.0.0.1:5672/%2f"),
+            "amqp://127.0.0.1:5672/%2f"
+        );
         assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
     }
 }

@@ -1,0 +1,89 @@
+//! The worker's configuration (see `deploy/config/worker.example.toml`).
+
+use filedrop_runtime::settings::{BrokerConfig, LogConfig, SecretsConfig, StagingConfig};
+use serde::Deserialize;
+
+/// A role a worker process takes.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Encode segments into blocks.
+    Encode,
+    /// Upload files and write success markers.
+    Upload,
+}
+
+/// The whole configuration of a worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// The roles this process takes.
+    pub roles: Vec<Role>,
+    /// The encode role.
+    pub encode: EncodeConfig,
+    /// The upload role.
+    pub upload: UploadConfig,
+    /// RabbitMQ.
+    pub broker: BrokerConfig,
+    /// The staging store.
+    pub staging: StagingConfig,
+    /// The key that opens sealed destinations.
+    pub secrets: SecretsConfig,
+    /// Logs.
+    pub log: LogConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            roles: vec![Role::Encode, Role::Upload],
+            encode: EncodeConfig::default(),
+            upload: UploadConfig::default(),
+            broker: BrokerConfig::default(),
+            staging: StagingConfig::default(),
+            secrets: SecretsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The encode role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncodeConfig {
+    /// Segments encoded at once (and the queue prefetch).
+    pub concurrency: u16,
+}
+
+impl Default for EncodeConfig {
+    fn default() -> Self {
+        Self { concurrency: 2 }
+    }
+}
+
+/// The upload role.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Files uploaded at once (and the queue prefetch).
+    pub concurrency: u16,
+    /// Multipart part size in MiB, at least 5; raised for files that would need more than
+    /// 10,000 parts.
+    pub part_size_mib: usize,
+    /// Parts of one file uploaded at once.
+    pub parts_in_flight: usize,
+    /// Attempts of a whole file upload when the destination fails in a transient way (on top of
+    /// the SDK's own retries of each call).
+    pub attempts: u32,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            part_size_mib: 8,
+            parts_in_flight: 4,
+            attempts: 3,
+        }
+    }
+}

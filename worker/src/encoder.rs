@@ -1,0 +1,119 @@
+//! The encode role: one staged segment into one block.
+
+use crate::{Context, report};
+use bytes::Bytes;
+use filedrop_core::failure::RunFailure;
+use filedrop_formats::format::OutputFormat;
+use filedrop_proto::jobs::v1::{EncodeTask, Encoding, SegmentEncoded, worker_event};
+use filedrop_proto::v1::FileFormat;
+use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
+use filedrop_runtime::staging::StagingError;
+use prost::Message;
+use tracing::{debug, info, warn};
+
+/// Consumes encode tasks until shutdown.
+pub async fn run(context: Context) -> Result<(), BrokerError> {
+    let prefetch = context.config.encode.concurrency;
+    let broker = context.broker.clone();
+    broker
+        .consume(Queue::Encode, prefetch, move |payload| {
+            let context = context.clone();
+            async move { handle(&context, &payload).await }
+        })
+        .await
+}
+
+/// The output format of an `Encoding`.
+pub fn output_format(encoding: Option<&Encoding>) -> Result<OutputFormat, RunFailure> {
+    let encoding = encoding.ok_or_else(|| RunFailure::internal("task without an encoding"))?;
+    match FileFormat::try_from(encoding.format) {
+        Ok(FileFormat::Csv) => Ok(OutputFormat::Csv {
+            header: encoding.csv.map(|csv| csv.header).unwrap_or(true),
+        }),
+        Ok(FileFormat::Parquet) => Ok(OutputFormat::Parquet),
+        _ => Err(RunFailure::internal(format!(
+            "task with unknown file format {}",
+            encoding.format
+        ))),
+    }
+}
+
+async fn handle(context: &Context, payload: &[u8]) -> Outcome {
+    let task = match EncodeTask::decode(payload) {
+        Ok(task) => task,
+        Err(error) => {
+            warn!(%error, "undecodable encode task, dead-lettering it");
+            return Outcome::Reject;
+        }
+    };
+    let run_id = task.run_id.clone();
+    let format = match output_format(task.encoding.as_ref()) {
+        Ok(format) => format,
+        Err(failure) => return report::fail(context, &run_id, failure).await,
+    };
+    let segment = match context.staging.get(&task.segment_key).await {
+        Ok(segment) => segment,
+        Err(StagingError::NotFound { .. }) => {
+            // The run's staging is gone: it ended (failed or cancelled) while this waited.
+            info!(
+                run_id,
+                segment = task.segment_index,
+                "segment gone, run ended; dropping task"
+            );
+            return Outcome::Ack;
+        }
+        Err(error) => {
+            warn!(run_id, %error, "staging read failed, will retry");
+            return Outcome::Retry;
+        }
+    };
+    let encoded = tokio::task::spawn_blocking(move || encode(format, segment)).await;
+    let block = match encoded {
+        Ok(Ok(block)) => block,
+        Ok(Err(error)) => {
+            return report::fail(
+                context,
+                &run_id,
+                RunFailure::internal(format!(
+                    "segment {} could not be encoded: {error}",
+                    task.segment_index
+                )),
+            )
+            .await;
+        }
+        Err(join) => {
+            return report::fail(
+                context,
+                &run_id,
+                RunFailure::internal(format!("encoder crashed: {join}")),
+            )
+            .await;
+        }
+    };
+    let block_size = block.len() as u64;
+    if let Err(error) = context.staging.put(&task.block_key, block).await {
+        warn!(run_id, %error, "staging write failed, will retry");
+        return Outcome::Retry;
+    }
+    debug!(
+        run_id,
+        segment = task.segment_index,
+        rows = task.row_count,
+        block_size,
+        "segment encoded"
+    );
+    report::publish(
+        context,
+        &run_id,
+        worker_event::Event::SegmentEncoded(SegmentEncoded {
+            segment_index: task.segment_index,
+            block_size,
+        }),
+    )
+    .await
+}
+
+fn encode(format: OutputFormat, segment: Bytes) -> Result<Bytes, filedrop_formats::FormatError> {
+    let (schema, batches) = filedrop_formats::segment::read_segment(segment)?;
+    filedrop_formats::encode::encode_block(format, &schema, &batches)
+}

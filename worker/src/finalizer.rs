@@ -1,0 +1,91 @@
+//! The finalize step: check every file of the run, abort uploads a stopped worker abandoned,
+//! then write the success marker — last.
+
+use crate::uploader::{open_destination, with_attempts};
+use crate::{Context, report};
+use filedrop_core::failure::RunFailure;
+use filedrop_proto::jobs::v1::{FinalizeTask, RunFinalized, worker_event};
+use filedrop_proto::v1::ErrorCode;
+use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
+use filedrop_s3::S3Failure;
+use filedrop_s3::client::{ClientLimits, client_for};
+use filedrop_s3::objects::{abort_open_uploads, object_size, put_small_object};
+use prost::Message;
+use std::collections::HashSet;
+use tracing::{info, warn};
+
+/// Consumes finalize tasks until shutdown.
+pub async fn run(context: Context) -> Result<(), BrokerError> {
+    let broker = context.broker.clone();
+    broker
+        .consume(Queue::Finalize, 1, move |payload| {
+            let context = context.clone();
+            async move { handle(&context, &payload).await }
+        })
+        .await
+}
+
+async fn handle(context: &Context, payload: &[u8]) -> Outcome {
+    let task = match FinalizeTask::decode(payload) {
+        Ok(task) => task,
+        Err(error) => {
+            warn!(%error, "undecodable finalize task, dead-lettering it");
+            return Outcome::Reject;
+        }
+    };
+    let run_id = task.run_id.clone();
+    let destination = match open_destination(context, &task.sealed_destination) {
+        Ok(destination) => destination,
+        Err(failure) => return report::fail(context, &run_id, failure).await,
+    };
+    let client = client_for(&destination, &ClientLimits::default());
+    let bucket = destination.bucket.as_str();
+    let result = with_attempts(
+        context.config.upload.attempts,
+        |f: &S3Failure| f.retryable,
+        || async {
+            for file in &task.files {
+                let size = object_size(&client, bucket, &file.object_key).await?;
+                if size != Some(file.size) {
+                    return Err(S3Failure {
+                        failure: RunFailure::new(
+                            ErrorCode::Internal,
+                            format!(
+                                "s3://{bucket}/{} is {} where {} bytes were delivered; something \
+                             else writes there — retry the run",
+                                file.object_key,
+                                size.map_or("missing".to_owned(), |s| format!("{s} bytes")),
+                                file.size
+                            ),
+                        ),
+                        retryable: false,
+                    });
+                }
+            }
+            let keys: HashSet<String> = task.files.iter().map(|f| f.object_key.clone()).collect();
+            let aborted =
+                abort_open_uploads(&client, bucket, &task.destination_prefix, &keys).await?;
+            if aborted > 0 {
+                info!(run_id, aborted, "aborted abandoned multipart uploads");
+            }
+            if !task.marker_key.is_empty() {
+                put_small_object(&client, bucket, &task.marker_key, "text/plain", Vec::new())
+                    .await?;
+            }
+            Ok(())
+        },
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            info!(run_id, marker = %task.marker_key, files = task.files.len(), "run finalized");
+            report::publish(
+                context,
+                &run_id,
+                worker_event::Event::RunFinalized(RunFinalized {}),
+            )
+            .await
+        }
+        Err(failure) => report::fail(context, &run_id, failure.failure).await,
+    }
+}

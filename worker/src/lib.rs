@@ -1,0 +1,75 @@
+//! The filedrop worker: one binary with two roles that scale apart.
+//!
+//! - **encode**: a staged Arrow segment → an encoded block in staging → `SegmentEncoded`.
+//! - **upload**: a file's blocks → the delivered object (multipart) → `FileUploaded`; and the
+//!   finalize step: every file checked present → abandoned uploads aborted → success marker →
+//!   `RunFinalized`.
+//!
+//! Every task may arrive twice: keys are deterministic, so doing it again gives the same
+//! result. A task that cannot succeed reports `TaskFailed` (which fails the run) and is
+//! dead-lettered.
+//!
+//! # Layout
+//! - [`config`]: the worker's configuration.
+//! - [`encoder`]: the encode role.
+//! - [`uploader`]: the upload role (files).
+//! - [`finalizer`]: the finalize step (success marker).
+//! - [`report`]: publishing worker events, and the outcome of a failed task.
+
+pub mod config;
+pub mod encoder;
+pub mod finalizer;
+pub mod report;
+pub mod uploader;
+
+use config::{Role, WorkerConfig};
+use filedrop_runtime::broker::Broker;
+use filedrop_runtime::secrets::SecretBox;
+use filedrop_runtime::shutdown::Shutdown;
+use filedrop_runtime::staging::Staging;
+use std::sync::Arc;
+
+/// What every handler needs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The broker, for events.
+    pub broker: Arc<Broker>,
+    /// The staging store.
+    pub staging: Staging,
+    /// Opens sealed destinations.
+    pub secrets: SecretBox,
+    /// The configuration.
+    pub config: Arc<WorkerConfig>,
+}
+
+/// Runs the configured roles until `shutdown` is raised and in-flight tasks are done.
+pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let staging = Staging::local(&config.staging.dir)?;
+    let secrets = SecretBox::load_or_create(&config.secrets.key_file)?;
+    let broker = Broker::connect(config.broker.clone(), shutdown.clone()).await?;
+    let context = Context {
+        broker: broker.clone(),
+        staging,
+        secrets,
+        config: Arc::new(config),
+    };
+    let mut roles = tokio::task::JoinSet::new();
+    for role in context.config.roles.clone() {
+        let context = context.clone();
+        match role {
+            Role::Encode => {
+                roles.spawn(encoder::run(context));
+            }
+            Role::Upload => {
+                roles.spawn(uploader::run(context.clone()));
+                roles.spawn(finalizer::run(context));
+            }
+        }
+    }
+    tracing::info!(roles = ?context.config.roles, "worker started");
+    while let Some(result) = roles.join_next().await {
+        result??;
+    }
+    broker.close().await;
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! The upload role: a file's blocks, assembled in order, streamed to the destination.
+
+use crate::encoder::output_format;
+use crate::{Context, report};
+use filedrop_core::failure::RunFailure;
+use filedrop_formats::FormatError;
+use filedrop_formats::format::OutputFormat;
+use filedrop_proto::jobs::v1::{FileUploaded, UploadTask, worker_event};
+use filedrop_proto::v1::S3Destination;
+use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
+use filedrop_runtime::staging::StagingError;
+use filedrop_s3::S3Failure;
+use filedrop_s3::client::{ClientLimits, client_for};
+use filedrop_s3::upload::{PartWriter, UploadError, part_size_for, upload_stream};
+use prost::Message;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Consumes upload tasks until shutdown.
+pub async fn run(context: Context) -> Result<(), BrokerError> {
+    let prefetch = context.config.upload.concurrency;
+    let broker = context.broker.clone();
+    broker
+        .consume(Queue::Upload, prefetch, move |payload| {
+            let context = context.clone();
+            async move { handle(&context, &payload).await }
+        })
+        .await
+}
+
+/// Opens a sealed destination.
+pub fn open_destination(context: &Context, sealed: &[u8]) -> Result<S3Destination, RunFailure> {
+    let plain = context.secrets.open(sealed).map_err(|error| {
+        RunFailure::internal(format!(
+            "{error}; the control plane and the workers must share secrets.key_file"
+        ))
+    })?;
+    S3Destination::decode(plain.as_slice())
+        .map_err(|error| RunFailure::internal(format!("sealed destination is corrupt: {error}")))
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `attempts` transient failures pass.
+pub async fn with_attempts<T, E, F, Fut>(
+    attempts: u32,
+    is_transient: impl Fn(&E) -> bool,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut pause = Duration::from_millis(500);
+    for number in 1..=attempts.max(1) {
+        match attempt().await {
+            Err(failure) if is_transient(&failure) && number < attempts => {
+                warn!(attempt = number, error = %failure, "transient destination failure, retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// What an upload attempt ended with, beyond success.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error(transparent)]
+    Destination(S3Failure),
+    #[error("the run's staging is gone")]
+    RunGone,
+    #[error(transparent)]
+    Internal(RunFailure),
+}
+
+async fn handle(context: &Context, payload: &[u8]) -> Outcome {
+    let task = match UploadTask::decode(payload) {
+        Ok(task) => task,
+        Err(error) => {
+            warn!(%error, "undecodable upload task, dead-lettering it");
+            return Outcome::Reject;
+        }
+    };
+    let run_id = task.run_id.clone();
+    let prepared = output_format(task.encoding.as_ref()).and_then(|format| {
+        let schema = filedrop_formats::segment::schema_from_bytes(&task.arrow_schema)
+            .map_err(|error| RunFailure::internal(format!("task schema is corrupt: {error}")))?;
+        Ok((
+            format,
+            schema,
+            open_destination(context, &task.sealed_destination)?,
+        ))
+    });
+    let (format, schema, destination) = match prepared {
+        Ok(prepared) => prepared,
+        Err(failure) => return report::fail(context, &run_id, failure).await,
+    };
+    let mut estimated_size = 0;
+    for key in &task.block_keys {
+        match context.staging.size(key).await {
+            Ok(size) => estimated_size += size,
+            Err(StagingError::NotFound { .. }) => return run_gone(&task),
+            Err(error) => {
+                warn!(run_id, %error, "staging read failed, will retry");
+                return Outcome::Retry;
+            }
+        }
+    }
+    let config = &context.config.upload;
+    let part_size = part_size_for(config.part_size_mib * 1024 * 1024, estimated_size);
+    let client = client_for(&destination, &ClientLimits::default());
+    let result = with_attempts(
+        config.attempts,
+        |failed| matches!(failed, Failed::Destination(failure) if failure.retryable),
+        || {
+            upload_once(
+                context,
+                &task,
+                &client,
+                &destination,
+                format,
+                &schema,
+                part_size,
+            )
+        },
+    )
+    .await;
+    match result {
+        Ok(size) => {
+            info!(run_id, file = task.file_number, key = %task.object_key, size, "file delivered");
+            report::publish(
+                context,
+                &run_id,
+                worker_event::Event::FileUploaded(FileUploaded {
+                    file_number: task.file_number,
+                    size,
+                }),
+            )
+            .await
+        }
+        Err(Failed::Destination(failure)) => report::fail(context, &run_id, failure.failure).await,
+        Err(Failed::Internal(failure)) => report::fail(context, &run_id, failure).await,
+        Err(Failed::RunGone) => run_gone(&task),
+    }
+}
+
+fn run_gone(task: &UploadTask) -> Outcome {
+    info!(run_id = %task.run_id, file = task.file_number, "blocks gone, run ended; dropping task");
+    Outcome::Ack
+}
+
+/// Assembles the file on a blocking thread while its parts are uploaded.
+async fn upload_once(
+    context: &Context,
+    task: &UploadTask,
+    client: &aws_sdk_s3::Client,
+    destination: &S3Destination,
+    format: OutputFormat,
+    schema: &arrow_schema::SchemaRef,
+    part_size: usize,
+) -> Result<u64, Failed> {
+    let (sender, receiver) = mpsc::channel(1);
+    let staging = context.staging.clone();
+    let block_keys = task.block_keys.clone();
+    let schema = schema.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let assembler = tokio::task::spawn_blocking(move || {
+        let writer = PartWriter::new(part_size, sender);
+        let fetch = |index: usize| {
+            runtime
+                .block_on(staging.get(&block_keys[index]))
+                .map_err(|error| match error {
+                    StagingError::NotFound { .. } => FormatError::Io(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "block gone",
+                    )),
+                    other => FormatError::Io(std::io::Error::other(other)),
+                })
+        };
+        let writer =
+            filedrop_formats::assemble::assemble(format, &schema, block_keys.len(), fetch, writer)?;
+        writer.finish()?;
+        Ok::<(), FormatError>(())
+    });
+    let content_type = match format {
+        OutputFormat::Csv { .. } => "text/csv",
+        OutputFormat::Parquet => "application/vnd.apache.parquet",
+    };
+    let uploaded = upload_stream(
+        client,
+        &destination.bucket,
+        &task.object_key,
+        content_type,
+        receiver,
+        context.config.upload.parts_in_flight,
+    )
+    .await;
+    let assembled = assembler.await;
+    match (uploaded, assembled) {
+        (Ok(object), Ok(Ok(()))) => Ok(object.size),
+        (Err(UploadError::Destination(failure)), _) => Err(Failed::Destination(failure)),
+        (_, Ok(Err(FormatError::Io(error)))) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(Failed::RunGone)
+        }
+        (_, Ok(Err(error))) => Err(Failed::Internal(RunFailure::internal(format!(
+            "file {} could not be assembled: {error}",
+            task.file_number
+        )))),
+        (_, Err(join)) => Err(Failed::Internal(RunFailure::internal(format!(
+            "assembler crashed: {join}"
+        )))),
+        (Err(UploadError::Incomplete), Ok(Ok(()))) => Err(Failed::Internal(RunFailure::internal(
+            "the assembler ended without finishing the file",
+        ))),
+    }
+}
