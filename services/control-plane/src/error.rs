@@ -1,0 +1,32 @@
+//! The one mapping from control-plane errors to `tonic::Status`. Refusals carry the stable
+//! error code in the `filedrop-error-code` metadata key, beside a message naming the field.
+
+use filedrop_proto::v1::ErrorCode;
+use tonic::{Code, Status};
+
+/// Metadata key of the stable error code on refusals.
+pub const ERROR_CODE_KEY: &str = "filedrop-error-code";
+
+/// A refused request: `INVALID_ARGUMENT` with the message and, when known, the error code.
+pub fn invalid_argument(code: ErrorCode, message: impl Into<String>) -> Status {
+    with_code(Status::new(Code::InvalidArgument, message.into()), code)
+}
+
+/// A fault inside the control plane. The detail is logged; the caller learns only that it was
+/// internal (the detail could name paths or hosts).
+pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Status {
+    tracing::error!(%error, context, "internal error");
+    with_code(
+        Status::internal(format!("internal error while {context}; retry the export")),
+        ErrorCode::Internal,
+    )
+}
+
+fn with_code(mut status: Status, code: ErrorCode) -> Status {
+    if code != ErrorCode::Unspecified {
+        if let Ok(value) = code.as_str_name().parse() {
+            status.metadata_mut().insert(ERROR_CODE_KEY, value);
+        }
+    }
+    status
+}

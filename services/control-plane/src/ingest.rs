@@ -1,0 +1,276 @@
+//! Export ingest: an Arrow Flight `DoPut` stream into staged segments and encode tasks.
+//!
+//! 1. The first message's `FlightDescriptor` carries the `ExportRequest`; it is validated
+//!    before any record batch is read.
+//! 2. The schema is checked against the format when it arrives, before a run exists.
+//! 3. Batches are cut into Arrow IPC segments, bounded in rows and bytes and cut at every file
+//!    boundary of a row split, so a segment belongs to exactly one file. Each segment is
+//!    staged, recorded, then announced with an encode task. Awaiting each step back-pressures
+//!    the client: memory stays at about one segment.
+
+use crate::config::IngestConfig;
+use crate::error::{internal, invalid_argument};
+use crate::planner::Planner;
+use crate::store::RunStore;
+use arrow_array::RecordBatch;
+use arrow_flight::FlightData;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_schema::SchemaRef;
+use filedrop_core::export::ExportSpec;
+use filedrop_core::failure::RunFailure;
+use filedrop_core::plan::rows_until_boundary;
+use filedrop_formats::format::OutputFormat;
+use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
+use filedrop_proto::jobs::v1::EncodeTask;
+use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, FileFormat};
+use filedrop_runtime::broker::{Broker, Queue};
+use filedrop_runtime::secrets::SecretBox;
+use filedrop_runtime::staging::{Staging, block_key, segment_key};
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use std::sync::Arc;
+use tonic::{Status, Streaming};
+use tracing::{info, warn};
+
+/// Largest slice of an incoming batch written to a segment at once: keeps the byte limit of a
+/// segment accurate when clients send very large batches.
+const MAX_SLICE_ROWS: usize = 65_536;
+
+/// The ingest side of the control plane.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    /// The run store.
+    pub store: RunStore,
+    /// The broker, for encode tasks.
+    pub broker: Arc<Broker>,
+    /// Where segments are staged.
+    pub staging: Staging,
+    /// Seals the stored request.
+    pub secrets: SecretBox,
+    /// Plans uploads once the stream ends.
+    pub planner: Arc<Planner>,
+    /// Segment limits.
+    pub config: IngestConfig,
+}
+
+/// A run being received.
+struct Receiving<'a> {
+    run_id: String,
+    spec: &'a ExportSpec,
+    schema: SchemaRef,
+    segment: Option<SegmentWriter>,
+    segment_start: u64,
+    segment_count: u64,
+    rows: u64,
+}
+
+impl Ingest {
+    /// Receives one export stream; answers with the run id once every row is staged.
+    pub async fn export(
+        &self,
+        mut stream: Streaming<FlightData>,
+    ) -> Result<ExportAccepted, Status> {
+        let first = stream.message().await?.ok_or_else(|| {
+            invalid_argument(
+                ErrorCode::Unspecified,
+                "the stream is empty: its first message must carry a FlightDescriptor whose \
+                 command is an ExportRequest",
+            )
+        })?;
+        let request = decode_request(&first)?;
+        let spec = ExportSpec::validate(request.clone())
+            .map_err(|invalid| invalid_argument(invalid.code, invalid.to_string()))?;
+        let format = output_format(&spec);
+
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(
+            futures::stream::once(async { Ok(first) }).chain(stream.map_err(FlightError::from)),
+        );
+        let first_batch = batches.try_next().await.map_err(stream_error)?;
+        let schema = batches.schema().cloned().ok_or_else(|| {
+            invalid_argument(ErrorCode::Unspecified, "the stream carries no Arrow schema")
+        })?;
+        format.check_schema(&schema).map_err(|unsupported| {
+            invalid_argument(ErrorCode::UnsupportedType, unsupported.to_string())
+        })?;
+
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let schema_bytes =
+            schema_to_bytes(&schema).map_err(|e| internal("encoding the schema", &e))?;
+        self.store
+            .create_run(
+                &run_id,
+                &self.secrets.seal(&request.encode_to_vec()),
+                &schema_bytes,
+            )
+            .await
+            .map_err(|e| internal("creating the run", &e))?;
+        info!(run_id, bucket = %spec.destination.bucket, prefix = %spec.destination.prefix, "export started");
+
+        let mut receiving = Receiving {
+            run_id: run_id.clone(),
+            spec: &spec,
+            schema,
+            segment: None,
+            segment_start: 0,
+            segment_count: 0,
+            rows: 0,
+        };
+        let received = async {
+            let mut next = first_batch;
+            while let Some(batch) = next {
+                self.receive_batch(&mut receiving, &batch).await?;
+                next = batches.try_next().await.map_err(stream_error)?;
+            }
+            self.flush(&mut receiving).await
+        }
+        .await;
+        if let Err(status) = received {
+            warn!(run_id, error = %status.message(), "export stream failed");
+            let failure = RunFailure::new(
+                ErrorCode::Internal,
+                format!(
+                    "the export stream ended abnormally: {}; send it again",
+                    status.message()
+                ),
+            );
+            if let Err(error) = self.planner.fail_run(&run_id, &failure).await {
+                warn!(run_id, %error, "could not record the failed run");
+            }
+            return Err(status);
+        }
+        self.store
+            .end_stream(&run_id, receiving.rows, receiving.segment_count)
+            .await
+            .map_err(|e| internal("ending the stream", &e))?;
+        info!(
+            run_id,
+            rows = receiving.rows,
+            segments = receiving.segment_count,
+            "export stream received"
+        );
+        self.planner
+            .plan(&run_id)
+            .await
+            .map_err(|e| internal("planning the run", &e))?;
+        Ok(ExportAccepted {
+            run_id,
+            rows: receiving.rows,
+        })
+    }
+
+    async fn receive_batch(
+        &self,
+        run: &mut Receiving<'_>,
+        batch: &RecordBatch,
+    ) -> Result<(), Status> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let in_segment = run.rows - run.segment_start;
+            let room = (self.config.segment_max_rows - in_segment)
+                .min(rows_until_boundary(run.rows, run.spec.rows_per_file).unwrap_or(u64::MAX));
+            let take = (batch.num_rows() - offset)
+                .min(MAX_SLICE_ROWS)
+                .min(room as usize);
+            let slice = batch.slice(offset, take);
+            let writer = match &mut run.segment {
+                Some(writer) => writer,
+                None => run.segment.insert(
+                    SegmentWriter::new(&run.schema)
+                        .map_err(|e| internal("starting a segment", &e))?,
+                ),
+            };
+            writer.write(&slice).map_err(|e| {
+                invalid_argument(
+                    ErrorCode::Unspecified,
+                    format!("a record batch could not be staged: {e}"),
+                )
+            })?;
+            offset += take;
+            run.rows += take as u64;
+            let full = writer.rows() >= self.config.segment_max_rows
+                || writer.size() >= self.config.segment_max_bytes
+                || run
+                    .spec
+                    .rows_per_file
+                    .is_some_and(|rows| run.rows % rows == 0);
+            if full {
+                self.flush(run).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stages the current segment, records it, and publishes its encode task.
+    async fn flush(&self, run: &mut Receiving<'_>) -> Result<(), Status> {
+        let Some(writer) = run.segment.take() else {
+            return Ok(());
+        };
+        let row_count = writer.rows();
+        let bytes = writer
+            .finish()
+            .map_err(|e| internal("finishing a segment", &e))?;
+        let index = run.segment_count;
+        let segment_key = segment_key(&run.run_id, index);
+        self.staging
+            .put(&segment_key, bytes)
+            .await
+            .map_err(|e| internal("staging a segment", &e))?;
+        // Recorded before it is announced, so its `SegmentEncoded` always finds it.
+        self.store
+            .add_segment(&run.run_id, index, run.segment_start, row_count)
+            .await
+            .map_err(|e| internal("recording a segment", &e))?;
+        let task = EncodeTask {
+            run_id: run.run_id.clone(),
+            segment_index: index,
+            segment_key,
+            block_key: block_key(&run.run_id, index),
+            row_offset: run.segment_start,
+            row_count,
+            encoding: Some(run.spec.encoding.clone()),
+        };
+        self.broker
+            .publish(Queue::Encode, &task)
+            .await
+            .map_err(|e| internal("queueing a segment", &e))?;
+        run.segment_count += 1;
+        run.segment_start = run.rows;
+        Ok(())
+    }
+}
+
+fn decode_request(first: &FlightData) -> Result<ExportRequest, Status> {
+    let descriptor = first.flight_descriptor.as_ref().ok_or_else(|| {
+        invalid_argument(
+            ErrorCode::Unspecified,
+            "the first message has no FlightDescriptor: open the DoPut with a descriptor whose \
+             command is an ExportRequest",
+        )
+    })?;
+    ExportRequest::decode(descriptor.cmd.as_ref()).map_err(|error| {
+        invalid_argument(
+            ErrorCode::Unspecified,
+            format!("the FlightDescriptor command is not an ExportRequest: {error}"),
+        )
+    })
+}
+
+fn output_format(spec: &ExportSpec) -> OutputFormat {
+    match spec.encoding.format() {
+        FileFormat::Csv => OutputFormat::Csv {
+            header: spec.encoding.csv.map(|csv| csv.header).unwrap_or(true),
+        },
+        _ => OutputFormat::Parquet,
+    }
+}
+
+fn stream_error(error: FlightError) -> Status {
+    match error {
+        FlightError::Tonic(status) => *status,
+        other => invalid_argument(
+            ErrorCode::Unspecified,
+            format!("the Arrow Flight stream could not be decoded: {other}"),
+        ),
+    }
+}

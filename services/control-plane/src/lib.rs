@@ -1,0 +1,89 @@
+//! The filedrop control plane: it accepts exports over Arrow Flight, stages their rows,
+//! plans the work that workers do through RabbitMQ, and reports runs over gRPC.
+//!
+//! # Layout
+//! - [`config`]: the control plane's configuration.
+//! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
+//! - [`flight`]: the Arrow Flight service (`DoPut`).
+//! - [`runs`]: `RunService` (`GetRun`, `WatchRun`).
+//! - [`planner`]: worker events into upload and finalize tasks, and run outcomes.
+//! - [`store`]: the run store (SQLite, embedded migrations).
+//! - [`error`]: the mapping of errors to gRPC statuses.
+
+pub mod config;
+pub mod error;
+pub mod flight;
+pub mod ingest;
+pub mod planner;
+pub mod runs;
+pub mod store;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use config::ControlPlaneConfig;
+use filedrop_proto::v1::run_service_server::RunServiceServer;
+use filedrop_runtime::broker::Broker;
+use filedrop_runtime::secrets::SecretBox;
+use filedrop_runtime::shutdown::Shutdown;
+use filedrop_runtime::staging::Staging;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+/// Largest gRPC message accepted: one Flight record batch. Larger batches are refused with
+/// `RESOURCE_EXHAUSTED`; clients split them (pyarrow's `write_table(max_chunksize=…)`).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Serves on `listener` until `shutdown` is raised: stops accepting, lets calls in flight end,
+/// stops consuming events, closes the broker connection.
+pub async fn serve(
+    config: ControlPlaneConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let store = store::RunStore::open(&config.run_store.url).await?;
+    let staging = Staging::local(&config.staging.dir)?;
+    let secrets = SecretBox::load_or_create(&config.secrets.key_file)?;
+    let broker = Broker::connect(config.broker.clone(), shutdown.clone()).await?;
+    let planner = Arc::new(planner::Planner::new(
+        store.clone(),
+        broker.clone(),
+        staging.clone(),
+        secrets.clone(),
+    ));
+    let events = tokio::spawn(planner.clone().consume_events());
+    let ingest = ingest::Ingest {
+        store: store.clone(),
+        broker: broker.clone(),
+        staging,
+        secrets,
+        planner,
+        config: config.ingest.clone(),
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<FlightServiceServer<flight::FlightEndpoint>>()
+        .await;
+    health
+        .set_serving::<RunServiceServer<runs::RunEndpoint>>()
+        .await;
+    let flight = FlightServiceServer::new(flight::FlightEndpoint::new(ingest))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let runs = RunServiceServer::new(runs::RunEndpoint::new(store, shutdown.clone()));
+    info!(address = %listener.local_addr()?, "control plane listening");
+    let wait = shutdown.clone();
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(flight)
+        .add_service(runs)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            wait.wait().await
+        })
+        .await?;
+    events.await??;
+    broker.close().await;
+    info!("control plane stopped");
+    Ok(())
+}

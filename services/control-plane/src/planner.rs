@@ -1,0 +1,264 @@
+//! The planner: turns worker events into the next tasks.
+//!
+//! - `SegmentEncoded` → when every segment of a file is encoded and the file can grow no more
+//!   (a later file has begun, or the stream has ended), publish its upload task. Files are
+//!   numbered densely from 1 in stream order.
+//! - `FileUploaded` → when every file is uploaded, publish the finalize task (committing).
+//! - `RunFinalized` → succeeded; staging is deleted.
+//! - `TaskFailed` → failed with the worker's error; staging is deleted.
+//!
+//! Planning runs under one lock per process, reads the run's state from the store each time,
+//! and publishes before recording, so a crash between the two republishes (harmless: tasks
+//! are idempotent) rather than losing a task.
+
+use filedrop_core::export::ExportSpec;
+use filedrop_core::failure::RunFailure;
+use filedrop_core::plan::{file_count, file_number_for};
+use filedrop_proto::jobs::v1::{
+    DeliveredFile, FinalizeTask, UploadTask, WorkerEvent, worker_event,
+};
+use filedrop_proto::v1::{ExportRequest, RunState};
+use filedrop_runtime::broker::{Broker, BrokerError, Outcome, Queue};
+use filedrop_runtime::secrets::SecretBox;
+use filedrop_runtime::staging::{Staging, block_key};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::store::{RunRecord, RunStore, StoreError, is_final};
+
+/// Errors of planning.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// The planner.
+#[derive(Debug)]
+pub struct Planner {
+    store: RunStore,
+    broker: Arc<Broker>,
+    staging: Staging,
+    secrets: SecretBox,
+    lock: Mutex<()>,
+}
+
+impl Planner {
+    /// A planner over the given parts.
+    pub fn new(store: RunStore, broker: Arc<Broker>, staging: Staging, secrets: SecretBox) -> Self {
+        Self {
+            store,
+            broker,
+            staging,
+            secrets,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Consumes worker events until shutdown.
+    pub async fn consume_events(self: Arc<Self>) -> Result<(), BrokerError> {
+        let broker = self.broker.clone();
+        broker
+            .consume(Queue::Events, 16, move |payload| {
+                let planner = self.clone();
+                async move { planner.on_event(&payload).await }
+            })
+            .await
+    }
+
+    async fn on_event(&self, payload: &[u8]) -> Outcome {
+        let event = match WorkerEvent::decode(payload) {
+            Ok(event) => event,
+            Err(error) => {
+                warn!(%error, "undecodable worker event, dead-lettering it");
+                return Outcome::Reject;
+            }
+        };
+        match self.apply(&event).await {
+            Ok(()) => Outcome::Ack,
+            Err(error) => {
+                warn!(run_id = %event.run_id, %error, "event handling failed, will retry");
+                Outcome::Retry
+            }
+        }
+    }
+
+    async fn apply(&self, event: &WorkerEvent) -> Result<(), PlanError> {
+        let run_id = event.run_id.as_str();
+        match &event.event {
+            Some(worker_event::Event::SegmentEncoded(encoded)) => {
+                self.store
+                    .segment_encoded(run_id, encoded.segment_index, encoded.block_size)
+                    .await?;
+                self.plan(run_id).await
+            }
+            Some(worker_event::Event::FileUploaded(uploaded)) => {
+                self.store
+                    .file_uploaded(run_id, uploaded.file_number, uploaded.size)
+                    .await?;
+                self.plan(run_id).await
+            }
+            Some(worker_event::Event::RunFinalized(_)) => {
+                if self
+                    .store
+                    .advance(run_id, RunState::Committing, RunState::Succeeded)
+                    .await?
+                {
+                    info!(run_id, "run succeeded");
+                    self.delete_staging(run_id).await;
+                }
+                Ok(())
+            }
+            Some(worker_event::Event::TaskFailed(failed)) => {
+                let failure = RunFailure {
+                    code: failed.code(),
+                    message: failed.message.clone(),
+                    resolutions: failed.resolutions().collect(),
+                };
+                self.fail_run(run_id, &failure).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Fails a run and deletes its staging.
+    pub async fn fail_run(&self, run_id: &str, failure: &RunFailure) -> Result<(), PlanError> {
+        if self.store.fail(run_id, failure).await? {
+            warn!(run_id, code = ?failure.code, message = %failure.message, "run failed");
+            self.delete_staging(run_id).await;
+        }
+        Ok(())
+    }
+
+    async fn delete_staging(&self, run_id: &str) {
+        if let Err(error) = self.staging.delete_run(run_id).await {
+            warn!(run_id, %error, "could not delete the run's staging");
+        }
+    }
+
+    fn spec_of(&self, run: &RunRecord) -> Result<(ExportSpec, ExportRequest), RunFailure> {
+        let plain = self
+            .secrets
+            .open(&run.sealed_request)
+            .map_err(|error| RunFailure::internal(error.to_string()))?;
+        let request = ExportRequest::decode(plain.as_slice())
+            .map_err(|error| RunFailure::internal(format!("stored request is corrupt: {error}")))?;
+        let spec = ExportSpec::validate(request.clone())
+            .map_err(|invalid| RunFailure::new(invalid.code, invalid.to_string()))?;
+        Ok((spec, request))
+    }
+
+    /// Publishes whatever tasks the run is ready for.
+    pub async fn plan(&self, run_id: &str) -> Result<(), PlanError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let Some(run) = self.store.get_run(run_id).await? else {
+            return Ok(());
+        };
+        if is_final(run.state) {
+            return Ok(());
+        }
+        let (spec, _) = match self.spec_of(&run) {
+            Ok(spec) => spec,
+            Err(failure) => return self.fail_run(run_id, &failure).await,
+        };
+        let now = chrono::DateTime::from_timestamp_millis(run.created_at).unwrap_or_default();
+        let segments = self.store.segments(run_id).await?;
+        let mut files = self.store.files(run_id).await?;
+        let stream_ended =
+            run.segment_count == Some(segments.len() as u64) && run.state != RunState::Receiving;
+
+        let mut by_file: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut encoded: BTreeMap<u64, bool> = BTreeMap::new();
+        for segment in &segments {
+            let number = file_number_for(segment.row_offset, spec.rows_per_file);
+            by_file
+                .entry(number)
+                .or_default()
+                .push(segment.segment_index);
+            *encoded.entry(number).or_insert(true) &= segment.encoded;
+        }
+        let last_started = by_file.keys().next_back().copied().unwrap_or(0);
+        let total_files = stream_ended.then(|| file_count(run.rows, spec.rows_per_file));
+        let sealed_destination = self.secrets.seal(&spec.destination.encode_to_vec());
+
+        for number in 1..=total_files.unwrap_or(last_started) {
+            if files.iter().any(|file| file.file_number == number) {
+                continue;
+            }
+            let closed = stream_ended || number < last_started;
+            if !closed || !encoded.get(&number).copied().unwrap_or(true) {
+                continue;
+            }
+            let object_key = match spec.object_key(run_id, now, number) {
+                Ok(key) => key,
+                Err(failure) => return self.fail_run(run_id, &failure).await,
+            };
+            let task = UploadTask {
+                run_id: run_id.to_owned(),
+                file_number: number,
+                object_key: object_key.clone(),
+                block_keys: by_file
+                    .get(&number)
+                    .into_iter()
+                    .flatten()
+                    .map(|segment| block_key(run_id, *segment))
+                    .collect(),
+                arrow_schema: run.arrow_schema.clone(),
+                encoding: Some(spec.encoding.clone()),
+                sealed_destination: sealed_destination.clone(),
+            };
+            self.broker.publish(Queue::Upload, &task).await?;
+            self.store.add_file(run_id, number, &object_key).await?;
+            info!(run_id, file = number, key = %object_key, "file planned");
+            files = self.store.files(run_id).await?;
+        }
+
+        let Some(total_files) = total_files else {
+            return Ok(());
+        };
+        if files.len() as u64 == total_files {
+            self.store
+                .advance(run_id, RunState::Encoding, RunState::Uploading)
+                .await?;
+        }
+        let all_uploaded = files.len() as u64 == total_files
+            && files.iter().all(|file| file.uploaded_size.is_some());
+        let state = self.store.get_run(run_id).await?.map(|run| run.state);
+        if all_uploaded && state == Some(RunState::Uploading) {
+            let marker_key = match spec.marker_key(run_id, now) {
+                Ok(key) => key.unwrap_or_default(),
+                Err(failure) => return self.fail_run(run_id, &failure).await,
+            };
+            let task = FinalizeTask {
+                run_id: run_id.to_owned(),
+                files: files
+                    .iter()
+                    .map(|file| DeliveredFile {
+                        object_key: file.object_key.clone(),
+                        size: file.uploaded_size.unwrap_or_default(),
+                    })
+                    .collect(),
+                marker_key,
+                sealed_destination,
+                destination_prefix: spec.destination.prefix.clone(),
+            };
+            self.broker.publish(Queue::Finalize, &task).await?;
+            self.store
+                .advance(run_id, RunState::Uploading, RunState::Committing)
+                .await?;
+            info!(
+                run_id,
+                files = files.len(),
+                "every file delivered, committing"
+            );
+        }
+        Ok(())
+    }
+}

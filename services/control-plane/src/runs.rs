@@ -1,0 +1,125 @@
+//! `RunService`: the state of runs, by request or as a stream of changes.
+
+use crate::error::internal;
+use crate::store::{RunRecord, RunStore, is_final};
+use filedrop_proto::v1::run_service_server::RunService;
+use filedrop_proto::v1::{GetRunRequest, GetRunResponse, Run, WatchRunRequest, WatchRunResponse};
+use filedrop_runtime::shutdown::Shutdown;
+use futures::stream::BoxStream;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// How often a watch looks for changes. Watches read the store, so any replica can serve any
+/// run's watch.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The run service.
+#[derive(Debug, Clone)]
+pub struct RunEndpoint {
+    store: RunStore,
+    shutdown: Shutdown,
+}
+
+impl RunEndpoint {
+    /// A run service over `store`; watches end at `shutdown`.
+    pub fn new(store: RunStore, shutdown: Shutdown) -> Self {
+        Self { store, shutdown }
+    }
+
+    async fn load(&self, run_id: &str) -> Result<RunRecord, Status> {
+        self.store
+            .get_run(run_id)
+            .await
+            .map_err(|e| internal("reading the run", &e))?
+            .ok_or_else(|| Status::not_found(format!("run {run_id:?} not found")))
+    }
+}
+
+/// The wire form of a run.
+pub fn to_proto(run: &RunRecord) -> Run {
+    let timestamp = |ms: i64| prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    };
+    Run {
+        run_id: run.run_id.clone(),
+        state: run.state.into(),
+        rows: run.rows,
+        files: run.files,
+        files_uploaded: run.files_uploaded,
+        bytes_uploaded: run.bytes_uploaded,
+        error: run.failure.as_ref().map(|failure| failure.to_proto()),
+        created_at: Some(timestamp(run.created_at)),
+        updated_at: Some(timestamp(run.updated_at)),
+    }
+}
+
+#[tonic::async_trait]
+impl RunService for RunEndpoint {
+    type WatchRunStream = BoxStream<'static, Result<WatchRunResponse, Status>>;
+
+    async fn get_run(
+        &self,
+        request: Request<GetRunRequest>,
+    ) -> Result<Response<GetRunResponse>, Status> {
+        let run = self.load(&request.into_inner().run_id).await?;
+        Ok(Response::new(GetRunResponse {
+            run: Some(to_proto(&run)),
+        }))
+    }
+
+    async fn watch_run(
+        &self,
+        request: Request<WatchRunRequest>,
+    ) -> Result<Response<Self::WatchRunStream>, Status> {
+        let run_id = request.into_inner().run_id;
+        let first = self.load(&run_id).await?;
+        let (sender, receiver) = mpsc::channel(8);
+        let endpoint = self.clone();
+        tokio::spawn(async move {
+            let mut last = to_proto(&first);
+            if sender
+                .send(Ok(WatchRunResponse {
+                    run: Some(last.clone()),
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut state = first.state;
+            while !is_final(state) {
+                tokio::select! {
+                    _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                    _ = endpoint.shutdown.wait() => {
+                        let _ = sender.send(Err(Status::unavailable("the server is shutting down; watch again"))).await;
+                        return;
+                    }
+                    _ = sender.closed() => return,
+                }
+                let run = match endpoint.load(&run_id).await {
+                    Ok(run) => run,
+                    Err(status) => {
+                        let _ = sender.send(Err(status)).await;
+                        return;
+                    }
+                };
+                state = run.state;
+                let current = to_proto(&run);
+                if current != last {
+                    last = current.clone();
+                    if sender
+                        .send(Ok(WatchRunResponse { run: Some(current) }))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}

@@ -1,0 +1,464 @@
+//! The run store: runs, their segments and their files, in SQLite (the embedded default), with
+//! migrations embedded in the binary.
+//!
+//! State changes are conditional updates (`… WHERE state IN (…)`), so a redelivered event or
+//! a second planner can never move a run backwards or twice.
+
+use filedrop_core::failure::RunFailure;
+use filedrop_proto::v1::{ErrorCode, Resolution, RunState};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
+use sqlx::{Row, SqlSafeStr, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Errors of the run store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("run store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("run store migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database directory could not be created.
+    #[error("run store directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A run as stored.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The run id.
+    pub run_id: String,
+    /// Where it is.
+    pub state: RunState,
+    /// The sealed `ExportRequest`.
+    pub sealed_request: Vec<u8>,
+    /// Creation time, Unix ms; also the `now` of filename templates.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+    /// Rows received.
+    pub rows: u64,
+    /// Segments staged, once the stream has ended.
+    pub segment_count: Option<u64>,
+    /// The Arrow schema (IPC).
+    pub arrow_schema: Vec<u8>,
+    /// Files planned.
+    pub files: u64,
+    /// Files uploaded.
+    pub files_uploaded: u64,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Why it failed.
+    pub failure: Option<RunFailure>,
+}
+
+/// A staged segment.
+#[derive(Debug, Clone)]
+pub struct SegmentRecord {
+    /// Its position in the stream.
+    pub segment_index: u64,
+    /// Its first row in the run.
+    pub row_offset: u64,
+    /// Its rows.
+    pub row_count: u64,
+    /// Whether its block is encoded.
+    pub encoded: bool,
+}
+
+/// A planned file.
+#[derive(Debug, Clone)]
+pub struct FileRecord {
+    /// Its number, from 1.
+    pub file_number: u64,
+    /// Its key at the destination.
+    pub object_key: String,
+    /// Its size once uploaded.
+    pub uploaded_size: Option<u64>,
+}
+
+/// The state's stored name.
+pub fn state_name(state: RunState) -> &'static str {
+    match state {
+        RunState::Unspecified => "unspecified",
+        RunState::Receiving => "receiving",
+        RunState::Encoding => "encoding",
+        RunState::Uploading => "uploading",
+        RunState::Committing => "committing",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+    }
+}
+
+fn state_from_name(name: &str) -> RunState {
+    [
+        RunState::Receiving,
+        RunState::Encoding,
+        RunState::Uploading,
+        RunState::Committing,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+    ]
+    .into_iter()
+    .find(|state| state_name(*state) == name)
+    .unwrap_or(RunState::Unspecified)
+}
+
+/// Whether a run in `state` is over.
+pub fn is_final(state: RunState) -> bool {
+    matches!(
+        state,
+        RunState::Succeeded | RunState::Failed | RunState::Cancelled
+    )
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "runs".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_runs.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The run store.
+#[derive(Debug, Clone)]
+pub struct RunStore {
+    pool: SqlitePool,
+}
+
+impl RunStore {
+    /// Opens (creating if missing) the database at `url` and applies migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(parent) = options.get_filename().parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Records a new run, receiving.
+    pub async fn create_run(
+        &self,
+        run_id: &str,
+        sealed_request: &[u8],
+        arrow_schema: &[u8],
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO runs (run_id, state, sealed_request, arrow_schema, created_at, \
+             updated_at) VALUES (?, 'receiving', ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(sealed_request)
+        .bind(arrow_schema)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The run, if it exists.
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT r.*, \
+               (SELECT COUNT(*) FROM files f WHERE f.run_id = r.run_id) AS files, \
+               (SELECT COUNT(*) FROM files f WHERE f.run_id = r.run_id AND f.uploaded = 1) \
+                 AS files_uploaded, \
+               (SELECT COALESCE(SUM(f.size), 0) FROM files f \
+                 WHERE f.run_id = r.run_id AND f.uploaded = 1) AS bytes_uploaded \
+             FROM runs r WHERE r.run_id = ?",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| run_from_row(&row)))
+    }
+
+    /// Records a staged segment.
+    pub async fn add_segment(
+        &self,
+        run_id: &str,
+        segment_index: u64,
+        row_offset: u64,
+        row_count: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO segments (run_id, segment_index, row_offset, row_count) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(segment_index as i64)
+        .bind(row_offset as i64)
+        .bind(row_count as i64)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE runs SET rows = ?, updated_at = ? WHERE run_id = ?")
+            .bind((row_offset + row_count) as i64)
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the end of the stream: receiving → encoding.
+    pub async fn end_stream(
+        &self,
+        run_id: &str,
+        rows: u64,
+        segment_count: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET state = 'encoding', rows = ?, segment_count = ?, updated_at = ? \
+             WHERE run_id = ? AND state = 'receiving'",
+        )
+        .bind(rows as i64)
+        .bind(segment_count as i64)
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records an encoded segment.
+    pub async fn segment_encoded(
+        &self,
+        run_id: &str,
+        segment_index: u64,
+        block_size: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE segments SET encoded = 1, block_size = ? WHERE run_id = ? AND segment_index = ?",
+        )
+        .bind(block_size as i64)
+        .bind(run_id)
+        .bind(segment_index as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The run's segments, in stream order.
+    pub async fn segments(&self, run_id: &str) -> Result<Vec<SegmentRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT segment_index, row_offset, row_count, encoded FROM segments \
+             WHERE run_id = ? ORDER BY segment_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| SegmentRecord {
+                segment_index: row.get::<i64, _>("segment_index") as u64,
+                row_offset: row.get::<i64, _>("row_offset") as u64,
+                row_count: row.get::<i64, _>("row_count") as u64,
+                encoded: row.get::<i64, _>("encoded") == 1,
+            })
+            .collect())
+    }
+
+    /// The run's planned files, by number.
+    pub async fn files(&self, run_id: &str) -> Result<Vec<FileRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT file_number, object_key, uploaded, size FROM files WHERE run_id = ? \
+             ORDER BY file_number",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| FileRecord {
+                file_number: row.get::<i64, _>("file_number") as u64,
+                object_key: row.get("object_key"),
+                uploaded_size: (row.get::<i64, _>("uploaded") == 1)
+                    .then(|| row.get::<Option<i64>, _>("size").unwrap_or(0) as u64),
+            })
+            .collect())
+    }
+
+    /// Records a planned file (its upload task is published).
+    pub async fn add_file(
+        &self,
+        run_id: &str,
+        file_number: u64,
+        object_key: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO files (run_id, file_number, object_key) VALUES (?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(file_number as i64)
+        .bind(object_key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records an uploaded file.
+    pub async fn file_uploaded(
+        &self,
+        run_id: &str,
+        file_number: u64,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE files SET uploaded = 1, size = ? WHERE run_id = ? AND file_number = ?")
+            .bind(size as i64)
+            .bind(run_id)
+            .bind(file_number as i64)
+            .execute(&self.pool)
+            .await?;
+        self.touch(run_id).await
+    }
+
+    async fn touch(&self, run_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET updated_at = ? WHERE run_id = ?")
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the run to `to` if it is in `from`; says whether it moved.
+    pub async fn advance(
+        &self,
+        run_id: &str,
+        from: RunState,
+        to: RunState,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?")
+                .bind(state_name(to))
+                .bind(now_ms())
+                .bind(run_id)
+                .bind(state_name(from))
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Fails the run unless it is already over; says whether it failed now.
+    pub async fn fail(&self, run_id: &str, failure: &RunFailure) -> Result<bool, StoreError> {
+        let resolutions = failure
+            .resolutions
+            .iter()
+            .map(|r| (*r as i32).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let done = sqlx::query(
+            "UPDATE runs SET state = 'failed', error_code = ?, error_message = ?, \
+             error_resolutions = ?, updated_at = ? \
+             WHERE run_id = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')",
+        )
+        .bind(failure.code as i32)
+        .bind(&failure.message)
+        .bind(resolutions)
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn run_from_row(row: &SqliteRow) -> RunRecord {
+    let failure = row
+        .get::<Option<i64>, _>("error_code")
+        .map(|code| RunFailure {
+            code: ErrorCode::try_from(code as i32).unwrap_or(ErrorCode::Internal),
+            message: row
+                .get::<Option<String>, _>("error_message")
+                .unwrap_or_default(),
+            resolutions: row
+                .get::<Option<String>, _>("error_resolutions")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|r| r.parse::<i32>().ok())
+                .filter_map(|r| Resolution::try_from(r).ok())
+                .collect(),
+        });
+    RunRecord {
+        run_id: row.get("run_id"),
+        state: state_from_name(row.get::<&str, _>("state")),
+        sealed_request: row.get("sealed_request"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+        rows: row.get::<i64, _>("rows") as u64,
+        segment_count: row.get::<Option<i64>, _>("segment_count").map(|n| n as u64),
+        arrow_schema: row.get("arrow_schema"),
+        files: row.get::<i64, _>("files") as u64,
+        files_uploaded: row.get::<i64, _>("files_uploaded") as u64,
+        bytes_uploaded: row.get::<i64, _>("bytes_uploaded") as u64,
+        failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_move_forward_only_and_fail_once() {
+        let dir = std::env::temp_dir().join(format!("filedrop-store-{}", std::process::id()));
+        let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
+            .await
+            .unwrap();
+        store.create_run("r1", b"sealed", b"schema").await.unwrap();
+        store.add_segment("r1", 0, 0, 10).await.unwrap();
+        assert!(store.end_stream("r1", 10, 1).await.unwrap());
+        assert!(!store.end_stream("r1", 10, 1).await.unwrap());
+        store.segment_encoded("r1", 0, 99).await.unwrap();
+        assert!(store.segments("r1").await.unwrap()[0].encoded);
+        store.add_file("r1", 1, "k").await.unwrap();
+        store.add_file("r1", 1, "k").await.unwrap();
+        store.file_uploaded("r1", 1, 42).await.unwrap();
+        let run = store.get_run("r1").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                run.state,
+                run.rows,
+                run.files,
+                run.files_uploaded,
+                run.bytes_uploaded
+            ),
+            (RunState::Encoding, 10, 1, 1, 42)
+        );
+        let failure = RunFailure::new(ErrorCode::InvalidCredentials, "fix it");
+        assert!(store.fail("r1", &failure).await.unwrap());
+        assert!(!store.fail("r1", &failure).await.unwrap());
+        assert!(
+            !store
+                .advance("r1", RunState::Encoding, RunState::Uploading)
+                .await
+                .unwrap()
+        );
+        let run = store.get_run("r1").await.unwrap().unwrap();
+        assert_eq!(run.state, RunState::Failed);
+        assert_eq!(run.failure, Some(failure));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
