@@ -9,14 +9,14 @@ use std::path::PathBuf;
 #[command(version)]
 struct Args {
     /// Configuration file (TOML); `FILEDROP_*` environment variables override it.
-    #[arg(long, env = "FILEDROP_CONFIG")]
+    #[arg(long)]
     config: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: WorkerConfig = filedrop_runtime::settings::load(args.config.as_deref())?;
+    let config: WorkerConfig = filedrop_runtime::settings::load(args.config.as_deref(), &["roles"])?;
     filedrop_runtime::telemetry::init(&config.log);
     let (trigger, shutdown) = filedrop_runtime::shutdown::channel();
     trigger.raise_on_signals();

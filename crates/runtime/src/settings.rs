@@ -1,28 +1,58 @@
-//! Configuration: one struct per binary, read from a TOML file plus environment variables
-//! (`FILEDROP_<SECTION>__<FIELD>`, e.g. `FILEDROP_BROKER__URL`), which win over the file.
+//! Configuration: one struct per binary, read from a TOML file plus environment variables,
+//! which win over the file: `FILEDROP_<SECTION>__<FIELD>` (e.g. `FILEDROP_BROKER__URL`) and
+//! `FILEDROP_<TOP_LEVEL_FIELD>` for the top-level fields a binary names (e.g.
+//! `FILEDROP_LISTEN_ADDR`). Other `FILEDROP_*` variables belong to tools and are ignored, so
+//! that unknown fields can still be refused (`deny_unknown_fields`) to catch typos.
 //! The sections below are shared by every binary; each has defaults that work on one machine.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Loads `T` from `file` (if given) and the environment.
-pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, config::ConfigError> {
+/// The prefix of configuration variables.
+const ENV_PREFIX: &str = "FILEDROP_";
+
+/// Loads `T` from `file` (if given) and the environment. `top_level` names the top-level
+/// scalar fields that may come from `FILEDROP_<FIELD>`; list fields among them (`roles`) are
+/// comma-separated.
+pub fn load<T: DeserializeOwned>(
+    file: Option<&Path>,
+    top_level: &[&str],
+) -> Result<T, config::ConfigError> {
+    load_from(file, top_level, std::env::vars())
+}
+
+/// [`load`] with the environment given, for tests.
+pub fn load_from<T: DeserializeOwned>(
+    file: Option<&Path>,
+    top_level: &[&str],
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, config::ConfigError> {
     let mut builder = config::Config::builder();
     if let Some(file) = file {
         builder = builder.add_source(config::File::from(file).required(true));
     }
-    builder
-        .add_source(
-            config::Environment::with_prefix("FILEDROP")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("roles"),
-        )
-        .build()?
-        .try_deserialize()
+    let settings: HashMap<String, String> = vars
+        .into_iter()
+        .filter(|(name, _)| {
+            name.strip_prefix(ENV_PREFIX).is_some_and(|rest| {
+                rest.contains("__") || top_level.contains(&rest.to_ascii_lowercase().as_str())
+            })
+        })
+        .collect();
+    let mut environment = config::Environment::with_prefix("FILEDROP")
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(settings));
+    if top_level.contains(&"roles") {
+        // Without a list key, a list separator would turn every value into a list.
+        environment = environment
+            .list_separator(",")
+            .with_list_parse_key("roles");
+    }
+    builder.add_source(environment).build()?.try_deserialize()
 }
 
 /// The RabbitMQ connection and the names of the topology.
@@ -108,4 +138,62 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct Sample {
+        listen_addr: String,
+        roles: Vec<String>,
+        broker: BrokerConfig,
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn reads_sections_and_named_top_level_fields_and_ignores_tool_variables() {
+        let sample: Sample = load_from(
+            None,
+            &["listen_addr", "roles"],
+            vars(&[
+                ("FILEDROP_BROKER__NAMESPACE", "ns"),
+                ("FILEDROP_BROKER__URL", "amqp://127.0.0.1/%2f"),
+                ("FILEDROP_LISTEN_ADDR", "127.0.0.1:1"),
+                ("FILEDROP_ROLES", "encode,upload"),
+                ("FILEDROP_VENV", "/somewhere"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(sample.broker.namespace, "ns");
+        assert_eq!(sample.broker.url, "amqp://127.0.0.1/%2f");
+        assert_eq!(sample.listen_addr, "127.0.0.1:1");
+        assert_eq!(sample.roles, ["encode", "upload"]);
+    }
+
+    #[test]
+    fn values_stay_scalars_without_list_fields() {
+        let broker: BrokerOnly =
+            load_from(None, &[], vars(&[("FILEDROP_BROKER__NAMESPACE", "a,b")])).unwrap();
+        assert_eq!(broker.broker.namespace, "a,b");
+    }
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct BrokerOnly {
+        broker: BrokerConfig,
+    }
+
+    #[test]
+    fn refuses_misspelled_fields() {
+        let error = load_from::<Sample>(None, &[], vars(&[("FILEDROP_BROKER__URLL", "x")]))
+            .unwrap_err();
+        assert!(error.to_string().contains("urll"), "{error}");
+    }
 }

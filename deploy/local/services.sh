@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Local services on loopback: RabbitMQ, the moto S3/STS/IAM server (authentication on) and,
+# on request, s3s-fs. Installs what is missing.
+#
+#   deploy/local/services.sh install           Python tools (virtualenv), RabbitMQ if missing
+#   deploy/local/services.sh start [SERVICE]   rabbitmq and moto (default), or one of
+#                                              rabbitmq | moto | s3s-fs
+#   deploy/local/services.sh stop [SERVICE]
+#   deploy/local/services.sh status
+#
+# moto's credentials (an IAM user allowed s3:*) are written to var/local/moto.env.
+source "$(dirname "$0")/common.sh"
+
+install_python() {
+  local stamp
+  stamp="$(sha256sum "$REQUIREMENTS" | cut -c1-16)"
+  if [[ -f "$VENV/.stamp" && "$(cat "$VENV/.stamp")" == "$stamp" ]]; then
+    return 0
+  fi
+  log "installing Python tools into $VENV (moto, pyarrow, pytest, buf)"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  echo "$stamp" >"$VENV/.stamp"
+}
+
+install_rabbitmq() {
+  if port_open "$AMQP_PORT" || command -v rabbitmq-server >/dev/null || [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]]; then
+    return 0
+  fi
+  log "installing RabbitMQ (Debian package)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+}
+
+start_rabbitmq() {
+  if port_open "$AMQP_PORT"; then
+    log "RabbitMQ already listening on 127.0.0.1:$AMQP_PORT"
+    return 0
+  fi
+  install_rabbitmq
+  log "starting RabbitMQ as an isolated node under $STATE/rabbitmq"
+  local base="$STATE/rabbitmq"
+  mkdir -p "$base/home" "$base/mnesia" "$base/log"
+  local bin=/usr/lib/rabbitmq/bin
+  [[ -x "$bin/rabbitmq-server" ]] || bin="$(dirname "$(command -v rabbitmq-server)")"
+  export HOME="$base/home" RABBITMQ_MNESIA_BASE="$base/mnesia" RABBITMQ_LOG_BASE="$base/log" \
+    RABBITMQ_NODENAME="filedrop@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_PID_FILE="$base/rabbitmq.pid"
+  "$bin/rabbitmq-server" -detached
+  "$bin/rabbitmqctl" -n filedrop@localhost wait --timeout 120 "$base/rabbitmq.pid" >/dev/null
+  wait_port "$AMQP_PORT" 60 RabbitMQ
+}
+
+stop_rabbitmq() {
+  local base="$STATE/rabbitmq"
+  if [[ -f "$base/rabbitmq.pid" ]]; then
+    HOME="$base/home" /usr/lib/rabbitmq/bin/rabbitmqctl -n filedrop@localhost stop >/dev/null 2>&1 || true
+    rm -f "$base/rabbitmq.pid"
+  else
+    log "RabbitMQ was not started by these scripts; leaving it running"
+  fi
+}
+
+start_moto() {
+  install_python
+  if port_open "$MOTO_PORT"; then
+    if [[ -f "$STATE/moto.env" ]]; then
+      log "moto already listening on 127.0.0.1:$MOTO_PORT"
+      return 0
+    fi
+    echo "port $MOTO_PORT is taken by something else; set FILEDROP_MOTO_PORT" >&2
+    return 1
+  fi
+  log "starting moto server on 127.0.0.1:$MOTO_PORT (S3, STS, IAM; authentication on)"
+  nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+  echo $! >"$STATE/moto.pid"
+  wait_port "$MOTO_PORT" 30 moto
+  "$VENV/bin/python" "$ROOT/deploy/local/moto_setup.py" --endpoint "http://127.0.0.1:$MOTO_PORT" \
+    --bucket filedrop-demo --format env >"$STATE/moto.env"
+  log "moto ready: credentials in $STATE/moto.env, bucket filedrop-demo"
+}
+
+start_s3s() {
+  if port_open "$S3S_PORT"; then
+    log "s3s-fs already listening on 127.0.0.1:$S3S_PORT"
+    return 0
+  fi
+  if ! command -v s3s-fs >/dev/null; then
+    log "installing s3s-fs $S3S_VERSION (cargo install, a few minutes)"
+    cargo install --locked s3s-fs --version "$S3S_VERSION" --features binary
+  fi
+  mkdir -p "$STATE/s3s-fs/filedrop-demo"
+  log "starting s3s-fs on 127.0.0.1:$S3S_PORT"
+  nohup s3s-fs --host 127.0.0.1 --port "$S3S_PORT" --access-key filedrop-local \
+    --secret-key filedrop-local-secret "$STATE/s3s-fs" >"$STATE/s3s-fs.log" 2>&1 &
+  echo $! >"$STATE/s3s-fs.pid"
+  wait_port "$S3S_PORT" 30 s3s-fs
+  printf 'S3S_ENDPOINT=http://127.0.0.1:%s\nS3S_ACCESS_KEY_ID=filedrop-local\nS3S_SECRET_ACCESS_KEY=filedrop-local-secret\n' \
+    "$S3S_PORT" >"$STATE/s3s-fs.env"
+}
+
+status() {
+  for entry in "RabbitMQ:$AMQP_PORT" "moto:$MOTO_PORT" "s3s-fs:$S3S_PORT"; do
+    if port_open "${entry#*:}"; then state=up; else state=down; fi
+    printf '%-9s 127.0.0.1:%-6s %s\n' "${entry%%:*}" "${entry#*:}" "$state"
+  done
+}
+
+command="${1:-status}"
+service="${2:-}"
+case "$command" in
+  install) install_python; install_rabbitmq ;;
+  start)
+    case "$service" in
+      "") start_rabbitmq; start_moto ;;
+      rabbitmq) start_rabbitmq ;;
+      moto) start_moto ;;
+      s3s-fs) start_s3s ;;
+      *) echo "unknown service $service" >&2; exit 2 ;;
+    esac ;;
+  stop)
+    case "$service" in
+      "") stop_pidfile "$STATE/moto.pid"; rm -f "$STATE/moto.env"; stop_pidfile "$STATE/s3s-fs.pid" ;;
+      rabbitmq) stop_rabbitmq ;;
+      moto) stop_pidfile "$STATE/moto.pid"; rm -f "$STATE/moto.env" ;;
+      s3s-fs) stop_pidfile "$STATE/s3s-fs.pid" ;;
+      *) echo "unknown service $service" >&2; exit 2 ;;
+    esac ;;
+  status) status ;;
+  *) echo "usage: $0 install|start|stop|status [rabbitmq|moto|s3s-fs]" >&2; exit 2 ;;
+esac

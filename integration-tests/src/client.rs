@@ -1,0 +1,144 @@
+//! Exporting over Arrow Flight and following runs, as a client of filedrop would.
+
+use arrow_array::RecordBatch;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::{FlightClient, FlightDescriptor};
+use filedrop_proto::v1::run_service_client::RunServiceClient;
+use filedrop_proto::v1::{
+    AccessKeyCredential, CsvOptions, ExportAccepted, ExportRequest, FileFormat, GetRunRequest, Run,
+    RunState, S3Destination, Split, SuccessFile, SuccessFileName, WatchRunRequest,
+};
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// An export request to a bucket on `endpoint` with the given key.
+pub fn request(
+    endpoint: &str,
+    bucket: &str,
+    prefix: &str,
+    access_key_id: &str,
+    secret_access_key: &str,
+    format: FileFormat,
+) -> ExportRequest {
+    let extension = if format == FileFormat::Csv { "csv" } else { "parquet" };
+    ExportRequest {
+        destination: Some(S3Destination {
+            endpoint_url: endpoint.to_owned(),
+            region: "us-east-1".to_owned(),
+            force_path_style: true,
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            access_key: Some(AccessKeyCredential {
+                access_key_id: access_key_id.to_owned(),
+                secret_access_key: secret_access_key.to_owned(),
+                session_token: String::new(),
+            }),
+        }),
+        format: format.into(),
+        csv: (format == FileFormat::Csv).then_some(CsvOptions { header: true }),
+        parquet: None,
+        filename_template: format!(
+            "sample-{{{{now|format:'yyyy-MM-dd'}}}}-{{{{run_id}}}}-{{{{file_number}}}}.{extension}"
+        ),
+        split: None,
+        success_file: Some(SuccessFile {
+            enabled: true,
+            name: SuccessFileName::DoneSuffix.into(),
+        }),
+    }
+}
+
+/// The same request, split every `rows` rows.
+pub fn split(mut request: ExportRequest, rows: u64) -> ExportRequest {
+    request.split = Some(Split { rows_per_file: rows });
+    request
+}
+
+async fn channel(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned())
+        .expect("a valid URL")
+        .connect()
+        .await
+        .expect("connecting to the control plane")
+}
+
+/// Streams `batches` to the control plane as one export.
+pub async fn export(
+    url: &str,
+    request: &ExportRequest,
+    batches: Vec<RecordBatch>,
+) -> Result<ExportAccepted, tonic::Status> {
+    let mut client = FlightClient::new(channel(url).await);
+    let descriptor = FlightDescriptor::new_cmd(request.encode_to_vec());
+    let stream = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)));
+    let results: Vec<_> = client
+        .do_put(stream)
+        .await
+        .map_err(status)?
+        .try_collect()
+        .await
+        .map_err(status)?;
+    let result = results.last().expect("DoPut answers with a PutResult");
+    Ok(ExportAccepted::decode(result.app_metadata.as_ref()).expect("ExportAccepted metadata"))
+}
+
+fn status(error: FlightError) -> tonic::Status {
+    match error {
+        FlightError::Tonic(status) => *status,
+        other => tonic::Status::unknown(other.to_string()),
+    }
+}
+
+/// The run's current state.
+pub async fn get_run(url: &str, run_id: &str) -> Run {
+    RunServiceClient::new(channel(url).await)
+        .get_run(GetRunRequest {
+            run_id: run_id.to_owned(),
+        })
+        .await
+        .expect("GetRun")
+        .into_inner()
+        .run
+        .expect("a run")
+}
+
+/// Watches the run until it ends; returns every state seen, in order.
+pub async fn watch_to_end(url: &str, run_id: &str, within: Duration) -> Vec<Run> {
+    let mut stream = RunServiceClient::new(channel(url).await)
+        .watch_run(WatchRunRequest {
+            run_id: run_id.to_owned(),
+        })
+        .await
+        .expect("WatchRun")
+        .into_inner();
+    let mut seen = Vec::new();
+    tokio::time::timeout(within, async {
+        while let Some(update) = stream.next().await {
+            seen.push(update.expect("a watch update").run.expect("a run"));
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("run {run_id} did not end within {within:?}; last: {:?}", seen.last()));
+    seen
+}
+
+/// Waits until the run reaches one of `states`.
+pub async fn wait_for_state(url: &str, run_id: &str, states: &[RunState], within: Duration) -> Run {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let run = get_run(url, run_id).await;
+        if states.contains(&run.state()) {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {run_id} did not reach {states:?} within {within:?}: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,251 @@
+//! A control plane and workers, the real binaries, in their own directory and RabbitMQ
+//! namespace. Dropping the stack stops the processes (SIGTERM, then SIGKILL), deletes the
+//! namespace's queues and exchanges, and prints the processes' logs if the test failed.
+
+use crate::services::{amqp_url, free_port, require_rabbitmq};
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Worker processes (each takes both roles).
+    pub workers: usize,
+    /// Multipart part size, MiB.
+    pub part_size_mib: usize,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            part_size_mib: 5,
+        }
+    }
+}
+
+/// A running control plane and its workers.
+pub struct Stack {
+    /// Working directory: staging, run store, secret key, logs.
+    pub dir: PathBuf,
+    /// RabbitMQ namespace of this stack.
+    pub namespace: String,
+    /// The control plane's port (Flight and gRPC).
+    pub port: u16,
+    options: StackOptions,
+    control_plane: Option<Child>,
+    workers: Vec<Option<Child>>,
+    worker_starts: usize,
+}
+
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binaries live in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins`",
+        path.display()
+    );
+    path
+}
+
+impl Stack {
+    /// Starts a control plane and `options.workers` workers, and waits for the control plane.
+    pub fn start(options: StackOptions) -> Self {
+        require_rabbitmq();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("filedrop-test-{id}"));
+        std::fs::create_dir_all(&dir).expect("creating the stack directory");
+        let port = free_port();
+        let mut stack = Self {
+            dir,
+            namespace: format!("filedrop-test-{id}"),
+            port,
+            options: options.clone(),
+            control_plane: None,
+            workers: Vec::new(),
+            worker_starts: 0,
+        };
+        stack.control_plane = Some(stack.spawn(
+            "filedrop-control-plane",
+            "control-plane.log",
+            &[
+                ("FILEDROP_LISTEN_ADDR", format!("127.0.0.1:{port}")),
+                (
+                    "FILEDROP_RUN_STORE__URL",
+                    format!("sqlite://{}/runs.db", stack.dir.display()),
+                ),
+            ],
+        ));
+        stack.wait_for_control_plane(Duration::from_secs(60));
+        for _ in 0..options.workers {
+            stack.start_worker();
+        }
+        stack
+    }
+
+    /// Waits until the control plane listens; fails at once, with its log, if it exits.
+    fn wait_for_control_plane(&mut self, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let child = self.control_plane.as_mut().expect("started");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the control plane exited ({status}) before listening:\n{}", self.logs());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the control plane did not listen within {within:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The staging directory.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.dir.join("staging")
+    }
+
+    fn spawn(&self, name: &str, log: &str, extra: &[(&str, String)]) -> Child {
+        let log = File::create(self.dir.join(log)).expect("creating a log file");
+        let mut command = Command::new(binary(name));
+        command
+            .current_dir(&self.dir)
+            .env("FILEDROP_BROKER__URL", amqp_url())
+            .env("FILEDROP_BROKER__NAMESPACE", &self.namespace)
+            .env("FILEDROP_STAGING__DIR", self.staging_dir())
+            .env("FILEDROP_SECRETS__KEY_FILE", self.dir.join("secret.key"))
+            .env("FILEDROP_LOG__FILTER", "info")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        command.spawn().unwrap_or_else(|error| panic!("starting {name}: {error}"))
+    }
+
+    /// Starts one more worker; returns its index.
+    pub fn start_worker(&mut self) -> usize {
+        self.worker_starts += 1;
+        let child = self.spawn(
+            "filedrop-worker",
+            &format!("worker-{}.log", self.worker_starts),
+            &[(
+                "FILEDROP_UPLOAD__PART_SIZE_MIB",
+                self.options.part_size_mib.to_string(),
+            )],
+        );
+        self.workers.push(Some(child));
+        self.workers.len() - 1
+    }
+
+    /// Kills a worker at once (SIGKILL), as a crash would.
+    pub fn kill_worker(&mut self, index: usize) {
+        if let Some(mut child) = self.workers[index].take() {
+            child.kill().expect("killing a worker");
+            child.wait().expect("reaping a worker");
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut entries: Vec<_> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().extension().is_some_and(|e| e == "log"))
+            .collect();
+        entries.sort_by_key(|entry| entry.path());
+        for entry in entries {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            out.push_str(&format!(
+                "----- {} (last {} lines) -----\n{}\n",
+                entry.path().display(),
+                tail.len(),
+                tail.join("\n")
+            ));
+        }
+        out
+    }
+}
+
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for child in self.workers.drain(..).flatten() {
+            terminate(child);
+        }
+        if let Some(child) = self.control_plane.take() {
+            terminate(child);
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        let namespace = self.namespace.clone();
+        let _ = std::thread::spawn(move || delete_topology(&namespace)).join();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn delete_topology(namespace: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for cleanup");
+    runtime.block_on(async {
+        let Ok(connection) =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+        else {
+            return;
+        };
+        let Ok(channel) = connection.create_channel().await else {
+            return;
+        };
+        for queue in ["encode", "upload", "finalize", "events", "dead-letter"] {
+            let _ = channel
+                .queue_delete(
+                    format!("{namespace}.{queue}").as_str().into(),
+                    Default::default(),
+                )
+                .await;
+        }
+        for exchange in ["tasks", "events", "dead-letter"] {
+            let _ = channel
+                .exchange_delete(
+                    format!("{namespace}.{exchange}").as_str().into(),
+                    Default::default(),
+                )
+                .await;
+        }
+        let _ = connection.close(200, "cleanup done".into()).await;
+    });
+}

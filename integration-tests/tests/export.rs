@@ -1,0 +1,264 @@
+//! One export, end to end: Arrow Flight in, RabbitMQ between, real workers, a real S3 server
+//! (moto, authentication on) out. Files are read back with the `parquet` and `arrow-csv`
+//! readers and compared with what was sent.
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use filedrop_integration_tests::services::Moto;
+use filedrop_integration_tests::stack::{Stack, StackOptions};
+use filedrop_integration_tests::{client, data, s3};
+use filedrop_proto::v1::{ErrorCode, FileFormat, Run, RunState};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::time::Duration;
+
+const BUCKET: &str = "exports";
+const ROWS: i64 = 1_000_000;
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn read_parquet(bytes: Bytes) -> RecordBatch {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .expect("a Parquet file")
+        .build()
+        .expect("a Parquet reader");
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("reading Parquet");
+    data::concat(&batches)
+}
+
+fn read_csv(bytes: Bytes) -> RecordBatch {
+    let reader = arrow_csv::ReaderBuilder::new(data::schema())
+        .with_header(true)
+        .build(std::io::Cursor::new(bytes))
+        .expect("a CSV reader");
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("reading CSV");
+    data::concat(&batches)
+}
+
+/// The date part of the sample filename template, as the control plane rendered it.
+fn run_date(run: &Run) -> String {
+    let created = run.created_at.as_ref().expect("created_at");
+    let seconds = created.seconds;
+    // Civil date from Unix days (UTC), so the test does not depend on a date crate.
+    let days = seconds.div_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn staged_files(stack: &Stack) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&stack.staging_dir(), &mut files);
+    files
+}
+
+async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[RecordBatch]) {
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    assert_eq!((run.rows, run.files, run.files_uploaded), (ROWS as u64, 4, 4));
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let objects = s3::list(&s3, BUCKET, "").await;
+    let stem = format!("daily/sample-{}-{}-", run_date(run), run.run_id);
+    let mut expected: Vec<String> = (1..=4)
+        .map(|n| format!("{stem}{n:07}.parquet"))
+        .collect();
+    expected.push(format!("{stem}.parquet.DONE"));
+    expected.sort();
+    let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, expected, "exactly four files and one marker");
+
+    let marker = objects.iter().find(|o| o.key.ends_with(".DONE")).unwrap();
+    assert_eq!(marker.size, 0);
+    for object in objects.iter().filter(|o| !o.key.ends_with(".DONE")) {
+        assert!(
+            object.last_modified <= marker.last_modified,
+            "{} was written after the marker",
+            object.key
+        );
+    }
+
+    let mut read = Vec::new();
+    for n in 1..=4 {
+        let file = read_parquet(s3::get(&s3, BUCKET, &format!("{stem}{n:07}.parquet")).await);
+        assert_eq!(file.num_rows(), 250_000, "file {n}");
+        read.push(file);
+    }
+    assert_eq!(data::concat(&read), data::concat(sent), "the files read back equal the input");
+    assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
+    assert_eq!(staged_files(stack), Vec::<std::path::PathBuf>::new(), "staging is cleaned up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_split_by_rows_delivers_four_files_then_the_marker() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let request = client::split(
+        client::request(
+            &moto.endpoint,
+            BUCKET,
+            "daily",
+            &moto.access_key_id,
+            &moto.secret_access_key,
+            FileFormat::Parquet,
+        ),
+        250_000,
+    );
+    let sent = data::table(ROWS, 50_000);
+    let accepted = client::export(&stack.url(), &request, sent.clone())
+        .await
+        .expect("the export is accepted");
+    assert_eq!(accepted.rows, ROWS as u64);
+
+    let states = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let order: Vec<RunState> = states.iter().map(Run::state).collect();
+    assert!(order.windows(2).all(|w| w[0] as i32 <= w[1] as i32), "states only move forward: {order:?}");
+    let run = states.last().unwrap();
+    assert_split_delivery(&moto, &stack, run, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_with_header_reads_back_equal_to_the_input() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let request = client::request(
+        &moto.endpoint,
+        BUCKET,
+        "csv/",
+        &moto.access_key_id,
+        &moto.secret_access_key,
+        FileFormat::Csv,
+    );
+    let sent = data::table(ROWS, 100_000);
+    let accepted = client::export(&stack.url(), &request, sent.clone()).await.expect("accepted");
+    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let objects = s3::list(&s3, BUCKET, "csv/").await;
+    let file = format!("csv/sample-{}-{}-0000001.csv", run_date(&run), run.run_id);
+    let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, [file.clone(), format!("csv/sample-{}-{}-.csv.DONE", run_date(&run), run.run_id)]);
+    assert!(objects[0].size > 5 * 1024 * 1024, "large enough to need a multipart upload");
+    let bytes = s3::get(&s3, BUCKET, &file).await;
+    assert!(bytes.starts_with(b"id,amount,label,created_at,active\n"), "one header row");
+    assert_eq!(read_csv(bytes), data::concat(&sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_bucket_name_is_refused_before_anything_is_written() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let mut request = client::request(
+        &moto.endpoint,
+        "Not_A_Bucket",
+        "",
+        &moto.access_key_id,
+        &moto.secret_access_key,
+        FileFormat::Parquet,
+    );
+    let status = client::export(&stack.url(), &request, data::table(200_000, 10_000))
+        .await
+        .expect_err("an invalid bucket name is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().starts_with("destination.bucket: invalid bucket name"), "{status:?}");
+    assert_eq!(
+        status.metadata().get("filedrop-error-code").and_then(|v| v.to_str().ok()),
+        Some(ErrorCode::InvalidBucketName.as_str_name())
+    );
+    assert_eq!(staged_files(&stack), Vec::<std::path::PathBuf>::new(), "nothing staged");
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert!(s3::list(&s3, BUCKET, "").await.is_empty(), "nothing delivered");
+
+    request.destination.as_mut().unwrap().bucket = BUCKET.to_owned();
+    request.filename_template = "{{unknown}}.parquet".to_owned();
+    let status = client::export(&stack.url(), &request, data::table(10, 10))
+        .await
+        .expect_err("an invalid template is refused");
+    assert!(status.message().starts_with("filename_template: "), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_fails_the_run_with_invalid_credentials_and_leaves_nothing() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let wrong_secret = "wrong-secret-Zq9vX2";
+    let request = client::request(
+        &moto.endpoint,
+        BUCKET,
+        "denied/",
+        &moto.access_key_id,
+        wrong_secret,
+        FileFormat::Csv,
+    );
+    let accepted = client::export(&stack.url(), &request, data::table(300_000, 50_000))
+        .await
+        .expect("the stream is accepted; the credential is checked by the upload");
+    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(run.state(), RunState::Failed, "{run:?}");
+    let error = run.error.as_ref().expect("a failed run has an error");
+    assert_eq!(error.code(), ErrorCode::InvalidCredentials, "{error:?}");
+    assert!(error.message.contains("fix the credential"), "{}", error.message);
+    assert!(!error.message.contains(wrong_secret), "the secret never appears in errors");
+
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert!(s3::list(&s3, BUCKET, "").await.is_empty(), "no object is left");
+    assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new(), "no open upload");
+    for log in std::fs::read_dir(&stack.dir).unwrap().flatten() {
+        if log.path().extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(log.path()).unwrap();
+            assert!(!text.contains(wrong_secret), "{} logs the secret", log.path().display());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_run_and_restarted_still_delivers_every_file_once() {
+    let moto = Moto::start(&[BUCKET]);
+    let mut stack = Stack::start(StackOptions::default());
+    let request = client::split(
+        client::request(
+            &moto.endpoint,
+            BUCKET,
+            "daily",
+            &moto.access_key_id,
+            &moto.secret_access_key,
+            FileFormat::Parquet,
+        ),
+        250_000,
+    );
+    let sent = data::table(ROWS, 50_000);
+    let accepted = client::export(&stack.url(), &request, sent.clone()).await.expect("accepted");
+    stack.kill_worker(0);
+    let before = client::get_run(&stack.url(), &accepted.run_id).await;
+    assert!(
+        matches!(before.state(), RunState::Encoding | RunState::Uploading),
+        "the worker must be stopped mid-run; the run was already {:?}",
+        before.state()
+    );
+    stack.start_worker();
+    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
+        .await
+        .pop()
+        .unwrap();
+    assert_split_delivery(&moto, &stack, &run, &sent).await;
+}
