@@ -152,10 +152,11 @@ async fn csv_with_header_reads_back_equal_to_the_input() {
 
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "csv/").await;
-    let file = format!("csv/sample-{}-{}-0000001.csv", run_date(&run), run.run_id);
+    let stem = format!("csv/sample-{}-{}-", run_date(&run), run.run_id);
+    let file = format!("{stem}0000001.csv");
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-    assert_eq!(keys, [file.clone(), format!("csv/sample-{}-{}-.csv.DONE", run_date(&run), run.run_id)]);
-    assert!(objects[0].size > 5 * 1024 * 1024, "large enough to need a multipart upload");
+    assert_eq!(keys, [format!("{stem}.csv.DONE"), file.clone()], "one file and its marker");
+    assert!(objects[1].size > 5 * 1024 * 1024, "large enough to need a multipart upload");
     let bytes = s3::get(&s3, BUCKET, &file).await;
     assert!(bytes.starts_with(b"id,amount,label,created_at,active\n"), "one header row");
     assert_eq!(read_csv(bytes), data::concat(&sent));
