@@ -1,0 +1,82 @@
+"""Interop with clients nobody here wrote: pyarrow's Flight client sends the export, and
+pyarrow's S3 filesystem reads the delivered Parquet back."""
+
+import datetime
+import os
+import time
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pyarrow.parquet as pq
+from pyarrow import fs
+
+ROWS = 200_000
+
+
+def sample_table() -> pa.Table:
+    labels = [
+        None if i % 9 == 0 else f'name, "quoted"\nline ü ✓ {i}' if i % 3 == 0 else f"plain {i}"
+        for i in range(ROWS)
+    ]
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    return pa.table(
+        {
+            "id": pa.array(range(ROWS), pa.int64()),
+            "amount": pa.array([None if i % 7 == 0 else i * 0.5 for i in range(ROWS)], pa.float64()),
+            "label": pa.array(labels, pa.string()),
+            "created_at": pa.array(
+                [None if i % 13 == 0 else start + datetime.timedelta(seconds=i) for i in range(ROWS)],
+                pa.timestamp("us", tz="UTC"),
+            ),
+        }
+    )
+
+
+def test_pyarrow_flight_export_reads_back_through_pyarrow_s3(stack, filedrop_pb2):
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    table = sample_table()
+    request = filedrop_pb2.ExportRequest(
+        destination=filedrop_pb2.S3Destination(
+            endpoint_url=f"http://{stack['s3_endpoint']}",
+            region="us-east-1",
+            force_path_style=True,
+            bucket=stack["bucket"],
+            prefix="interop/",
+            access_key=filedrop_pb2.AccessKeyCredential(
+                access_key_id=stack["access_key_id"],
+                secret_access_key=stack["secret_access_key"],
+            ),
+        ),
+        format=filedrop_pb2.FILE_FORMAT_PARQUET,
+        filename_template="{{run_id}}.parquet",
+        success_file=filedrop_pb2.SuccessFile(enabled=True),
+    )
+
+    client = flight.connect(stack["flight_url"])
+    descriptor = flight.FlightDescriptor.for_command(request.SerializeToString())
+    writer, reader = client.do_put(descriptor, table.schema)
+    writer.write_table(table, max_chunksize=50_000)
+    writer.done_writing()
+    accepted = filedrop_pb2.ExportAccepted.FromString(reader.read().to_pybytes())
+    writer.close()
+    assert accepted.rows == ROWS
+
+    s3 = fs.S3FileSystem(
+        access_key=stack["access_key_id"],
+        secret_key=stack["secret_access_key"],
+        endpoint_override=stack["s3_endpoint"],
+        scheme="http",
+        region="us-east-1",
+        force_virtual_addressing=False,
+    )
+    data_path = f"{stack['bucket']}/interop/{accepted.run_id}.parquet"
+    marker = f"{data_path}.DONE"
+    # Wait as a downstream sensor would: for the success marker, written last.
+    deadline = time.monotonic() + 300
+    while s3.get_file_info(marker).type != fs.FileType.File:
+        assert time.monotonic() < deadline, f"no success marker at {marker}"
+        time.sleep(0.2)
+
+    delivered = pq.read_table(data_path, filesystem=s3)
+    assert delivered.schema.equals(table.schema), delivered.schema
+    assert delivered.equals(table)
