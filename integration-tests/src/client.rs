@@ -23,7 +23,11 @@ pub fn request(
     secret_access_key: &str,
     format: FileFormat,
 ) -> ExportRequest {
-    let extension = if format == FileFormat::Csv { "csv" } else { "parquet" };
+    let extension = if format == FileFormat::Csv {
+        "csv"
+    } else {
+        "parquet"
+    };
     ExportRequest {
         destination: Some(S3Destination {
             endpoint_url: endpoint.to_owned(),
@@ -53,7 +57,9 @@ pub fn request(
 
 /// The same request, split every `rows` rows.
 pub fn split(mut request: ExportRequest, rows: u64) -> ExportRequest {
-    request.split = Some(Split { rows_per_file: rows });
+    request.split = Some(Split {
+        rows_per_file: rows,
+    });
     request
 }
 
@@ -123,7 +129,12 @@ pub async fn watch_to_end(url: &str, run_id: &str, within: Duration) -> Vec<Run>
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("run {run_id} did not end within {within:?}; last: {:?}", seen.last()));
+    .unwrap_or_else(|_| {
+        panic!(
+            "run {run_id} did not end within {within:?}; last: {:?}",
+            seen.last()
+        )
+    });
     seen
 }
 

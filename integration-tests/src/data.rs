@@ -43,14 +43,17 @@ pub fn batch(start: i64, rows: i64) -> RecordBatch {
     let ids: Vec<i64> = (start..start + rows).collect();
     let amount: Float64Array = ids
         .iter()
-        .map(|i| (i % 7 != 0).then(|| *i as f64 * 1.25 - 1000.5))
+        .map(|i| (i % 7 != 0).then_some(*i as f64 * 1.25 - 1000.5))
         .collect();
     let labels: StringArray = ids.iter().map(|i| label(*i)).collect();
     let created_at: TimestampMicrosecondArray = ids
         .iter()
         .map(|i| (i % 13 != 0).then(|| 1_767_225_600_000_000 + i * 1_000_003))
         .collect();
-    let active: BooleanArray = ids.iter().map(|i| (i % 5 != 0).then_some(i % 2 == 0)).collect();
+    let active: BooleanArray = ids
+        .iter()
+        .map(|i| (i % 5 != 0).then_some(i % 2 == 0))
+        .collect();
     RecordBatch::try_new(
         schema(),
         vec![

@@ -29,7 +29,8 @@ pub fn venv() -> PathBuf {
     let venv = std::env::var_os("FILEDROP_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/filedrop/venv")
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/filedrop/venv")
         });
     if !venv.join("bin/moto_server").exists() {
         panic!(
@@ -52,7 +53,10 @@ pub fn free_port() -> u16 {
 pub fn wait_for_port(port: u16, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port} within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -100,7 +104,10 @@ impl Moto {
             child,
             endpoint,
             access_key_id: credentials["access_key_id"].as_str().unwrap().to_owned(),
-            secret_access_key: credentials["secret_access_key"].as_str().unwrap().to_owned(),
+            secret_access_key: credentials["secret_access_key"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
         }
     }
 }

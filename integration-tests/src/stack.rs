@@ -96,7 +96,10 @@ impl Stack {
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             let child = self.control_plane.as_mut().expect("started");
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the control plane exited ({status}) before listening:\n{}", self.logs());
+                panic!(
+                    "the control plane exited ({status}) before listening:\n{}",
+                    self.logs()
+                );
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -133,7 +136,9 @@ impl Stack {
         for (key, value) in extra {
             command.env(key, value);
         }
-        command.spawn().unwrap_or_else(|error| panic!("starting {name}: {error}"))
+        command
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {name}: {error}"))
     }
 
     /// Starts one more worker; returns its index.

@@ -69,13 +69,14 @@ fn staged_files(stack: &Stack) -> Vec<std::path::PathBuf> {
 
 async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[RecordBatch]) {
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
-    assert_eq!((run.rows, run.files, run.files_uploaded), (ROWS as u64, 4, 4));
+    assert_eq!(
+        (run.rows, run.files, run.files_uploaded),
+        (ROWS as u64, 4, 4)
+    );
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "").await;
     let stem = format!("daily/sample-{}-{}-", run_date(run), run.run_id);
-    let mut expected: Vec<String> = (1..=4)
-        .map(|n| format!("{stem}{n:07}.parquet"))
-        .collect();
+    let mut expected: Vec<String> = (1..=4).map(|n| format!("{stem}{n:07}.parquet")).collect();
     expected.push(format!("{stem}.parquet.DONE"));
     expected.sort();
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
@@ -97,9 +98,17 @@ async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[Re
         assert_eq!(file.num_rows(), 250_000, "file {n}");
         read.push(file);
     }
-    assert_eq!(data::concat(&read), data::concat(sent), "the files read back equal the input");
+    assert_eq!(
+        data::concat(&read),
+        data::concat(sent),
+        "the files read back equal the input"
+    );
     assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
-    assert_eq!(staged_files(stack), Vec::<std::path::PathBuf>::new(), "staging is cleaned up");
+    assert_eq!(
+        staged_files(stack),
+        Vec::<std::path::PathBuf>::new(),
+        "staging is cleaned up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +134,10 @@ async fn parquet_split_by_rows_delivers_four_files_then_the_marker() {
 
     let states = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     let order: Vec<RunState> = states.iter().map(Run::state).collect();
-    assert!(order.windows(2).all(|w| w[0] as i32 <= w[1] as i32), "states only move forward: {order:?}");
+    assert!(
+        order.windows(2).all(|w| w[0] as i32 <= w[1] as i32),
+        "states only move forward: {order:?}"
+    );
     let run = states.last().unwrap();
     assert_split_delivery(&moto, &stack, run, &sent).await;
 }
@@ -143,7 +155,9 @@ async fn csv_with_header_reads_back_equal_to_the_input() {
         FileFormat::Csv,
     );
     let sent = data::table(ROWS, 100_000);
-    let accepted = client::export(&stack.url(), &request, sent.clone()).await.expect("accepted");
+    let accepted = client::export(&stack.url(), &request, sent.clone())
+        .await
+        .expect("accepted");
     let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
         .await
         .pop()
@@ -155,10 +169,20 @@ async fn csv_with_header_reads_back_equal_to_the_input() {
     let stem = format!("csv/sample-{}-{}-", run_date(&run), run.run_id);
     let file = format!("{stem}0000001.csv");
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-    assert_eq!(keys, [format!("{stem}.csv.DONE"), file.clone()], "one file and its marker");
-    assert!(objects[1].size > 5 * 1024 * 1024, "large enough to need a multipart upload");
+    assert_eq!(
+        keys,
+        [format!("{stem}.csv.DONE"), file.clone()],
+        "one file and its marker"
+    );
+    assert!(
+        objects[1].size > 5 * 1024 * 1024,
+        "large enough to need a multipart upload"
+    );
     let bytes = s3::get(&s3, BUCKET, &file).await;
-    assert!(bytes.starts_with(b"id,amount,label,created_at,active\n"), "one header row");
+    assert!(
+        bytes.starts_with(b"id,amount,label,created_at,active\n"),
+        "one header row"
+    );
     assert_eq!(read_csv(bytes), data::concat(&sent));
 }
 
@@ -178,21 +202,39 @@ async fn invalid_bucket_name_is_refused_before_anything_is_written() {
         .await
         .expect_err("an invalid bucket name is refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().starts_with("destination.bucket: invalid bucket name"), "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("destination.bucket: invalid bucket name"),
+        "{status:?}"
+    );
     assert_eq!(
-        status.metadata().get("filedrop-error-code").and_then(|v| v.to_str().ok()),
+        status
+            .metadata()
+            .get("filedrop-error-code")
+            .and_then(|v| v.to_str().ok()),
         Some(ErrorCode::InvalidBucketName.as_str_name())
     );
-    assert_eq!(staged_files(&stack), Vec::<std::path::PathBuf>::new(), "nothing staged");
+    assert_eq!(
+        staged_files(&stack),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing staged"
+    );
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
-    assert!(s3::list(&s3, BUCKET, "").await.is_empty(), "nothing delivered");
+    assert!(
+        s3::list(&s3, BUCKET, "").await.is_empty(),
+        "nothing delivered"
+    );
 
     request.destination.as_mut().unwrap().bucket = BUCKET.to_owned();
     request.filename_template = "{{unknown}}.parquet".to_owned();
     let status = client::export(&stack.url(), &request, data::table(10, 10))
         .await
         .expect_err("an invalid template is refused");
-    assert!(status.message().starts_with("filename_template: "), "{status:?}");
+    assert!(
+        status.message().starts_with("filename_template: "),
+        "{status:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,16 +260,34 @@ async fn wrong_secret_fails_the_run_with_invalid_credentials_and_leaves_nothing(
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
     let error = run.error.as_ref().expect("a failed run has an error");
     assert_eq!(error.code(), ErrorCode::InvalidCredentials, "{error:?}");
-    assert!(error.message.contains("fix the credential"), "{}", error.message);
-    assert!(!error.message.contains(wrong_secret), "the secret never appears in errors");
+    assert!(
+        error.message.contains("fix the credential"),
+        "{}",
+        error.message
+    );
+    assert!(
+        !error.message.contains(wrong_secret),
+        "the secret never appears in errors"
+    );
 
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
-    assert!(s3::list(&s3, BUCKET, "").await.is_empty(), "no object is left");
-    assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new(), "no open upload");
+    assert!(
+        s3::list(&s3, BUCKET, "").await.is_empty(),
+        "no object is left"
+    );
+    assert_eq!(
+        s3::open_uploads(&s3, BUCKET).await,
+        Vec::<String>::new(),
+        "no open upload"
+    );
     for log in std::fs::read_dir(&stack.dir).unwrap().flatten() {
         if log.path().extension().is_some_and(|e| e == "log") {
             let text = std::fs::read_to_string(log.path()).unwrap();
-            assert!(!text.contains(wrong_secret), "{} logs the secret", log.path().display());
+            assert!(
+                !text.contains(wrong_secret),
+                "{} logs the secret",
+                log.path().display()
+            );
         }
     }
 }
@@ -248,7 +308,9 @@ async fn a_worker_killed_mid_run_and_restarted_still_delivers_every_file_once() 
         250_000,
     );
     let sent = data::table(ROWS, 50_000);
-    let accepted = client::export(&stack.url(), &request, sent.clone()).await.expect("accepted");
+    let accepted = client::export(&stack.url(), &request, sent.clone())
+        .await
+        .expect("accepted");
     stack.kill_worker(0);
     let before = client::get_run(&stack.url(), &accepted.run_id).await;
     assert!(

@@ -12,13 +12,19 @@ fn pyarrow_flight_client_and_pyarrow_s3_reader() {
     let output = std::process::Command::new(venv().join("bin/python"))
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(repo_root().join("integration-tests/python"))
-        .env("FILEDROP_INTEROP_FLIGHT_URL", format!("grpc://127.0.0.1:{}", stack.port))
+        .env(
+            "FILEDROP_INTEROP_FLIGHT_URL",
+            format!("grpc://127.0.0.1:{}", stack.port),
+        )
         .env(
             "FILEDROP_INTEROP_S3_ENDPOINT",
             moto.endpoint.trim_start_matches("http://"),
         )
         .env("FILEDROP_INTEROP_ACCESS_KEY_ID", &moto.access_key_id)
-        .env("FILEDROP_INTEROP_SECRET_ACCESS_KEY", &moto.secret_access_key)
+        .env(
+            "FILEDROP_INTEROP_SECRET_ACCESS_KEY",
+            &moto.secret_access_key,
+        )
         .env("FILEDROP_INTEROP_BUCKET", "interop")
         .output()
         .expect("running pytest");

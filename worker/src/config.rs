@@ -87,3 +87,22 @@ impl Default for UploadConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WorkerConfig;
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/config/worker.example.toml"
+        );
+        let example: WorkerConfig =
+            filedrop_runtime::settings::load_from(Some(path.as_ref()), &[], Vec::new()).unwrap();
+        assert_eq!(
+            format!("{example:?}"),
+            format!("{:?}", WorkerConfig::default())
+        );
+    }
+}

@@ -232,10 +232,10 @@ fn validate_destination(
     if destination.region.is_empty() {
         return Err(InvalidRequest::missing("destination.region", "'us-east-1'"));
     }
-    if !destination.endpoint_url.is_empty()
-        && !(destination.endpoint_url.starts_with("http://")
-            || destination.endpoint_url.starts_with("https://"))
-    {
+    let endpoint = destination.endpoint_url.as_str();
+    let endpoint_ok =
+        endpoint.is_empty() || endpoint.starts_with("http://") || endpoint.starts_with("https://");
+    if !endpoint_ok {
         return Err(InvalidRequest::new(
             "destination.endpoint_url",
             ErrorCode::Unspecified,

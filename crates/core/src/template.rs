@@ -181,16 +181,16 @@ fn colon_filters_to_calls(source: &str) -> String {
                     while chars.get(k).is_some_and(|d| d.is_whitespace()) {
                         k += 1;
                     }
-                    if let Some(&quote @ ('\'' | '"')) = chars.get(k) {
-                        if let Some(p) = chars[k + 1..].iter().position(|&d| d == quote) {
-                            let end = k + 1 + p + 1;
-                            out.push_str(&name);
-                            out.push('(');
-                            out.extend(&chars[k..end]);
-                            out.push(')');
-                            i = end;
-                            continue;
-                        }
+                    if let Some(&quote @ ('\'' | '"')) = chars.get(k)
+                        && let Some(p) = chars[k + 1..].iter().position(|&d| d == quote)
+                    {
+                        let end = k + 1 + p + 1;
+                        out.push_str(&name);
+                        out.push('(');
+                        out.extend(&chars[k..end]);
+                        out.push(')');
+                        i = end;
+                        continue;
                     }
                 }
                 out.push_str(&name);

@@ -48,9 +48,7 @@ pub fn load_from<T: DeserializeOwned>(
         .source(Some(settings));
     if top_level.contains(&"roles") {
         // Without a list key, a list separator would turn every value into a list.
-        environment = environment
-            .list_separator(",")
-            .with_list_parse_key("roles");
+        environment = environment.list_separator(",").with_list_parse_key("roles");
     }
     builder.add_source(environment).build()?.try_deserialize()
 }
@@ -153,7 +151,10 @@ mod tests {
     }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -192,8 +193,8 @@ mod tests {
 
     #[test]
     fn refuses_misspelled_fields() {
-        let error = load_from::<Sample>(None, &[], vars(&[("FILEDROP_BROKER__URLL", "x")]))
-            .unwrap_err();
+        let error =
+            load_from::<Sample>(None, &[], vars(&[("FILEDROP_BROKER__URLL", "x")])).unwrap_err();
         assert!(error.to_string().contains("urll"), "{error}");
     }
 }

@@ -23,10 +23,10 @@ pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Status {
 }
 
 fn with_code(mut status: Status, code: ErrorCode) -> Status {
-    if code != ErrorCode::Unspecified {
-        if let Ok(value) = code.as_str_name().parse() {
-            status.metadata_mut().insert(ERROR_CODE_KEY, value);
-        }
+    if code != ErrorCode::Unspecified
+        && let Ok(value) = code.as_str_name().parse()
+    {
+        status.metadata_mut().insert(ERROR_CODE_KEY, value);
     }
     status
 }

@@ -193,7 +193,7 @@ impl Ingest {
                 || run
                     .spec
                     .rows_per_file
-                    .is_some_and(|rows| run.rows % rows == 0);
+                    .is_some_and(|rows| run.rows.is_multiple_of(rows));
             if full {
                 self.flush(run).await?;
             }
@@ -228,7 +228,7 @@ impl Ingest {
             block_key: block_key(&run.run_id, index),
             row_offset: run.segment_start,
             row_count,
-            encoding: Some(run.spec.encoding.clone()),
+            encoding: Some(run.spec.encoding),
         };
         self.broker
             .publish(Queue::Encode, &task)

@@ -16,7 +16,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config: ControlPlaneConfig = filedrop_runtime::settings::load(args.config.as_deref(), &["listen_addr"])?;
+    let config: ControlPlaneConfig =
+        filedrop_runtime::settings::load(args.config.as_deref(), &["listen_addr"])?;
     filedrop_runtime::telemetry::init(&config.log);
     let (trigger, shutdown) = filedrop_runtime::shutdown::channel();
     trigger.raise_on_signals();

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project on this machine, installing and starting what they
+# need first: the Python tools (moto, pyarrow, pytest, buf) and RabbitMQ. The integration tests
+# start their own moto servers and filedrop processes.
+#
+#   bash deploy/local/test.sh
+source "$(dirname "$0")/common.sh"
+cd "$ROOT"
+
+bash deploy/local/services.sh install
+bash deploy/local/services.sh start rabbitmq
+
+log "buf lint"
+"$VENV/bin/buf" lint
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building binaries and tests"
+# The integration tests run the real binaries: build them, in the same profile, first.
+cargo build --workspace --bins --tests --locked
+
+log "cargo nextest run (unit, crate and integration tests, Python interop included)"
+FILEDROP_VENV="$VENV" cargo nextest run --workspace --locked --no-fail-fast
