@@ -12,8 +12,6 @@ mkdir -p "$LOGS"
 # Both binaries share the staging directory and the secret key.
 export FILEDROP_STAGING__DIR="$STATE/staging"
 export FILEDROP_SECRETS__KEY_FILE="$STATE/secret.key"
-export FILEDROP_RUN_STORE__URL="sqlite://$STATE/runs.db"
-export FILEDROP_LISTEN_ADDR="127.0.0.1:$CONTROL_PLANE_PORT"
 
 start() {
   [[ -x "$BIN/filedrop-control-plane" && -x "$BIN/filedrop-worker" ]] || {
@@ -25,7 +23,9 @@ start() {
     return 1
   fi
   log "starting the control plane on 127.0.0.1:$CONTROL_PLANE_PORT and two workers"
-  nohup "$BIN/filedrop-control-plane" --config deploy/config/control-plane.example.toml \
+  FILEDROP_RUN_STORE__URL="sqlite://$STATE/runs.db" \
+    FILEDROP_LISTEN_ADDR="127.0.0.1:$CONTROL_PLANE_PORT" \
+    nohup "$BIN/filedrop-control-plane" --config deploy/config/control-plane.example.toml \
     >"$LOGS/control-plane.log" 2>&1 &
   echo $! >"$STATE/control-plane.pid"
   for n in 1 2; do
@@ -37,6 +37,14 @@ start() {
     tail -n 30 "$LOGS/control-plane.log" >&2
     return 1
   fi
+  sleep 1
+  for n in 1 2; do
+    if ! kill -0 "$(cat "$STATE/worker-$n.pid")" 2>/dev/null; then
+      echo "worker $n exited; its log:" >&2
+      head -n 30 "$LOGS/worker-$n.log" >&2
+      return 1
+    fi
+  done
 }
 
 stop() {
