@@ -43,3 +43,17 @@ stop_pidfile() {
   fi
   rm -f "$file"
 }
+
+# Starts RabbitMQ, moto, a fresh build and the filedrop processes, and exports moto's
+# credentials (MOTO_ENDPOINT, MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY) for the caller.
+start_local_stack() {
+  bash "$ROOT/deploy/local/services.sh" install
+  bash "$ROOT/deploy/local/services.sh" start
+  log "building filedrop (the first build takes several minutes)"
+  (cd "$ROOT" && cargo build --workspace --bins --locked)
+  bash "$ROOT/deploy/local/filedrop.sh" stop
+  bash "$ROOT/deploy/local/filedrop.sh" start
+  set -a
+  source "$STATE/moto.env"
+  set +a
+}

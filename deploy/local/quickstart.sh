@@ -8,16 +8,7 @@
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
-bash deploy/local/services.sh install
-bash deploy/local/services.sh start
-log "building filedrop (the first build takes several minutes)"
-cargo build --workspace --bins --locked
-bash deploy/local/filedrop.sh stop
-bash deploy/local/filedrop.sh start
-
-set -a
-source "$STATE/moto.env"
-set +a
+start_local_stack
 "${CARGO_TARGET_DIR:-$ROOT/target}/debug/filedrop-sample-export" \
   --control-plane "http://127.0.0.1:$CONTROL_PLANE_PORT"
 

@@ -55,6 +55,23 @@ pub fn request(
     }
 }
 
+/// A request to `bucket` on the test's moto server, with its IAM user's key.
+pub fn request_to(
+    moto: &crate::services::Moto,
+    bucket: &str,
+    prefix: &str,
+    format: FileFormat,
+) -> ExportRequest {
+    request(
+        &moto.endpoint,
+        bucket,
+        prefix,
+        &moto.access_key_id,
+        &moto.secret_access_key,
+        format,
+    )
+}
+
 /// The same request, split every `rows` rows.
 pub fn split(mut request: ExportRequest, rows: u64) -> ExportRequest {
     request.split = Some(Split {
@@ -71,11 +88,12 @@ async fn channel(url: &str) -> Channel {
         .expect("connecting to the control plane")
 }
 
-/// Streams `batches` to the control plane as one export.
+/// Streams `batches` to the control plane as one export. Batches are pulled as the stream
+/// goes, so a lazy iterator sends any amount of data in bounded memory.
 pub async fn export(
     url: &str,
     request: &ExportRequest,
-    batches: Vec<RecordBatch>,
+    batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
 ) -> Result<ExportAccepted, tonic::Status> {
     let mut client = FlightClient::new(channel(url).await);
     let descriptor = FlightDescriptor::new_cmd(request.encode_to_vec());

@@ -69,10 +69,14 @@ pub fn batch(start: i64, rows: i64) -> RecordBatch {
 
 /// The sample table of `rows` rows, in batches of `batch_rows`.
 pub fn table(rows: i64, batch_rows: i64) -> Vec<RecordBatch> {
+    lazy_table(rows, batch_rows).collect()
+}
+
+/// The sample table, generated batch by batch as it is consumed.
+pub fn lazy_table(rows: i64, batch_rows: i64) -> impl Iterator<Item = RecordBatch> + Send {
     (0..rows)
         .step_by(batch_rows as usize)
-        .map(|start| batch(start, batch_rows.min(rows - start)))
-        .collect()
+        .map(move |start| batch(start, batch_rows.min(rows - start)))
 }
 
 /// All batches concatenated.

@@ -156,6 +156,15 @@ impl Stack {
         self.workers.len() - 1
     }
 
+    /// Process ids of the control plane and the running workers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.control_plane
+            .iter()
+            .chain(self.workers.iter().flatten())
+            .map(Child::id)
+            .collect()
+    }
+
     /// Kills a worker at once (SIGKILL), as a crash would.
     pub fn kill_worker(&mut self, index: usize) {
         if let Some(mut child) = self.workers[index].take() {

@@ -116,14 +116,7 @@ async fn parquet_split_by_rows_delivers_four_files_then_the_marker() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
     let request = client::split(
-        client::request(
-            &moto.endpoint,
-            BUCKET,
-            "daily",
-            &moto.access_key_id,
-            &moto.secret_access_key,
-            FileFormat::Parquet,
-        ),
+        client::request_to(&moto, BUCKET, "daily", FileFormat::Parquet),
         250_000,
     );
     let sent = data::table(ROWS, 50_000);
@@ -146,14 +139,7 @@ async fn parquet_split_by_rows_delivers_four_files_then_the_marker() {
 async fn csv_with_header_reads_back_equal_to_the_input() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
-    let request = client::request(
-        &moto.endpoint,
-        BUCKET,
-        "csv/",
-        &moto.access_key_id,
-        &moto.secret_access_key,
-        FileFormat::Csv,
-    );
+    let request = client::request_to(&moto, BUCKET, "csv/", FileFormat::Csv);
     let sent = data::table(ROWS, 100_000);
     let accepted = client::export(&stack.url(), &request, sent.clone())
         .await
@@ -190,14 +176,7 @@ async fn csv_with_header_reads_back_equal_to_the_input() {
 async fn invalid_bucket_name_is_refused_before_anything_is_written() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
-    let mut request = client::request(
-        &moto.endpoint,
-        "Not_A_Bucket",
-        "",
-        &moto.access_key_id,
-        &moto.secret_access_key,
-        FileFormat::Parquet,
-    );
+    let mut request = client::request_to(&moto, "Not_A_Bucket", "", FileFormat::Parquet);
     let status = client::export(&stack.url(), &request, data::table(200_000, 10_000))
         .await
         .expect_err("an invalid bucket name is refused");
@@ -297,14 +276,7 @@ async fn a_worker_killed_mid_run_and_restarted_still_delivers_every_file_once() 
     let moto = Moto::start(&[BUCKET]);
     let mut stack = Stack::start(StackOptions::default());
     let request = client::split(
-        client::request(
-            &moto.endpoint,
-            BUCKET,
-            "daily",
-            &moto.access_key_id,
-            &moto.secret_access_key,
-            FileFormat::Parquet,
-        ),
+        client::request_to(&moto, BUCKET, "daily", FileFormat::Parquet),
         250_000,
     );
     let sent = data::table(ROWS, 50_000);

@@ -90,19 +90,14 @@ impl Default for UploadConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::WorkerConfig;
-
     #[test]
     fn the_example_file_documents_the_defaults() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../deploy/config/worker.example.toml"
-        );
-        let example: WorkerConfig =
-            filedrop_runtime::settings::load_from(Some(path.as_ref()), &[], Vec::new()).unwrap();
-        assert_eq!(
-            format!("{example:?}"),
-            format!("{:?}", WorkerConfig::default())
+        filedrop_runtime::settings::assert_example_documents_defaults::<super::WorkerConfig>(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../deploy/config/worker.example.toml"
+            )
+            .as_ref(),
         );
     }
 }

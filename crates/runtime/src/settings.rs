@@ -53,6 +53,22 @@ pub fn load_from<T: DeserializeOwned>(
     builder.add_source(environment).build()?.try_deserialize()
 }
 
+/// Checks that the example configuration file at `path` parses into `T` and documents exactly
+/// the defaults; binaries call it from a unit test so their example file stays in sync.
+pub fn assert_example_documents_defaults<T>(path: &Path)
+where
+    T: DeserializeOwned + Default + std::fmt::Debug,
+{
+    let example: T = load_from(Some(path), &[], Vec::new())
+        .unwrap_or_else(|error| panic!("{} does not load: {error}", path.display()));
+    assert_eq!(
+        format!("{example:#?}"),
+        format!("{:#?}", T::default()),
+        "{} must show every setting with its default",
+        path.display()
+    );
+}
+
 /// The RabbitMQ connection and the names of the topology.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -31,7 +31,7 @@ pub async fn put_small_object(
     bucket: &str,
     key: &str,
     content_type: &str,
-    body: Vec<u8>,
+    body: impl Into<ByteStream>,
 ) -> Result<(), S3Failure> {
     client
         .put_object()
@@ -39,7 +39,7 @@ pub async fn put_small_object(
         .key(key)
         .content_type(content_type)
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
-        .body(ByteStream::from(body))
+        .body(body.into())
         .send()
         .await
         .map_err(|error| classify(&error, "PutObject", bucket, key))?;

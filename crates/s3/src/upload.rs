@@ -150,16 +150,7 @@ pub async fn upload_stream(
         },
     };
     let size = first.len() as u64;
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
-        .checksum_algorithm(ChecksumAlgorithm::Crc32)
-        .body(ByteStream::from(first))
-        .send()
-        .await
-        .map_err(|error| classify(&error, "PutObject", bucket, key))?;
+    crate::objects::put_small_object(client, bucket, key, content_type, first).await?;
     Ok(UploadedObject { size })
 }
 

@@ -76,19 +76,14 @@ impl Default for IngestConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::ControlPlaneConfig;
-
     #[test]
     fn the_example_file_documents_the_defaults() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/config/control-plane.example.toml"
-        );
-        let example: ControlPlaneConfig =
-            filedrop_runtime::settings::load_from(Some(path.as_ref()), &[], Vec::new()).unwrap();
-        assert_eq!(
-            format!("{example:?}"),
-            format!("{:?}", ControlPlaneConfig::default())
+        filedrop_runtime::settings::assert_example_documents_defaults::<super::ControlPlaneConfig>(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../deploy/config/control-plane.example.toml"
+            )
+            .as_ref(),
         );
     }
 }
