@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::store::{RunRecord, RunStore, StoreError, is_final};
+use crate::store::{FileRecord, RunRecord, RunStore, StoreError, is_final};
 
 /// Errors of planning.
 #[derive(Debug, thiserror::Error)]
@@ -143,16 +143,15 @@ impl Planner {
         }
     }
 
-    fn spec_of(&self, run: &RunRecord) -> Result<(ExportSpec, ExportRequest), RunFailure> {
+    fn spec_of(&self, run: &RunRecord) -> Result<ExportSpec, RunFailure> {
         let plain = self
             .secrets
             .open(&run.sealed_request)
             .map_err(|error| RunFailure::internal(error.to_string()))?;
         let request = ExportRequest::decode(plain.as_slice())
             .map_err(|error| RunFailure::internal(format!("stored request is corrupt: {error}")))?;
-        let spec = ExportSpec::validate(request.clone())
-            .map_err(|invalid| RunFailure::new(invalid.code, invalid.to_string()))?;
-        Ok((spec, request))
+        ExportSpec::validate(request)
+            .map_err(|invalid| RunFailure::new(invalid.code, invalid.to_string()))
     }
 
     /// Publishes whatever tasks the run is ready for.
@@ -164,7 +163,7 @@ impl Planner {
         if is_final(run.state) {
             return Ok(());
         }
-        let (spec, _) = match self.spec_of(&run) {
+        let spec = match self.spec_of(&run) {
             Ok(spec) => spec,
             Err(failure) => return self.fail_run(run_id, &failure).await,
         };
@@ -217,7 +216,11 @@ impl Planner {
             self.broker.publish(Queue::Upload, &task).await?;
             self.store.add_file(run_id, number, &object_key).await?;
             info!(run_id, file = number, key = %object_key, "file planned");
-            files = self.store.files(run_id).await?;
+            files.push(FileRecord {
+                file_number: number,
+                object_key,
+                uploaded_size: None,
+            });
         }
 
         let Some(total_files) = total_files else {
