@@ -95,11 +95,23 @@ pub async fn export(
     request: &ExportRequest,
     batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
 ) -> Result<ExportAccepted, tonic::Status> {
+    export_with_schema(url, request, None, batches).await
+}
+
+/// [`export`], sending `schema` first even when there are no batches (an empty result).
+pub async fn export_with_schema(
+    url: &str,
+    request: &ExportRequest,
+    schema: Option<arrow_schema::SchemaRef>,
+    batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
+) -> Result<ExportAccepted, tonic::Status> {
     let mut client = FlightClient::new(channel(url).await);
     let descriptor = FlightDescriptor::new_cmd(request.encode_to_vec());
-    let stream = FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(descriptor))
-        .build(futures::stream::iter(batches.into_iter().map(Ok)));
+    let mut builder = FlightDataEncoderBuilder::new().with_flight_descriptor(Some(descriptor));
+    if let Some(schema) = schema {
+        builder = builder.with_schema(schema);
+    }
+    let stream = builder.build(futures::stream::iter(batches.into_iter().map(Ok)));
     let results: Vec<_> = client
         .do_put(stream)
         .await

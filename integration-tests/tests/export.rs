@@ -297,3 +297,68 @@ async fn a_worker_killed_mid_run_and_restarted_still_delivers_every_file_once() 
         .unwrap();
     assert_split_delivery(&moto, &stack, &run, &sent).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_the_format_cannot_carry_is_refused_when_the_schema_arrives() {
+    use arrow_array::{ArrayRef, Int64Array, ListArray, types::Int32Type};
+    use std::sync::Arc;
+
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let tags = ListArray::from_iter_primitive::<Int32Type, _, _>([Some(vec![Some(1), None])]);
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+        ("tags", Arc::new(tags) as ArrayRef),
+    ])
+    .unwrap();
+    let request = client::request_to(&moto, BUCKET, "typed/", FileFormat::Csv);
+    let status = client::export(&stack.url(), &request, vec![batch])
+        .await
+        .expect_err("a list column cannot go out as CSV");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("column \"tags\""), "{status:?}");
+    assert_eq!(
+        status
+            .metadata()
+            .get("filedrop-error-code")
+            .and_then(|v| v.to_str().ok()),
+        Some(ErrorCode::UnsupportedType.as_str_name())
+    );
+    assert_eq!(
+        staged_files(&stack),
+        Vec::<std::path::PathBuf>::new(),
+        "no run was started"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_result_delivers_a_header_only_file_and_the_marker() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let request = client::request_to(&moto, BUCKET, "empty/", FileFormat::Csv);
+    let accepted =
+        client::export_with_schema(&stack.url(), &request, Some(data::schema()), Vec::new())
+            .await
+            .expect("an empty result is accepted");
+    assert_eq!(accepted.rows, 0);
+    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    assert_eq!(run.files, 1);
+
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let stem = format!("empty/sample-{}-{}-", run_date(&run), run.run_id);
+    let keys: Vec<String> = s3::list(&s3, BUCKET, "empty/")
+        .await
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        keys,
+        [format!("{stem}.csv.DONE"), format!("{stem}0000001.csv")]
+    );
+    let file = s3::get(&s3, BUCKET, &format!("{stem}0000001.csv")).await;
+    assert_eq!(file.as_ref(), b"id,amount,label,created_at,active\n");
+}
