@@ -104,6 +104,11 @@ pub fn classify_code(
             false,
             format!("the KMS key could not be used ({described}): check the key id and its policy"),
         ),
+        (Some("NotImplemented"), _) | (_, Some(501)) => (
+            ErrorCode::Internal,
+            false,
+            format!("the destination does not implement this call ({described})"),
+        ),
         (Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"), _)
         | (_, Some(429 | 503)) => (
             ErrorCode::Throttled,

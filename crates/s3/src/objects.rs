@@ -1,10 +1,18 @@
 //! The small object operations of the finalize step.
 
 use crate::errors::{S3Failure, classify};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumAlgorithm;
 use std::collections::HashSet;
-use tracing::info;
+use tracing::{info, warn};
+
+fn not_implemented<E: ProvideErrorMetadata>(
+    error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    error.code() == Some("NotImplemented")
+        || error.raw_response().map(|r| r.status().as_u16()) == Some(501)
+}
 
 /// The size of `s3://bucket/key`, or `None` if there is no such object.
 pub async fn object_size(
@@ -48,6 +56,9 @@ pub async fn put_small_object(
 
 /// Aborts every multipart upload still open under `prefix` for one of `keys`: uploads left
 /// behind by a worker that stopped mid-file. Returns how many were aborted.
+///
+/// Some S3-compatible stores do not implement `ListMultipartUploads` (s3s-fs answers 501);
+/// there the cleanup is skipped with a warning rather than failing a complete delivery.
 pub async fn abort_open_uploads(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -65,8 +76,20 @@ pub async fn abort_open_uploads(
             .set_key_marker(key_marker.take())
             .set_upload_id_marker(upload_id_marker.take())
             .send()
-            .await
-            .map_err(|error| classify(&error, "ListMultipartUploads", bucket, prefix))?;
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(error) if not_implemented(&error) => {
+                warn!(
+                    bucket,
+                    prefix,
+                    "the store does not implement ListMultipartUploads; abandoned uploads \
+                     cannot be found and are left to the bucket's lifecycle rules"
+                );
+                return Ok(aborted);
+            }
+            Err(error) => return Err(classify(&error, "ListMultipartUploads", bucket, prefix)),
+        };
         for upload in page.uploads() {
             let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
                 continue;
