@@ -362,3 +362,31 @@ async fn an_empty_result_delivers_a_header_only_file_and_the_marker() {
     let file = s3::get(&s3, BUCKET, &format!("{stem}0000001.csv")).await;
     assert_eq!(file.as_ref(), b"id,amount,label,created_at,active\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_service_reports_every_service_serving() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let stack = Stack::start(StackOptions::default());
+    let channel = tonic::transport::Channel::from_shared(stack.url())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connecting");
+    let mut health = HealthClient::new(channel);
+    for service in [
+        "",
+        "arrow.flight.protocol.FlightService",
+        "filedrop.v1.RunService",
+    ] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("health of {service:?}: {status:?}"))
+            .into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+    }
+}

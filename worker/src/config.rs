@@ -47,6 +47,32 @@ impl Default for WorkerConfig {
     }
 }
 
+impl WorkerConfig {
+    /// Refuses settings that cannot work, naming the field and the fix.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.roles.is_empty() {
+            return Err("roles is empty: give at least one of \"encode\", \"upload\"".into());
+        }
+        if !(5..=5 * 1024).contains(&self.upload.part_size_mib) {
+            return Err(format!(
+                "upload.part_size_mib is {}: S3 parts are 5 MiB to 5 GiB, so give 5 to 5120",
+                self.upload.part_size_mib
+            ));
+        }
+        for (field, value) in [
+            ("encode.concurrency", usize::from(self.encode.concurrency)),
+            ("upload.concurrency", usize::from(self.upload.concurrency)),
+            ("upload.parts_in_flight", self.upload.parts_in_flight),
+            ("upload.attempts", self.upload.attempts as usize),
+        ] {
+            if value == 0 {
+                return Err(format!("{field} is 0: give at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The encode role.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -90,6 +116,27 @@ impl Default for UploadConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refuses_part_sizes_s3_does_not_accept_and_zero_concurrency() {
+        let mut config = super::WorkerConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        config.upload.part_size_mib = 4;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("upload.part_size_mib is 4")
+        );
+        config.upload.part_size_mib = 8;
+        config.upload.parts_in_flight = 0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("upload.parts_in_flight is 0")
+        );
+    }
+
     #[test]
     fn the_example_file_documents_the_defaults() {
         filedrop_runtime::settings::assert_example_documents_defaults::<super::WorkerConfig>(

@@ -44,6 +44,9 @@ pub struct Context {
 
 /// Runs the configured roles until `shutdown` is raised and in-flight tasks are done.
 pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    config
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     let staging = Staging::local(&config.staging.dir)?;
     let secrets = SecretBox::load_or_create(&config.secrets.key_file)?;
     let broker = Broker::connect(config.broker.clone(), shutdown.clone()).await?;
