@@ -11,6 +11,43 @@
 /// The public API, package `filedrop.v1`.
 pub mod v1 {
     tonic::include_proto!("filedrop.v1");
+
+    /// Prints the key id and whether a secret and a token are set, never their values, so a
+    /// request or destination can be logged with `?` safely.
+    impl std::fmt::Debug for AccessKeyCredential {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let set = |value: &str| if value.is_empty() { "<unset>" } else { "<set>" };
+            f.debug_struct("AccessKeyCredential")
+                .field("access_key_id", &self.access_key_id)
+                .field("secret_access_key", &set(&self.secret_access_key))
+                .field("session_token", &set(&self.session_token))
+                .finish()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1::{AccessKeyCredential, ExportRequest, S3Destination};
+
+    #[test]
+    fn debug_output_never_holds_the_secret() {
+        let request = ExportRequest {
+            destination: Some(S3Destination {
+                access_key: Some(AccessKeyCredential {
+                    access_key_id: "AKIDEXAMPLE".into(),
+                    secret_access_key: "wJalrXUtnFEMI-secret".into(),
+                    session_token: "token-secret".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let printed = format!("{request:?}");
+        assert!(printed.contains("AKIDEXAMPLE"), "{printed}");
+        assert!(!printed.contains("wJalrXUtnFEMI-secret"), "{printed}");
+        assert!(!printed.contains("token-secret"), "{printed}");
+    }
 }
 
 /// The queue contract, package `filedrop.jobs.v1`.
