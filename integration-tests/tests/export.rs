@@ -51,6 +51,16 @@ fn run_date(run: &Run) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// The stable error code a refusal carries in its metadata.
+fn error_code(status: &tonic::Status) -> Option<ErrorCode> {
+    let name = status
+        .metadata()
+        .get("filedrop-error-code")?
+        .to_str()
+        .ok()?;
+    ErrorCode::from_str_name(name)
+}
+
 fn staged_files(stack: &Stack) -> Vec<std::path::PathBuf> {
     fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -187,13 +197,7 @@ async fn invalid_bucket_name_is_refused_before_anything_is_written() {
             .starts_with("destination.bucket: invalid bucket name"),
         "{status:?}"
     );
-    assert_eq!(
-        status
-            .metadata()
-            .get("filedrop-error-code")
-            .and_then(|v| v.to_str().ok()),
-        Some(ErrorCode::InvalidBucketName.as_str_name())
-    );
+    assert_eq!(error_code(&status), Some(ErrorCode::InvalidBucketName));
     assert_eq!(
         staged_files(&stack),
         Vec::<std::path::PathBuf>::new(),
@@ -317,13 +321,7 @@ async fn a_column_the_format_cannot_carry_is_refused_when_the_schema_arrives() {
         .expect_err("a list column cannot go out as CSV");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("column \"tags\""), "{status:?}");
-    assert_eq!(
-        status
-            .metadata()
-            .get("filedrop-error-code")
-            .and_then(|v| v.to_str().ok()),
-        Some(ErrorCode::UnsupportedType.as_str_name())
-    );
+    assert_eq!(error_code(&status), Some(ErrorCode::UnsupportedType));
     assert_eq!(
         staged_files(&stack),
         Vec::<std::path::PathBuf>::new(),
