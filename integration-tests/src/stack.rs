@@ -165,6 +165,26 @@ impl Stack {
             .collect()
     }
 
+    /// Asks a worker to stop (SIGTERM) and waits for it to exit; returns how it exited.
+    pub fn terminate_worker(&mut self, index: usize, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.workers[index].take().expect("the worker is running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("sending SIGTERM");
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for the worker") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the worker did not stop within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Kills a worker at once (SIGKILL), as a crash would.
     pub fn kill_worker(&mut self, index: usize) {
         if let Some(mut child) = self.workers[index].take() {

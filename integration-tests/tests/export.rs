@@ -388,3 +388,31 @@ async fn the_health_service_reports_every_service_serving() {
         assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_with_sigterm_finishes_its_tasks_and_exits_cleanly() {
+    let moto = Moto::start(&[BUCKET]);
+    let mut stack = Stack::start(StackOptions::default());
+    let request = client::split(
+        client::request_to(&moto, BUCKET, "daily", FileFormat::Parquet),
+        250_000,
+    );
+    let sent = data::table(ROWS, 50_000);
+    let accepted = client::export(&stack.url(), &request, sent.clone())
+        .await
+        .expect("accepted");
+    let status = stack.terminate_worker(0, Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "the worker exits cleanly on SIGTERM: {status}"
+    );
+    let log = std::fs::read_to_string(stack.dir.join("worker-1.log")).unwrap();
+    assert!(log.contains("shutdown requested"), "{log}");
+
+    stack.start_worker();
+    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
+        .await
+        .pop()
+        .unwrap();
+    assert_split_delivery(&moto, &stack, &run, &sent).await;
+}
