@@ -9,6 +9,10 @@
 #   deploy/local/services.sh status
 #
 # moto's credentials (an IAM user allowed s3:*) are written to var/local/moto.env.
+# Ports: FILEDROP_AMQP_PORT (5672), FILEDROP_MOTO_PORT (5000), FILEDROP_S3S_PORT (8014); state
+# directory: FILEDROP_LOCAL_STATE (var/local). A RabbitMQ already listening is reused; otherwise
+# an isolated node is started under the state directory, with its own configuration and a
+# rabbitmqctl wrapper (var/local/rabbitmq/rabbitmqctl).
 source "$(dirname "$0")/common.sh"
 
 install_python() {
@@ -19,7 +23,13 @@ install_python() {
   fi
   log "installing Python tools into $VENV (moto, pyarrow, pytest, buf)"
   rm -rf "$VENV"
-  python3 -m venv "$VENV"
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    # Debian's system Python keeps venv support in a separate package.
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+  fi
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
   echo "$stamp" >"$VENV/.stamp"
 }
@@ -44,19 +54,31 @@ start_rabbitmq() {
   mkdir -p "$base/home" "$base/mnesia" "$base/log"
   local bin=/usr/lib/rabbitmq/bin
   [[ -x "$bin/rabbitmq-server" ]] || bin="$(dirname "$(command -v rabbitmq-server)")"
+  # Its own configuration files, so nothing under /etc/rabbitmq (listeners, node name) applies.
+  printf 'listeners.tcp.local = 127.0.0.1:%s\n' "$AMQP_PORT" >"$base/rabbitmq.conf"
+  : >"$base/rabbitmq-env.conf"
+  echo '[].' >"$base/enabled_plugins"
   export HOME="$base/home" RABBITMQ_MNESIA_BASE="$base/mnesia" RABBITMQ_LOG_BASE="$base/log" \
     RABBITMQ_NODENAME="filedrop@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_PID_FILE="$base/rabbitmq.pid"
+    RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_PID_FILE="$base/rabbitmq.pid" \
+    RABBITMQ_CONFIG_FILE="$base/rabbitmq.conf" RABBITMQ_CONF_ENV_FILE="$base/rabbitmq-env.conf" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000))
   "$bin/rabbitmq-server" -detached
   "$bin/rabbitmqctl" -n filedrop@localhost wait --timeout 120 "$base/rabbitmq.pid" >/dev/null
   wait_port "$AMQP_PORT" 60 RabbitMQ
+  # rabbitmqctl for this node (its own cookie and name), used by the broker tests.
+  cat >"$base/rabbitmqctl" <<WRAPPER
+#!/usr/bin/env bash
+HOME="$base/home" exec "$bin/rabbitmqctl" -n filedrop@localhost "\$@"
+WRAPPER
+  chmod +x "$base/rabbitmqctl"
 }
 
 stop_rabbitmq() {
   local base="$STATE/rabbitmq"
   if [[ -f "$base/rabbitmq.pid" ]]; then
-    HOME="$base/home" /usr/lib/rabbitmq/bin/rabbitmqctl -n filedrop@localhost stop >/dev/null 2>&1 || true
-    rm -f "$base/rabbitmq.pid"
+    "$base/rabbitmqctl" stop >/dev/null 2>&1 || true
+    rm -f "$base/rabbitmq.pid" "$base/rabbitmqctl"
   else
     log "RabbitMQ was not started by these scripts; leaving it running"
   fi

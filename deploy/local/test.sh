@@ -9,6 +9,14 @@ cd "$ROOT"
 
 bash deploy/local/services.sh install
 bash deploy/local/services.sh start rabbitmq
+# A broker started by services.sh is an isolated node with its own rabbitmqctl.
+if [[ -x "$STATE/rabbitmq/rabbitmqctl" ]]; then
+  export FILEDROP_TEST_RABBITMQCTL="$STATE/rabbitmq/rabbitmqctl"
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
 
 log "buf lint"
 "$VENV/bin/buf" lint

@@ -10,10 +10,16 @@ use filedrop_proto::v1::{FileFormat, RunState};
 use std::process::Command;
 use std::time::Duration;
 
+/// `rabbitmqctl` for the broker the tests use: `FILEDROP_TEST_RABBITMQCTL` (set by
+/// `deploy/local/test.sh` when it started its own node), else the one on `PATH`.
+fn rabbitmqctl() -> Command {
+    Command::new(std::env::var("FILEDROP_TEST_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into()))
+}
+
 /// The broker connections (Erlang pids) of the given processes, which name their connections
 /// `filedrop-<pid>`.
 fn connections_of(pids: &[u32]) -> Vec<String> {
-    let listed = Command::new("rabbitmqctl")
+    let listed = rabbitmqctl()
         .args(["list_connections", "--silent", "pid", "client_properties"])
         .output()
         .expect("rabbitmqctl must be on PATH: it comes with RabbitMQ (deploy/local/services.sh)");
@@ -77,7 +83,7 @@ async fn a_run_survives_the_broker_closing_every_connection() {
     let closing: Vec<_> = connections
         .iter()
         .map(|connection| {
-            Command::new("rabbitmqctl")
+            rabbitmqctl()
                 .args(["close_connection", connection, "connection loss test"])
                 .spawn()
                 .expect("rabbitmqctl close_connection")
