@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak memory (VmHWM) of each filedrop process during one large export.
 #
-#   bash bench/memory.sh [ROWS] [FORMAT]     default: 30000000 rows (about 2 GB of Arrow), parquet
+#   bash bench/memory.sh [ROWS] [FORMAT]     default: 30000000 rows (2.1 GB as CSV), parquet
 #
 # Starts the local services and a control plane with two workers (deploy/local/filedrop.sh),
 # streams the sample table lazily from filedrop-sample-export (split every 10,000,000 rows),
