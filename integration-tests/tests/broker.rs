@@ -13,7 +13,9 @@ use std::time::Duration;
 /// `rabbitmqctl` for the broker the tests use: `FILEDROP_TEST_RABBITMQCTL` (set by
 /// `deploy/local/test.sh` when it started its own node), else the one on `PATH`.
 fn rabbitmqctl() -> Command {
-    Command::new(std::env::var("FILEDROP_TEST_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into()))
+    Command::new(
+        std::env::var("FILEDROP_TEST_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into()),
+    )
 }
 
 /// The broker connections (Erlang pids) of the given processes, which name their connections
