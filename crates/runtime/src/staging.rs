@@ -7,7 +7,6 @@
 //! ```
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
@@ -19,6 +18,8 @@ pub use object_store::Error as StagingError;
 #[derive(Debug, Clone)]
 pub struct Staging {
     store: Arc<dyn ObjectStore>,
+    /// The directory of the local store.
+    root: std::path::PathBuf,
 }
 
 /// Key of a run's segment.
@@ -40,6 +41,7 @@ impl Staging {
         })?;
         Ok(Self {
             store: Arc::new(LocalFileSystem::new_with_prefix(dir)?),
+            root: dir.to_path_buf(),
         })
     }
 
@@ -62,20 +64,47 @@ impl Staging {
     }
 
     /// Deletes everything staged for a run.
+    ///
+    /// The run's whole directory goes: a writer killed mid-write leaves object_store's temporary
+    /// `<key>#<n>` file, which its listing hides. (A staging bucket will need a listing delete
+    /// and a lifecycle rule for abandoned uploads instead.)
     pub async fn delete_run(&self, run_id: &str) -> Result<(), StagingError> {
-        let prefix = Path::from(format!("runs/{run_id}"));
-        let keys: Vec<Path> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await?;
-        for key in keys {
-            match self.store.delete(&key).await {
-                Ok(()) | Err(StagingError::NotFound { .. }) => {}
-                Err(error) => return Err(error),
-            }
+        match tokio::fs::remove_dir_all(self.root.join("runs").join(run_id)).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StagingError::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(source),
+            }),
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn deleting_a_run_removes_interrupted_writes_too() {
+        let dir = std::env::temp_dir().join(format!("filedrop-staging-{}", std::process::id()));
+        let staging = Staging::local(&dir).unwrap();
+        staging
+            .put(&block_key("r1", 0), Bytes::from_static(b"block"))
+            .await
+            .unwrap();
+        staging
+            .put(&block_key("r2", 0), Bytes::from_static(b"other"))
+            .await
+            .unwrap();
+        // What object_store leaves when its writer dies before the rename.
+        std::fs::write(dir.join("runs/r1/blocks/00000001.block#1"), b"half").unwrap();
+        staging.delete_run("r1").await.unwrap();
+        assert!(!dir.join("runs/r1").exists());
+        assert_eq!(
+            staging.get(&block_key("r2", 0)).await.unwrap().as_ref(),
+            b"other"
+        );
+        staging.delete_run("never-staged").await.unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
