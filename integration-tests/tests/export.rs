@@ -7,7 +7,7 @@ use bytes::Bytes;
 use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
-use filedrop_proto::v1::{ErrorCode, FileFormat, Run, RunState};
+use filedrop_proto::v1::{ErrorCode, ExportAccepted, FileFormat, Run, RunState};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::time::Duration;
 
@@ -77,6 +77,21 @@ fn staged_files(stack: &Stack) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// Exports the 1,000,000-row sample as Parquet split every 250,000 rows to `daily/`; returns
+/// the accepted run and what was sent, for [`assert_split_delivery`].
+async fn export_split_parquet(moto: &Moto, stack: &Stack) -> (ExportAccepted, Vec<RecordBatch>) {
+    let request = client::split(
+        client::request_to(moto, BUCKET, "daily", FileFormat::Parquet),
+        250_000,
+    );
+    let sent = data::table(ROWS, 50_000);
+    let accepted = client::export(&stack.url(), &request, sent.clone())
+        .await
+        .expect("the export is accepted");
+    assert_eq!(accepted.rows, ROWS as u64);
+    (accepted, sent)
+}
+
 async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[RecordBatch]) {
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     assert_eq!(
@@ -125,15 +140,7 @@ async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[Re
 async fn parquet_split_by_rows_delivers_four_files_then_the_marker() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
-    let request = client::split(
-        client::request_to(&moto, BUCKET, "daily", FileFormat::Parquet),
-        250_000,
-    );
-    let sent = data::table(ROWS, 50_000);
-    let accepted = client::export(&stack.url(), &request, sent.clone())
-        .await
-        .expect("the export is accepted");
-    assert_eq!(accepted.rows, ROWS as u64);
+    let (accepted, sent) = export_split_parquet(&moto, &stack).await;
 
     let states = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     let order: Vec<RunState> = states.iter().map(Run::state).collect();
@@ -279,14 +286,7 @@ async fn wrong_secret_fails_the_run_with_invalid_credentials_and_leaves_nothing(
 async fn a_worker_killed_mid_run_and_restarted_still_delivers_every_file_once() {
     let moto = Moto::start(&[BUCKET]);
     let mut stack = Stack::start(StackOptions::default());
-    let request = client::split(
-        client::request_to(&moto, BUCKET, "daily", FileFormat::Parquet),
-        250_000,
-    );
-    let sent = data::table(ROWS, 50_000);
-    let accepted = client::export(&stack.url(), &request, sent.clone())
-        .await
-        .expect("accepted");
+    let (accepted, sent) = export_split_parquet(&moto, &stack).await;
     stack.kill_worker(0);
     let before = client::get_run(&stack.url(), &accepted.run_id).await;
     assert!(
@@ -393,14 +393,7 @@ async fn the_health_service_reports_every_service_serving() {
 async fn a_worker_stopped_with_sigterm_finishes_its_tasks_and_exits_cleanly() {
     let moto = Moto::start(&[BUCKET]);
     let mut stack = Stack::start(StackOptions::default());
-    let request = client::split(
-        client::request_to(&moto, BUCKET, "daily", FileFormat::Parquet),
-        250_000,
-    );
-    let sent = data::table(ROWS, 50_000);
-    let accepted = client::export(&stack.url(), &request, sent.clone())
-        .await
-        .expect("accepted");
+    let (accepted, sent) = export_split_parquet(&moto, &stack).await;
     let status = stack.terminate_worker(0, Duration::from_secs(120));
     assert!(
         status.success(),

@@ -39,6 +39,9 @@ use tracing::{info, warn};
 pub const DELIVERY_LIMIT: i64 = 10;
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Pause before a message a handler could not process yet goes back to its queue: without it
+/// a failing message would be redelivered at once, in a tight loop, until its delivery limit.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// The queues of the topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,7 +423,7 @@ impl Broker {
                     let settled = match outcome {
                         Outcome::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
                         Outcome::Retry => {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            tokio::time::sleep(RETRY_PAUSE).await;
                             delivery
                                 .acker
                                 .nack(BasicNackOptions {
