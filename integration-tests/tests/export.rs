@@ -409,3 +409,55 @@ async fn a_worker_stopped_with_sigterm_finishes_its_tasks_and_exits_cleanly() {
         .unwrap();
     assert_split_delivery(&moto, &stack, &run, &sent).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parquet_files_use_the_chosen_codec_and_read_back_equal() {
+    use filedrop_proto::v1::{ParquetCompression, ParquetOptions};
+    use parquet::basic::Compression;
+
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let sent = data::table(120_000, 40_000);
+    for (compression, expected) in [
+        (ParquetCompression::Zstd, "ZSTD"),
+        (ParquetCompression::Gzip, "GZIP"),
+        (ParquetCompression::Lz4, "LZ4_RAW"),
+        (ParquetCompression::None, "UNCOMPRESSED"),
+    ] {
+        let prefix = format!("codec-{expected}/");
+        let mut request = client::request_to(&moto, BUCKET, &prefix, FileFormat::Parquet);
+        request.parquet = Some(ParquetOptions {
+            compression: compression.into(),
+        });
+        let accepted = client::export(&stack.url(), &request, sent.clone())
+            .await
+            .expect("accepted");
+        let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
+            .await
+            .pop()
+            .unwrap();
+        assert_eq!(run.state(), RunState::Succeeded, "{expected}: {run:?}");
+        let key = format!(
+            "{prefix}sample-{}-{}-0000001.parquet",
+            run_date(&run),
+            run.run_id
+        );
+        let bytes = s3::get(&s3, BUCKET, &key).await;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap();
+        for column in builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns())
+        {
+            let codec = match column.compression() {
+                Compression::GZIP(_) => "GZIP".to_owned(),
+                Compression::ZSTD(_) => "ZSTD".to_owned(),
+                other => other.to_string(),
+            };
+            assert_eq!(codec, expected);
+        }
+        assert_eq!(read_parquet(bytes), data::concat(&sent), "{expected}");
+    }
+}

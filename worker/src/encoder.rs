@@ -5,7 +5,6 @@ use bytes::Bytes;
 use filedrop_core::failure::RunFailure;
 use filedrop_formats::format::OutputFormat;
 use filedrop_proto::jobs::v1::{EncodeTask, Encoding, SegmentEncoded, worker_event};
-use filedrop_proto::v1::FileFormat;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::StagingError;
 use prost::Message;
@@ -23,19 +22,11 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
         .await
 }
 
-/// The output format of an `Encoding`.
+/// The output format of a task's `Encoding`.
 pub fn output_format(encoding: Option<&Encoding>) -> Result<OutputFormat, RunFailure> {
     let encoding = encoding.ok_or_else(|| RunFailure::internal("task without an encoding"))?;
-    match FileFormat::try_from(encoding.format) {
-        Ok(FileFormat::Csv) => Ok(OutputFormat::Csv {
-            header: encoding.csv.map(|csv| csv.header).unwrap_or(true),
-        }),
-        Ok(FileFormat::Parquet) => Ok(OutputFormat::Parquet),
-        _ => Err(RunFailure::internal(format!(
-            "task with unknown file format {}",
-            encoding.format
-        ))),
-    }
+    OutputFormat::from_encoding(encoding)
+        .map_err(|problem| RunFailure::internal(format!("task with {problem}")))
 }
 
 async fn handle(context: &Context, payload: &[u8]) -> Outcome {

@@ -186,15 +186,11 @@ async fn upload_once(
         writer.finish()?;
         Ok::<(), FormatError>(())
     });
-    let content_type = match format {
-        OutputFormat::Csv { .. } => "text/csv",
-        OutputFormat::Parquet => "application/vnd.apache.parquet",
-    };
     let uploaded = upload_stream(
         client,
         &destination.bucket,
         &task.object_key,
-        content_type,
+        format.content_type(),
         receiver,
         context.config.upload.parts_in_flight,
     )

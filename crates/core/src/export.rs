@@ -92,21 +92,25 @@ impl ExportSpec {
             },
             FileFormat::Parquet => {
                 let compression = request.parquet.map(|p| p.compression).unwrap_or_default();
-                match ParquetCompression::try_from(compression) {
-                    Ok(ParquetCompression::Unspecified | ParquetCompression::Snappy) => {}
+                let compression = match ParquetCompression::try_from(compression) {
+                    Ok(ParquetCompression::Unspecified) => ParquetCompression::Snappy,
+                    Ok(known) => known,
                     Err(_) => {
                         return Err(InvalidRequest::new(
                             "parquet.compression",
                             ErrorCode::Unspecified,
-                            format!("unknown Parquet compression {compression}; use SNAPPY"),
+                            format!(
+                                "unknown Parquet compression {compression}; use SNAPPY, ZSTD, \
+                                 GZIP, LZ4 or NONE"
+                            ),
                         ));
                     }
-                }
+                };
                 Encoding {
                     format: format.into(),
                     csv: None,
                     parquet: Some(ParquetOptions {
-                        compression: ParquetCompression::Snappy.into(),
+                        compression: compression.into(),
                     }),
                 }
             }
@@ -448,6 +452,27 @@ mod tests {
         let mut r = request();
         r.filename_template = "{{nope}}".into();
         assert_eq!(field_of(r), "filename_template");
+    }
+
+    #[test]
+    fn parquet_compression_defaults_to_snappy_and_refuses_unknown_codecs() {
+        let mut r = request();
+        r.format = FileFormat::Parquet.into();
+        let spec = ExportSpec::validate(r.clone()).unwrap();
+        assert_eq!(
+            spec.encoding.parquet.unwrap().compression(),
+            ParquetCompression::Snappy
+        );
+        r.parquet = Some(ParquetOptions {
+            compression: ParquetCompression::Zstd.into(),
+        });
+        let spec = ExportSpec::validate(r.clone()).unwrap();
+        assert_eq!(
+            spec.encoding.parquet.unwrap().compression(),
+            ParquetCompression::Zstd
+        );
+        r.parquet = Some(ParquetOptions { compression: 99 });
+        assert_eq!(field_of(r), "parquet.compression");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use crate::FormatError;
 use crate::encode::parquet_properties;
-use crate::format::OutputFormat;
+use crate::format::{OutputFormat, ParquetCodec};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
@@ -44,17 +44,23 @@ where
             out.flush()?;
             Ok(out)
         }
-        OutputFormat::Parquet if block_count == 0 => {
-            let writer = ArrowWriter::try_new(out, schema.clone(), Some(parquet_properties()))?;
+        OutputFormat::Parquet { codec } if block_count == 0 => {
+            let writer =
+                ArrowWriter::try_new(out, schema.clone(), Some(parquet_properties(codec)))?;
             Ok(writer.into_inner()?)
         }
-        OutputFormat::Parquet => assemble_parquet(block_count, fetch, out),
+        OutputFormat::Parquet { codec } => assemble_parquet(codec, block_count, fetch, out),
     }
 }
 
 /// Appends the row groups of every block under one footer, copying column chunks as they are
 /// (no decoding), as `parquet-concat` does.
-fn assemble_parquet<W, F>(block_count: usize, mut fetch: F, out: W) -> Result<W, FormatError>
+fn assemble_parquet<W, F>(
+    codec: ParquetCodec,
+    block_count: usize,
+    mut fetch: F,
+    out: W,
+) -> Result<W, FormatError>
 where
     W: Write + Send,
     F: FnMut(usize) -> Result<Bytes, FormatError>,
@@ -80,7 +86,7 @@ where
                 let mut new_writer = SerializedFileWriter::new(
                     out.take().expect("the output is taken once"),
                     file_metadata.schema_descr().root_schema_ptr(),
-                    Arc::new(parquet_properties()),
+                    Arc::new(parquet_properties(codec)),
                 )?;
                 // The Arrow schema (`ARROW:schema`) travels in the key-value metadata; keep it
                 // so readers get back the exact Arrow types (time zones, large types).
@@ -172,22 +178,45 @@ mod tests {
     }
 
     #[test]
-    fn parquet_blocks_assemble_into_one_file_equal_to_the_input() {
+    fn parquet_blocks_assemble_into_one_file_equal_to_the_input_with_every_codec() {
+        use parquet::basic::Compression;
         let batches = [batch(0, 1000), batch(1000, 10), batch(1010, 500)];
-        let file = assemble_blocks(OutputFormat::Parquet, &batches);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file))
-            .unwrap()
-            .build()
-            .unwrap();
-        let read: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-        let expected = arrow_select::concat::concat_batches(&schema(), &batches).unwrap();
-        let actual = arrow_select::concat::concat_batches(&read[0].schema(), &read).unwrap();
-        assert_eq!(
-            actual.schema(),
-            schema(),
-            "the Arrow schema survives assembly"
-        );
-        assert_eq!(actual, expected);
+        for (codec, expected_codec) in [
+            (ParquetCodec::Snappy, "SNAPPY"),
+            (ParquetCodec::Zstd, "ZSTD"),
+            (ParquetCodec::Gzip, "GZIP"),
+            (ParquetCodec::Lz4, "LZ4_RAW"),
+            (ParquetCodec::None, "UNCOMPRESSED"),
+        ] {
+            let file = Bytes::from(assemble_blocks(OutputFormat::Parquet { codec }, &batches));
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+            let metadata = builder.metadata().clone();
+            assert_eq!(
+                metadata.num_row_groups(),
+                3,
+                "{codec:?}: a row group per block"
+            );
+            for row_group in metadata.row_groups() {
+                for column in row_group.columns() {
+                    let name = match column.compression() {
+                        Compression::GZIP(_) => "GZIP".to_owned(),
+                        Compression::ZSTD(_) => "ZSTD".to_owned(),
+                        other => other.to_string(),
+                    };
+                    assert_eq!(name, expected_codec, "{codec:?}");
+                }
+            }
+            let read: Vec<RecordBatch> =
+                builder.build().unwrap().collect::<Result<_, _>>().unwrap();
+            let expected = arrow_select::concat::concat_batches(&schema(), &batches).unwrap();
+            let actual = arrow_select::concat::concat_batches(&read[0].schema(), &read).unwrap();
+            assert_eq!(
+                actual.schema(),
+                schema(),
+                "the Arrow schema survives assembly"
+            );
+            assert_eq!(actual, expected, "{codec:?}");
+        }
     }
 
     #[test]
@@ -215,7 +244,9 @@ mod tests {
         .unwrap();
         assert_eq!(csv, b"id,name,at\n");
         let parquet = assemble(
-            OutputFormat::Parquet,
+            OutputFormat::Parquet {
+                codec: ParquetCodec::Zstd,
+            },
             &schema(),
             0,
             |_| unreachable!(),

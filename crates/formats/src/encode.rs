@@ -5,12 +5,12 @@
 //!   appends its column chunks into the delivered file.
 
 use crate::FormatError;
-use crate::format::OutputFormat;
+use crate::format::{OutputFormat, ParquetCodec};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 /// Encodes `batches` (all of `schema`) into one block.
@@ -29,9 +29,9 @@ pub fn encode_block(
             }
             Ok(Bytes::from(writer.into_inner()))
         }
-        OutputFormat::Parquet => {
+        OutputFormat::Parquet { codec } => {
             let mut writer =
-                ArrowWriter::try_new(Vec::new(), schema.clone(), Some(parquet_properties()))?;
+                ArrowWriter::try_new(Vec::new(), schema.clone(), Some(parquet_properties(codec)))?;
             for batch in batches {
                 writer.write(batch)?;
             }
@@ -41,9 +41,16 @@ pub fn encode_block(
 }
 
 /// The writer properties of every Parquet block, and of empty Parquet files.
-pub(crate) fn parquet_properties() -> WriterProperties {
+pub(crate) fn parquet_properties(codec: ParquetCodec) -> WriterProperties {
+    let compression = match codec {
+        ParquetCodec::Snappy => Compression::SNAPPY,
+        ParquetCodec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        ParquetCodec::Gzip => Compression::GZIP(GzipLevel::default()),
+        ParquetCodec::Lz4 => Compression::LZ4_RAW,
+        ParquetCodec::None => Compression::UNCOMPRESSED,
+    };
     WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
+        .set_compression(compression)
         // One row group per block: the segment size bounds it.
         .set_max_row_group_row_count(Some(usize::MAX))
         .set_created_by(concat!("filedrop ", env!("CARGO_PKG_VERSION")).to_owned())

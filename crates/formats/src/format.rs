@@ -1,6 +1,8 @@
 //! The output format of a run, and which Arrow types it can carry.
 
 use arrow_schema::{DataType, Schema};
+use filedrop_proto::jobs::v1::Encoding;
+use filedrop_proto::v1::{FileFormat, ParquetCompression};
 
 /// The output format, as encoders and assemblers need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,8 +12,26 @@ pub enum OutputFormat {
         /// Write the header row.
         header: bool,
     },
-    /// Parquet with snappy-compressed column chunks.
-    Parquet,
+    /// Parquet.
+    Parquet {
+        /// The codec of column chunks.
+        codec: ParquetCodec,
+    },
+}
+
+/// The codec of Parquet column chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetCodec {
+    /// Snappy, the default.
+    Snappy,
+    /// Zstandard, default level.
+    Zstd,
+    /// Gzip, default level.
+    Gzip,
+    /// LZ4 (Parquet's `LZ4_RAW`; the older `LZ4` codec is deprecated).
+    Lz4,
+    /// Uncompressed.
+    None,
 }
 
 /// A column whose type the format cannot carry.
@@ -30,11 +50,44 @@ pub struct UnsupportedType {
 }
 
 impl OutputFormat {
+    /// The format a task's `Encoding` describes (validated by the control plane; an
+    /// unspecified Parquet codec is snappy).
+    pub fn from_encoding(encoding: &Encoding) -> Result<Self, String> {
+        match FileFormat::try_from(encoding.format) {
+            Ok(FileFormat::Csv) => Ok(Self::Csv {
+                header: encoding.csv.map(|csv| csv.header).unwrap_or(true),
+            }),
+            Ok(FileFormat::Parquet) => {
+                let compression = encoding.parquet.map(|p| p.compression).unwrap_or_default();
+                let codec = match ParquetCompression::try_from(compression) {
+                    Ok(ParquetCompression::Unspecified | ParquetCompression::Snappy) => {
+                        ParquetCodec::Snappy
+                    }
+                    Ok(ParquetCompression::Zstd) => ParquetCodec::Zstd,
+                    Ok(ParquetCompression::Gzip) => ParquetCodec::Gzip,
+                    Ok(ParquetCompression::Lz4) => ParquetCodec::Lz4,
+                    Ok(ParquetCompression::None) => ParquetCodec::None,
+                    Err(_) => return Err(format!("unknown Parquet compression {compression}")),
+                };
+                Ok(Self::Parquet { codec })
+            }
+            _ => Err(format!("unknown file format {}", encoding.format)),
+        }
+    }
+
     /// The format's name, for messages.
     pub fn name(self) -> &'static str {
         match self {
             Self::Csv { .. } => "CSV",
-            Self::Parquet => "Parquet",
+            Self::Parquet { .. } => "Parquet",
+        }
+    }
+
+    /// The HTTP content type of delivered files.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv { .. } => "text/csv",
+            Self::Parquet { .. } => "application/vnd.apache.parquet",
         }
     }
 
@@ -59,7 +112,7 @@ impl OutputFormat {
                 DataType::Dictionary(_, value) => self.carries(value),
                 other => !other.is_nested() && !matches!(other, DataType::RunEndEncoded(..)),
             },
-            Self::Parquet => !matches!(data_type, DataType::Union(..)),
+            Self::Parquet { .. } => !matches!(data_type, DataType::Union(..)),
         }
     }
 }
@@ -85,7 +138,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(error.column, "tags");
         assert!(error.to_string().contains("CSV output cannot carry"));
-        assert_eq!(OutputFormat::Parquet.check_schema(&schema), Ok(()));
+        let parquet = OutputFormat::Parquet {
+            codec: ParquetCodec::Snappy,
+        };
+        assert_eq!(parquet.check_schema(&schema), Ok(()));
     }
 
     #[test]

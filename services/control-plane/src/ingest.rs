@@ -23,7 +23,7 @@ use filedrop_core::plan::rows_until_boundary;
 use filedrop_formats::format::OutputFormat;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_proto::jobs::v1::EncodeTask;
-use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, FileFormat};
+use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest};
 use filedrop_runtime::broker::{Broker, Queue};
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::staging::{Staging, block_key, segment_key};
@@ -81,7 +81,8 @@ impl Ingest {
         let request = decode_request(&first)?;
         let spec = ExportSpec::validate(request.clone())
             .map_err(|invalid| invalid_argument(invalid.code, invalid.to_string()))?;
-        let format = output_format(&spec);
+        let format = OutputFormat::from_encoding(&spec.encoding)
+            .map_err(|problem| internal("reading the format", &problem))?;
 
         let mut batches = FlightRecordBatchStream::new_from_flight_data(
             futures::stream::once(async { Ok(first) }).chain(stream.map_err(FlightError::from)),
@@ -254,15 +255,6 @@ fn decode_request(first: &FlightData) -> Result<ExportRequest, Status> {
             format!("the FlightDescriptor command is not an ExportRequest: {error}"),
         )
     })
-}
-
-fn output_format(spec: &ExportSpec) -> OutputFormat {
-    match spec.encoding.format() {
-        FileFormat::Csv => OutputFormat::Csv {
-            header: spec.encoding.csv.map(|csv| csv.header).unwrap_or(true),
-        },
-        _ => OutputFormat::Parquet,
-    }
 }
 
 fn stream_error(error: FlightError) -> Status {
