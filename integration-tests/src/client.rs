@@ -23,10 +23,12 @@ pub fn request(
     secret_access_key: &str,
     format: FileFormat,
 ) -> ExportRequest {
-    let extension = if format == FileFormat::Csv {
-        "csv"
-    } else {
-        "parquet"
+    let extension = match format {
+        FileFormat::Csv => "csv",
+        FileFormat::Tsv => "tsv",
+        FileFormat::Psv => "psv",
+        FileFormat::Delimited => "txt",
+        _ => "parquet",
     };
     ExportRequest {
         destination: Some(S3Destination {
@@ -42,7 +44,14 @@ pub fn request(
             }),
         }),
         format: format.into(),
-        csv: (format == FileFormat::Csv).then_some(CsvOptions { header: true }),
+        csv: (format != FileFormat::Parquet).then(|| CsvOptions {
+            header: true,
+            delimiter: if format == FileFormat::Delimited {
+                ";".to_owned()
+            } else {
+                String::new()
+            },
+        }),
         parquet: None,
         filename_template: format!(
             "sample-{{{{now|format:'yyyy-MM-dd'}}}}-{{{{run_id}}}}-{{{{file_number}}}}.{extension}"

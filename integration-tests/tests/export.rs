@@ -25,8 +25,13 @@ fn read_parquet(bytes: Bytes) -> RecordBatch {
 }
 
 fn read_csv(bytes: Bytes) -> RecordBatch {
+    read_delimited(bytes, b',')
+}
+
+fn read_delimited(bytes: Bytes, delimiter: u8) -> RecordBatch {
     let reader = arrow_csv::ReaderBuilder::new(data::schema())
         .with_header(true)
+        .with_delimiter(delimiter)
         .build(std::io::Cursor::new(bytes))
         .expect("a CSV reader");
     let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("reading CSV");
@@ -459,5 +464,46 @@ async fn parquet_files_use_the_chosen_codec_and_read_back_equal() {
             assert_eq!(codec, expected);
         }
         assert_eq!(read_parquet(bytes), data::concat(&sent), "{expected}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsv_psv_and_custom_delimited_files_read_back_equal() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let sent = data::table(120_000, 40_000);
+    for (format, delimiter, extension) in [
+        (FileFormat::Tsv, b'\t', "tsv"),
+        (FileFormat::Psv, b'|', "psv"),
+        (FileFormat::Delimited, b';', "txt"),
+    ] {
+        let prefix = format!("{extension}/");
+        let request = client::request_to(&moto, BUCKET, &prefix, format);
+        let accepted = client::export(&stack.url(), &request, sent.clone())
+            .await
+            .expect("accepted");
+        let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
+            .await
+            .pop()
+            .unwrap();
+        assert_eq!(run.state(), RunState::Succeeded, "{format:?}: {run:?}");
+        let key = format!(
+            "{prefix}sample-{}-{}-0000001.{extension}",
+            run_date(&run),
+            run.run_id
+        );
+        let bytes = s3::get(&s3, BUCKET, &key).await;
+        let d = delimiter as char;
+        let header = format!("id{d}amount{d}label{d}created_at{d}active\n");
+        assert!(
+            bytes.starts_with(header.as_bytes()),
+            "{format:?}: one header row"
+        );
+        assert_eq!(
+            read_delimited(bytes, delimiter),
+            data::concat(&sent),
+            "{format:?}"
+        );
     }
 }

@@ -82,14 +82,22 @@ impl ExportSpec {
                 return Err(InvalidRequest::new(
                     "format",
                     ErrorCode::Unspecified,
-                    "format is required: FILE_FORMAT_PARQUET or FILE_FORMAT_CSV",
+                    "format is required: FILE_FORMAT_PARQUET, FILE_FORMAT_CSV, FILE_FORMAT_TSV, \
+                     FILE_FORMAT_PSV or FILE_FORMAT_DELIMITED",
                 ));
             }
-            FileFormat::Csv => Encoding {
-                format: format.into(),
-                csv: Some(request.csv.unwrap_or(CsvOptions { header: true })),
-                parquet: None,
-            },
+            FileFormat::Csv | FileFormat::Tsv | FileFormat::Psv | FileFormat::Delimited => {
+                let csv = request.csv.clone().unwrap_or(CsvOptions {
+                    header: true,
+                    delimiter: String::new(),
+                });
+                validate_delimiter(format, &csv.delimiter)?;
+                Encoding {
+                    format: format.into(),
+                    csv: Some(csv),
+                    parquet: None,
+                }
+            }
             FileFormat::Parquet => {
                 let compression = request.parquet.map(|p| p.compression).unwrap_or_default();
                 let compression = match ParquetCompression::try_from(compression) {
@@ -280,6 +288,30 @@ fn validate_destination(
     Ok(destination)
 }
 
+/// Checks `csv.delimiter`: one ASCII character, not `"`, CR or LF, for a custom-delimited
+/// format; empty for the formats whose delimiter is fixed.
+fn validate_delimiter(format: FileFormat, delimiter: &str) -> Result<(), InvalidRequest> {
+    let invalid =
+        |message: String| InvalidRequest::new("csv.delimiter", ErrorCode::Unspecified, message);
+    if format != FileFormat::Delimited {
+        if delimiter.is_empty() {
+            return Ok(());
+        }
+        return Err(invalid(format!(
+            "{} has a fixed delimiter; leave csv.delimiter empty, or use FILE_FORMAT_DELIMITED",
+            format.as_str_name()
+        )));
+    }
+    let mut chars = delimiter.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii() && !matches!(c, '"' | '\r' | '\n') => Ok(()),
+        _ => Err(invalid(format!(
+            "the delimiter must be one ASCII character other than '\"', CR and LF, e.g. ';'; \
+             got {delimiter:?}"
+        ))),
+    }
+}
+
 /// Checks a prefix and gives it a trailing `/` (an empty prefix is the bucket root).
 fn normalize_prefix(prefix: &str) -> Result<String, InvalidRequest> {
     if prefix.is_empty() {
@@ -363,7 +395,10 @@ mod tests {
                 }),
             }),
             format: FileFormat::Csv.into(),
-            csv: Some(CsvOptions { header: true }),
+            csv: Some(CsvOptions {
+                header: true,
+                delimiter: String::new(),
+            }),
             parquet: None,
             filename_template: "orders-{{now|format:'yyyyMMdd'}}-{{file_number}}.csv".into(),
             split: Some(Split {
@@ -452,6 +487,30 @@ mod tests {
         let mut r = request();
         r.filename_template = "{{nope}}".into();
         assert_eq!(field_of(r), "filename_template");
+    }
+
+    #[test]
+    fn delimiters_are_one_ascii_character_and_only_for_custom_delimited_output() {
+        let with = |format: FileFormat, delimiter: &str| {
+            let mut r = request();
+            r.format = format.into();
+            r.csv = Some(CsvOptions {
+                header: true,
+                delimiter: delimiter.into(),
+            });
+            ExportSpec::validate(r).map(|_| ()).map_err(|e| e.field)
+        };
+        assert_eq!(with(FileFormat::Delimited, ";"), Ok(()));
+        assert_eq!(with(FileFormat::Tsv, ""), Ok(()));
+        assert_eq!(with(FileFormat::Psv, ""), Ok(()));
+        for bad in ["", ";;", "\"", "\n", "é"] {
+            assert_eq!(
+                with(FileFormat::Delimited, bad),
+                Err("csv.delimiter"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(with(FileFormat::Csv, ";"), Err("csv.delimiter"));
     }
 
     #[test]

@@ -31,9 +31,10 @@ where
     F: FnMut(usize) -> Result<Bytes, FormatError>,
 {
     match format {
-        OutputFormat::Csv { header } => {
+        OutputFormat::Delimited { delimiter, header } => {
             if header {
                 let mut writer = arrow_csv::WriterBuilder::new()
+                    .with_delimiter(delimiter)
                     .with_header(true)
                     .build(&mut out);
                 writer.write(&RecordBatch::new_empty(schema.clone()))?;
@@ -223,7 +224,10 @@ mod tests {
     fn csv_blocks_concatenate_under_one_header() {
         let batches = [batch(0, 3), batch(3, 2)];
         let file = String::from_utf8(assemble_blocks(
-            OutputFormat::Csv { header: true },
+            OutputFormat::Delimited {
+                delimiter: b',',
+                header: true,
+            },
             &batches,
         ))
         .unwrap();
@@ -233,9 +237,30 @@ mod tests {
     }
 
     #[test]
+    fn tsv_psv_and_custom_delimiters_separate_fields_and_quote_values_holding_them() {
+        let batches = [batch(0, 3)];
+        for delimiter in [b'\t', b'|', b';'] {
+            let format = OutputFormat::Delimited {
+                delimiter,
+                header: true,
+            };
+            let file = String::from_utf8(assemble_blocks(format, &batches)).unwrap();
+            let d = delimiter as char;
+            assert!(file.starts_with(&format!("id{d}name{d}at\n")), "{file}");
+            assert!(
+                file.contains(&format!("1{d}\"n,\"\"1\"\"\nü\"{d}")),
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
     fn empty_files_carry_header_or_schema() {
         let csv = assemble(
-            OutputFormat::Csv { header: true },
+            OutputFormat::Delimited {
+                delimiter: b',',
+                header: true,
+            },
             &schema(),
             0,
             |_| unreachable!(),

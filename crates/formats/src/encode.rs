@@ -1,6 +1,7 @@
 //! Encoding: one segment's batches into one block.
 //!
-//! - CSV: the rows, without header (the assembler writes the header once per file).
+//! - Delimited (CSV, TSV, PSV, custom): the rows, without header (the assembler writes the
+//!   header once per file).
 //! - Parquet: a complete small Parquet file with one row group per segment; the assembler
 //!   appends its column chunks into the delivered file.
 
@@ -20,8 +21,9 @@ pub fn encode_block(
     batches: &[RecordBatch],
 ) -> Result<Bytes, FormatError> {
     match format {
-        OutputFormat::Csv { .. } => {
+        OutputFormat::Delimited { delimiter, .. } => {
             let mut writer = arrow_csv::WriterBuilder::new()
+                .with_delimiter(delimiter)
                 .with_header(false)
                 .build(Vec::new());
             for batch in batches {

@@ -7,8 +7,11 @@ use filedrop_proto::v1::{FileFormat, ParquetCompression};
 /// The output format, as encoders and assemblers need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
-    /// RFC 4180 CSV, optionally with a header row.
-    Csv {
+    /// Delimited text quoted as RFC 4180 says (CSV, TSV, PSV or a custom delimiter),
+    /// optionally with a header row.
+    Delimited {
+        /// The delimiter byte (`,`, tab, `|`, or the custom one).
+        delimiter: u8,
         /// Write the header row.
         header: bool,
     },
@@ -54,9 +57,24 @@ impl OutputFormat {
     /// unspecified Parquet codec is snappy).
     pub fn from_encoding(encoding: &Encoding) -> Result<Self, String> {
         match FileFormat::try_from(encoding.format) {
-            Ok(FileFormat::Csv) => Ok(Self::Csv {
-                header: encoding.csv.map(|csv| csv.header).unwrap_or(true),
-            }),
+            Ok(
+                format @ (FileFormat::Csv
+                | FileFormat::Tsv
+                | FileFormat::Psv
+                | FileFormat::Delimited),
+            ) => {
+                let header = encoding.csv.as_ref().is_none_or(|csv| csv.header);
+                let delimiter = match format {
+                    FileFormat::Csv => b',',
+                    FileFormat::Tsv => b'\t',
+                    FileFormat::Psv => b'|',
+                    _ => match encoding.csv.as_ref().map(|csv| csv.delimiter.as_bytes()) {
+                        Some([delimiter]) => *delimiter,
+                        _ => return Err("a custom-delimited format without its delimiter".into()),
+                    },
+                };
+                Ok(Self::Delimited { delimiter, header })
+            }
             Ok(FileFormat::Parquet) => {
                 let compression = encoding.parquet.map(|p| p.compression).unwrap_or_default();
                 let codec = match ParquetCompression::try_from(compression) {
@@ -78,7 +96,16 @@ impl OutputFormat {
     /// The format's name, for messages.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Csv { .. } => "CSV",
+            Self::Delimited {
+                delimiter: b',', ..
+            } => "CSV",
+            Self::Delimited {
+                delimiter: b'\t', ..
+            } => "TSV",
+            Self::Delimited {
+                delimiter: b'|', ..
+            } => "PSV",
+            Self::Delimited { .. } => "delimited",
             Self::Parquet { .. } => "Parquet",
         }
     }
@@ -86,7 +113,13 @@ impl OutputFormat {
     /// The HTTP content type of delivered files.
     pub fn content_type(self) -> &'static str {
         match self {
-            Self::Csv { .. } => "text/csv",
+            Self::Delimited {
+                delimiter: b',', ..
+            } => "text/csv",
+            Self::Delimited {
+                delimiter: b'\t', ..
+            } => "text/tab-separated-values",
+            Self::Delimited { .. } => "text/plain",
             Self::Parquet { .. } => "application/vnd.apache.parquet",
         }
     }
@@ -108,7 +141,7 @@ impl OutputFormat {
     fn carries(self, data_type: &DataType) -> bool {
         match self {
             // Delimited text has no nesting: one value per field.
-            Self::Csv { .. } => match data_type {
+            Self::Delimited { .. } => match data_type {
                 DataType::Dictionary(_, value) => self.carries(value),
                 other => !other.is_nested() && !matches!(other, DataType::RunEndEncoded(..)),
             },
@@ -133,9 +166,12 @@ mod tests {
                 true,
             ),
         ]);
-        let error = OutputFormat::Csv { header: true }
-            .check_schema(&schema)
-            .unwrap_err();
+        let error = OutputFormat::Delimited {
+            delimiter: b',',
+            header: true,
+        }
+        .check_schema(&schema)
+        .unwrap_err();
         assert_eq!(error.column, "tags");
         assert!(error.to_string().contains("CSV output cannot carry"));
         let parquet = OutputFormat::Parquet {
@@ -155,9 +191,12 @@ mod tests {
             ),
             Field::new("st", DataType::Struct(Fields::empty()), true),
         ]);
-        let error = OutputFormat::Csv { header: false }
-            .check_schema(&schema)
-            .unwrap_err();
+        let error = OutputFormat::Delimited {
+            delimiter: b'\t',
+            header: false,
+        }
+        .check_schema(&schema)
+        .unwrap_err();
         assert_eq!(error.column, "st");
     }
 }

@@ -229,7 +229,7 @@ impl Ingest {
             block_key: block_key(&run.run_id, index),
             row_offset: run.segment_start,
             row_count,
-            encoding: Some(run.spec.encoding),
+            encoding: Some(run.spec.encoding.clone()),
         };
         self.broker
             .publish(Queue::Encode, &task)

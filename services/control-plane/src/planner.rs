@@ -210,7 +210,7 @@ impl Planner {
                     .map(|segment| block_key(run_id, *segment))
                     .collect(),
                 arrow_schema: run.arrow_schema.clone(),
-                encoding: Some(spec.encoding),
+                encoding: Some(spec.encoding.clone()),
                 sealed_destination: sealed_destination.clone(),
             };
             self.broker.publish(Queue::Upload, &task).await?;
