@@ -7,7 +7,7 @@ use bytes::Bytes;
 use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
-use filedrop_proto::v1::{ErrorCode, ExportAccepted, FileFormat, Run, RunState};
+use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, FileFormat, Run, RunState};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::time::Duration;
 
@@ -95,6 +95,34 @@ async fn export_split_parquet(moto: &Moto, stack: &Stack) -> (ExportAccepted, Ve
         .expect("the export is accepted");
     assert_eq!(accepted.rows, ROWS as u64);
     (accepted, sent)
+}
+
+/// Exports `sent` with `request`, waits for the run to succeed, and returns the run and the
+/// bytes of its single file, `<prefix>sample-<date>-<run id>-0000001.<extension>`.
+async fn export_one_file(
+    moto: &Moto,
+    stack: &Stack,
+    request: &ExportRequest,
+    sent: &[RecordBatch],
+    extension: &str,
+) -> (Run, Bytes) {
+    let accepted = client::export(&stack.url(), request, sent.to_vec())
+        .await
+        .expect("accepted");
+    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(run.state(), RunState::Succeeded, "{extension}: {run:?}");
+    let prefix = &request.destination.as_ref().unwrap().prefix;
+    let key = format!(
+        "{prefix}sample-{}-{}-0000001.{extension}",
+        run_date(&run),
+        run.run_id
+    );
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let bytes = s3::get(&s3, BUCKET, &key).await;
+    (run, bytes)
 }
 
 async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[RecordBatch]) {
@@ -422,7 +450,6 @@ async fn parquet_files_use_the_chosen_codec_and_read_back_equal() {
 
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
-    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let sent = data::table(120_000, 40_000);
     for (compression, expected) in [
         (ParquetCompression::Zstd, "ZSTD"),
@@ -435,20 +462,7 @@ async fn parquet_files_use_the_chosen_codec_and_read_back_equal() {
         request.parquet = Some(ParquetOptions {
             compression: compression.into(),
         });
-        let accepted = client::export(&stack.url(), &request, sent.clone())
-            .await
-            .expect("accepted");
-        let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
-            .await
-            .pop()
-            .unwrap();
-        assert_eq!(run.state(), RunState::Succeeded, "{expected}: {run:?}");
-        let key = format!(
-            "{prefix}sample-{}-{}-0000001.parquet",
-            run_date(&run),
-            run.run_id
-        );
-        let bytes = s3::get(&s3, BUCKET, &key).await;
+        let (_, bytes) = export_one_file(&moto, &stack, &request, &sent, "parquet").await;
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap();
         for column in builder
             .metadata()
@@ -471,7 +485,6 @@ async fn parquet_files_use_the_chosen_codec_and_read_back_equal() {
 async fn tsv_psv_and_custom_delimited_files_read_back_equal() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
-    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let sent = data::table(120_000, 40_000);
     for (format, delimiter, extension) in [
         (FileFormat::Tsv, b'\t', "tsv"),
@@ -480,20 +493,7 @@ async fn tsv_psv_and_custom_delimited_files_read_back_equal() {
     ] {
         let prefix = format!("{extension}/");
         let request = client::request_to(&moto, BUCKET, &prefix, format);
-        let accepted = client::export(&stack.url(), &request, sent.clone())
-            .await
-            .expect("accepted");
-        let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
-            .await
-            .pop()
-            .unwrap();
-        assert_eq!(run.state(), RunState::Succeeded, "{format:?}: {run:?}");
-        let key = format!(
-            "{prefix}sample-{}-{}-0000001.{extension}",
-            run_date(&run),
-            run.run_id
-        );
-        let bytes = s3::get(&s3, BUCKET, &key).await;
+        let (_, bytes) = export_one_file(&moto, &stack, &request, &sent, extension).await;
         let d = delimiter as char;
         let header = format!("id{d}amount{d}label{d}created_at{d}active\n");
         assert!(
