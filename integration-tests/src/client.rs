@@ -177,6 +177,14 @@ pub async fn watch_to_end(url: &str, run_id: &str, within: Duration) -> Vec<Run>
     seen
 }
 
+/// Watches the run until it ends and returns its final state.
+pub async fn run_to_end(url: &str, run_id: &str, within: Duration) -> Run {
+    watch_to_end(url, run_id, within)
+        .await
+        .pop()
+        .expect("a watch yields the run at least once")
+}
+
 /// Waits until the run reaches one of `states`.
 pub async fn wait_for_state(url: &str, run_id: &str, states: &[RunState], within: Duration) -> Run {
     let deadline = tokio::time::Instant::now() + within;

@@ -102,10 +102,7 @@ async fn a_run_survives_the_broker_closing_every_connection() {
         .await
         .unwrap()
         .expect("the export is accepted across the reconnection");
-    let run = client::watch_to_end(&stack.url(), &accepted.run_id, Duration::from_secs(600))
-        .await
-        .pop()
-        .unwrap();
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, Duration::from_secs(600)).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "reconnect/").await;
@@ -123,9 +120,6 @@ async fn a_run_survives_the_broker_closing_every_connection() {
     let again = client::export(&stack.url(), &request, data::table(60_000, 20_000))
         .await
         .expect("accepted after reconnecting");
-    let run = client::watch_to_end(&stack.url(), &again.run_id, Duration::from_secs(120))
-        .await
-        .pop()
-        .unwrap();
+    let run = client::run_to_end(&stack.url(), &again.run_id, Duration::from_secs(120)).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 }

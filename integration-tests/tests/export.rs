@@ -109,10 +109,7 @@ async fn export_one_file(
     let accepted = client::export(&stack.url(), request, sent.to_vec())
         .await
         .expect("accepted");
-    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
-        .await
-        .pop()
-        .unwrap();
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{extension}: {run:?}");
     let prefix = &request.destination.as_ref().unwrap().prefix;
     let key = format!(
@@ -194,10 +191,7 @@ async fn csv_with_header_reads_back_equal_to_the_input() {
     let accepted = client::export(&stack.url(), &request, sent.clone())
         .await
         .expect("accepted");
-    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
-        .await
-        .pop()
-        .unwrap();
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
@@ -276,10 +270,7 @@ async fn wrong_secret_fails_the_run_with_invalid_credentials_and_leaves_nothing(
     let accepted = client::export(&stack.url(), &request, data::table(300_000, 50_000))
         .await
         .expect("the stream is accepted; the credential is checked by the upload");
-    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
-        .await
-        .pop()
-        .unwrap();
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
     let error = run.error.as_ref().expect("a failed run has an error");
     assert_eq!(error.code(), ErrorCode::InvalidCredentials, "{error:?}");
@@ -328,10 +319,7 @@ async fn a_worker_killed_mid_run_and_restarted_still_delivers_every_file_once() 
         before.state()
     );
     stack.start_worker();
-    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
-        .await
-        .pop()
-        .unwrap();
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_split_delivery(&moto, &stack, &run, &sent).await;
 }
 
@@ -372,10 +360,7 @@ async fn an_empty_result_delivers_a_header_only_file_and_the_marker() {
             .await
             .expect("an empty result is accepted");
     assert_eq!(accepted.rows, 0);
-    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
-        .await
-        .pop()
-        .unwrap();
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     assert_eq!(run.files, 1);
 
@@ -436,10 +421,7 @@ async fn a_worker_stopped_with_sigterm_finishes_its_tasks_and_exits_cleanly() {
     assert!(log.contains("shutdown requested"), "{log}");
 
     stack.start_worker();
-    let run = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT)
-        .await
-        .pop()
-        .unwrap();
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_split_delivery(&moto, &stack, &run, &sent).await;
 }
 

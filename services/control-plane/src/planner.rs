@@ -185,7 +185,13 @@ impl Planner {
         }
         let last_started = by_file.keys().next_back().copied().unwrap_or(0);
         let total_files = stream_ended.then(|| file_count(run.rows, spec.rows_per_file));
-        let sealed_destination = self.secrets.seal(&spec.destination.encode_to_vec());
+        // Sealed only when a task is published: most events publish nothing.
+        let mut sealed_destination: Option<Vec<u8>> = None;
+        let mut sealed = || {
+            sealed_destination
+                .get_or_insert_with(|| self.secrets.seal(&spec.destination.encode_to_vec()))
+                .clone()
+        };
 
         for number in 1..=total_files.unwrap_or(last_started) {
             if files.iter().any(|file| file.file_number == number) {
@@ -211,7 +217,7 @@ impl Planner {
                     .collect(),
                 arrow_schema: run.arrow_schema.clone(),
                 encoding: Some(spec.encoding.clone()),
-                sealed_destination: sealed_destination.clone(),
+                sealed_destination: sealed(),
             };
             self.broker.publish(Queue::Upload, &task).await?;
             self.store.add_file(run_id, number, &object_key).await?;
@@ -249,7 +255,7 @@ impl Planner {
                     })
                     .collect(),
                 marker_key,
-                sealed_destination,
+                sealed_destination: sealed(),
                 destination_prefix: spec.destination.prefix.clone(),
             };
             self.broker.publish(Queue::Finalize, &task).await?;
