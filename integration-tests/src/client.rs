@@ -28,8 +28,14 @@ pub fn request(
         FileFormat::Tsv => "tsv",
         FileFormat::Psv => "psv",
         FileFormat::Delimited => "txt",
+        FileFormat::Json => "json",
+        FileFormat::Ndjson => "ndjson",
         _ => "parquet",
     };
+    let delimited = matches!(
+        format,
+        FileFormat::Csv | FileFormat::Tsv | FileFormat::Psv | FileFormat::Delimited
+    );
     ExportRequest {
         destination: Some(S3Destination {
             endpoint_url: endpoint.to_owned(),
@@ -44,13 +50,14 @@ pub fn request(
             }),
         }),
         format: format.into(),
-        csv: (format != FileFormat::Parquet).then(|| CsvOptions {
+        csv: delimited.then(|| CsvOptions {
             header: true,
             delimiter: if format == FileFormat::Delimited {
                 ";".to_owned()
             } else {
                 String::new()
             },
+            ..Default::default()
         }),
         parquet: None,
         filename_template: format!(
@@ -61,6 +68,7 @@ pub fn request(
             enabled: true,
             name: SuccessFileName::DoneSuffix.into(),
         }),
+        ..Default::default()
     }
 }
 

@@ -7,7 +7,10 @@ use bytes::Bytes;
 use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
-use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, FileFormat, Run, RunState};
+use filedrop_proto::v1::{
+    ErrorCode, ExportAccepted, ExportRequest, FileFormat, LineEnding, QuoteMode, RowNumber, Run,
+    RunState,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::time::Duration;
 
@@ -36,6 +39,15 @@ fn read_delimited(bytes: Bytes, delimiter: u8) -> RecordBatch {
         .expect("a CSV reader");
     let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("reading CSV");
     data::concat(&batches)
+}
+
+/// Reads NDJSON (any line ending) with `arrow-json`, typed by `schema`.
+fn read_ndjson(bytes: &[u8], schema: arrow_schema::SchemaRef) -> RecordBatch {
+    let reader = arrow_json::ReaderBuilder::new(schema.clone())
+        .build(std::io::Cursor::new(bytes.to_vec()))
+        .expect("a JSON reader");
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("reading JSON");
+    arrow_select::concat::concat_batches(&schema, &batches).expect("one schema")
 }
 
 /// The date part of the sample filename template, as the control plane rendered it.
@@ -488,4 +500,147 @@ async fn tsv_psv_and_custom_delimited_files_read_back_equal() {
             "{format:?}"
         );
     }
+}
+
+/// 300,000 rows make three segments, so every file below is assembled from several blocks.
+const MULTI_BLOCK_ROWS: i64 = 300_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_array_and_ndjson_files_read_back_equal() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let sent = data::table(MULTI_BLOCK_ROWS, 50_000);
+    let expected = data::concat(&sent);
+
+    let request = client::request_to(&moto, BUCKET, "json/", FileFormat::Json);
+    let (_, bytes) = export_one_file(&moto, &stack, &request, &sent, "json").await;
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&bytes).expect("one JSON array");
+    assert_eq!(rows.len(), MULTI_BLOCK_ROWS as usize);
+    let lines: Vec<String> = rows.iter().map(|row| row.to_string()).collect();
+    assert_eq!(
+        read_ndjson(lines.join("\n").as_bytes(), data::schema()),
+        expected,
+        "JSON array"
+    );
+
+    let mut request = client::request_to(&moto, BUCKET, "ndjson/", FileFormat::Ndjson);
+    request.line_ending = LineEnding::Crlf.into();
+    let (_, bytes) = export_one_file(&moto, &stack, &request, &sent, "ndjson").await;
+    let text = std::str::from_utf8(&bytes).expect("UTF-8");
+    assert_eq!(text.matches("\r\n").count(), MULTI_BLOCK_ROWS as usize);
+    assert_eq!(
+        text.matches('\n').count(),
+        MULTI_BLOCK_ROWS as usize,
+        "no bare LF"
+    );
+    assert_eq!(read_ndjson(&bytes, data::schema()), expected, "NDJSON");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_numbers_run_across_split_files_with_quote_all_and_crlf() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let sent = data::table(MULTI_BLOCK_ROWS, 50_000);
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "numbered", FileFormat::Csv),
+        100_000,
+    );
+    request.line_ending = LineEnding::Crlf.into();
+    request.csv.as_mut().unwrap().quote_mode = QuoteMode::All.into();
+    request.row_number = Some(RowNumber {
+        enabled: true,
+        column_name: String::new(),
+    });
+    let accepted = client::export(&stack.url(), &request, sent.clone())
+        .await
+        .expect("accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    assert_eq!(run.files, 3);
+
+    let mut fields = vec![arrow_schema::Field::new(
+        "row_number",
+        arrow_schema::DataType::Int64,
+        false,
+    )];
+    fields.extend(data::schema().fields().iter().map(|f| f.as_ref().clone()));
+    let numbered = std::sync::Arc::new(arrow_schema::Schema::new(fields));
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let stem = format!("numbered/sample-{}-{}-", run_date(&run), run.run_id);
+    let mut read = Vec::new();
+    for n in 1..=3 {
+        let bytes = s3::get(&s3, BUCKET, &format!("{stem}{n:07}.csv")).await;
+        assert!(
+            bytes.starts_with(
+                b"\"row_number\",\"id\",\"amount\",\"label\",\"created_at\",\"active\"\r\n"
+            ),
+            "file {n}: a quoted header with the row number first"
+        );
+        let reader = arrow_csv::ReaderBuilder::new(numbered.clone())
+            .with_header(true)
+            .build(std::io::Cursor::new(bytes))
+            .expect("a CSV reader");
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("reading CSV");
+        read.push(data::concat(&batches));
+    }
+    let read = data::concat(&read);
+    let numbers = read
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow_array::Int64Array>()
+        .unwrap();
+    assert!(
+        numbers.values().iter().copied().eq(1..=MULTI_BLOCK_ROWS),
+        "row numbers run 1..={MULTI_BLOCK_ROWS} across the files"
+    );
+    assert_eq!(read.project(&[1, 2, 3, 4, 5]).unwrap(), data::concat(&sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_format_options_are_refused_naming_the_setting() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let base = client::request_to(&moto, BUCKET, "bad", FileFormat::Csv);
+    let mut cases: Vec<(&str, ExportRequest)> = Vec::new();
+    let mut r = base.clone();
+    r.csv.as_mut().unwrap().quote_mode = 17;
+    cases.push(("csv.quote_mode", r));
+    let mut r = base.clone();
+    r.format = FileFormat::Delimited.into();
+    r.csv.as_mut().unwrap().delimiter = ";;".into();
+    cases.push(("csv.delimiter", r));
+    let mut r = base.clone();
+    r.csv.as_mut().unwrap().escape = "ab".into();
+    cases.push(("csv.escape", r));
+    let mut r = base.clone();
+    r.row_number = Some(RowNumber {
+        enabled: true,
+        column_name: "row number".into(),
+    });
+    cases.push(("row_number.column_name", r));
+    for (field, request) in cases {
+        let status = client::export(&stack.url(), &request, data::table(10, 10))
+            .await
+            .expect_err(field);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{field}");
+        assert!(status.message().contains(field), "{field}: {status:?}");
+    }
+    let mut clash = base.clone();
+    clash.row_number = Some(RowNumber {
+        enabled: true,
+        column_name: "label".into(),
+    });
+    let status = client::export(&stack.url(), &clash, data::table(10, 10))
+        .await
+        .expect_err("a row number column named as a data column");
+    assert!(
+        status.message().contains("row_number.column_name"),
+        "{status:?}"
+    );
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert_eq!(
+        s3::list(&s3, BUCKET, "").await.len(),
+        0,
+        "nothing is written"
+    );
 }

@@ -3,7 +3,7 @@
 use crate::{Context, report};
 use bytes::Bytes;
 use filedrop_core::failure::RunFailure;
-use filedrop_formats::format::OutputFormat;
+use filedrop_formats::format::Output;
 use filedrop_proto::jobs::v1::{EncodeTask, Encoding, SegmentEncoded, worker_event};
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::StagingError;
@@ -22,10 +22,10 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
         .await
 }
 
-/// The output format of a task's `Encoding`.
-pub fn output_format(encoding: Option<&Encoding>) -> Result<OutputFormat, RunFailure> {
+/// The output of a task's `Encoding`.
+pub fn task_output(encoding: Option<&Encoding>) -> Result<Output, RunFailure> {
     let encoding = encoding.ok_or_else(|| RunFailure::internal("task without an encoding"))?;
-    OutputFormat::from_encoding(encoding)
+    Output::from_encoding(encoding)
         .map_err(|problem| RunFailure::internal(format!("task with {problem}")))
 }
 
@@ -38,8 +38,8 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     };
     let run_id = task.run_id.clone();
-    let format = match output_format(task.encoding.as_ref()) {
-        Ok(format) => format,
+    let output = match task_output(task.encoding.as_ref()) {
+        Ok(output) => output,
         Err(failure) => return report::fail(context, &run_id, failure).await,
     };
     let segment = match context.staging.get(&task.segment_key).await {
@@ -58,7 +58,9 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             return Outcome::Retry;
         }
     };
-    let encoded = tokio::task::spawn_blocking(move || encode(format, segment)).await;
+    let first_row_number = task.row_offset + 1;
+    let encoded =
+        tokio::task::spawn_blocking(move || encode(&output, segment, first_row_number)).await;
     let block = match encoded {
         Ok(Ok(block)) => block,
         Ok(Err(error)) => {
@@ -104,7 +106,11 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
     .await
 }
 
-fn encode(format: OutputFormat, segment: Bytes) -> Result<Bytes, filedrop_formats::FormatError> {
+fn encode(
+    output: &Output,
+    segment: Bytes,
+    first_row_number: u64,
+) -> Result<Bytes, filedrop_formats::FormatError> {
     let (schema, batches) = filedrop_formats::segment::read_segment(segment)?;
-    filedrop_formats::encode::encode_block(format, &schema, &batches)
+    filedrop_formats::encode::encode_block(output, &schema, &batches, first_row_number)
 }

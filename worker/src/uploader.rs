@@ -1,10 +1,10 @@
 //! The upload role: a file's blocks, assembled in order, streamed to the destination.
 
-use crate::encoder::output_format;
+use crate::encoder::task_output;
 use crate::{Context, report};
 use filedrop_core::failure::RunFailure;
 use filedrop_formats::FormatError;
-use filedrop_formats::format::OutputFormat;
+use filedrop_formats::format::Output;
 use filedrop_proto::jobs::v1::{FileUploaded, UploadTask, worker_event};
 use filedrop_proto::v1::S3Destination;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
@@ -86,16 +86,16 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     };
     let run_id = task.run_id.clone();
-    let prepared = output_format(task.encoding.as_ref()).and_then(|format| {
+    let prepared = task_output(task.encoding.as_ref()).and_then(|output| {
         let schema = filedrop_formats::segment::schema_from_bytes(&task.arrow_schema)
             .map_err(|error| RunFailure::internal(format!("task schema is corrupt: {error}")))?;
         Ok((
-            format,
+            output,
             schema,
             open_destination(context, &task.sealed_destination)?,
         ))
     });
-    let (format, schema, destination) = match prepared {
+    let (output, schema, destination) = match prepared {
         Ok(prepared) => prepared,
         Err(failure) => return report::fail(context, &run_id, failure).await,
     };
@@ -122,7 +122,7 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
                 &task,
                 &client,
                 &destination,
-                format,
+                &output,
                 &schema,
                 part_size,
             )
@@ -159,7 +159,7 @@ async fn upload_once(
     task: &UploadTask,
     client: &aws_sdk_s3::Client,
     destination: &S3Destination,
-    format: OutputFormat,
+    output: &Output,
     schema: &arrow_schema::SchemaRef,
     part_size: usize,
 ) -> Result<u64, Failed> {
@@ -167,6 +167,8 @@ async fn upload_once(
     let staging = context.staging.clone();
     let block_keys = task.block_keys.clone();
     let schema = schema.clone();
+    let content_type = output.content_type();
+    let output = output.clone();
     let runtime = tokio::runtime::Handle::current();
     let assembler = tokio::task::spawn_blocking(move || {
         let writer = PartWriter::new(part_size, sender);
@@ -181,8 +183,13 @@ async fn upload_once(
                     other => FormatError::Io(std::io::Error::other(other)),
                 })
         };
-        let writer =
-            filedrop_formats::assemble::assemble(format, &schema, block_keys.len(), fetch, writer)?;
+        let writer = filedrop_formats::assemble::assemble(
+            &output,
+            &schema,
+            block_keys.len(),
+            fetch,
+            writer,
+        )?;
         writer.finish()?;
         Ok::<(), FormatError>(())
     });
@@ -190,7 +197,7 @@ async fn upload_once(
         client,
         &destination.bucket,
         &task.object_key,
-        format.content_type(),
+        content_type,
         receiver,
         context.config.upload.parts_in_flight,
     )

@@ -7,8 +7,8 @@ use crate::template::{FilenameTemplate, TemplateValues};
 use chrono::{DateTime, Utc};
 use filedrop_proto::jobs::v1::Encoding;
 use filedrop_proto::v1::{
-    AccessKeyCredential, CsvOptions, ErrorCode, ExportRequest, FileFormat, ParquetCompression,
-    ParquetOptions, S3Destination, SuccessFileName,
+    AccessKeyCredential, CsvOptions, ErrorCode, ExportRequest, FileFormat, LineEnding,
+    ParquetCompression, ParquetOptions, QuoteMode, RowNumber, S3Destination, SuccessFileName,
 };
 
 /// Fewest rows per file a row split accepts.
@@ -17,6 +17,10 @@ pub const MIN_ROWS_PER_FILE: u64 = 50_000;
 pub const MAX_ROWS_PER_FILE: u64 = 10_000_000;
 /// S3's limit on key length, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
+/// The row number column's name when none is given.
+pub const DEFAULT_ROW_NUMBER_COLUMN: &str = "row_number";
+/// Row number column names are shorter than this, in characters.
+const ROW_NUMBER_COLUMN_LIMIT: usize = 1028;
 
 /// A request that cannot be accepted: the field at fault and what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +74,8 @@ pub struct ExportSpec {
     pub rows_per_file: Option<u64>,
     /// The success marker, when one is wanted.
     pub marker: Option<Marker>,
+    /// Settings that are valid but probably not what the user wants, with what to do instead.
+    pub warnings: Vec<String>,
 }
 
 impl ExportSpec {
@@ -77,27 +83,34 @@ impl ExportSpec {
     pub fn validate(request: ExportRequest) -> Result<Self, InvalidRequest> {
         let destination = validate_destination(request.destination)?;
         let format = FileFormat::try_from(request.format).unwrap_or(FileFormat::Unspecified);
-        let encoding = match format {
+        let mut warnings = Vec::new();
+        let mut encoding = match format {
             FileFormat::Unspecified => {
                 return Err(InvalidRequest::new(
                     "format",
                     ErrorCode::Unspecified,
                     "format is required: FILE_FORMAT_PARQUET, FILE_FORMAT_CSV, FILE_FORMAT_TSV, \
-                     FILE_FORMAT_PSV or FILE_FORMAT_DELIMITED",
+                     FILE_FORMAT_PSV, FILE_FORMAT_DELIMITED, FILE_FORMAT_JSON or \
+                     FILE_FORMAT_NDJSON",
                 ));
             }
             FileFormat::Csv | FileFormat::Tsv | FileFormat::Psv | FileFormat::Delimited => {
                 let csv = request.csv.clone().unwrap_or(CsvOptions {
                     header: true,
-                    delimiter: String::new(),
+                    ..Default::default()
                 });
                 validate_delimiter(format, &csv.delimiter)?;
+                warnings.extend(validate_csv_options(format, &csv)?);
                 Encoding {
                     format: format.into(),
                     csv: Some(csv),
-                    parquet: None,
+                    ..Default::default()
                 }
             }
+            FileFormat::Json | FileFormat::Ndjson => Encoding {
+                format: format.into(),
+                ..Default::default()
+            },
             FileFormat::Parquet => {
                 let compression = request.parquet.map(|p| p.compression).unwrap_or_default();
                 let compression = match ParquetCompression::try_from(compression) {
@@ -116,13 +129,29 @@ impl ExportSpec {
                 };
                 Encoding {
                     format: format.into(),
-                    csv: None,
                     parquet: Some(ParquetOptions {
                         compression: compression.into(),
                     }),
+                    ..Default::default()
                 }
             }
         };
+        encoding.line_ending = match LineEnding::try_from(request.line_ending) {
+            Ok(LineEnding::Unspecified) => LineEnding::Lf,
+            Ok(known) => known,
+            Err(_) => {
+                return Err(InvalidRequest::new(
+                    "line_ending",
+                    ErrorCode::Unspecified,
+                    format!(
+                        "unknown line ending {}; use LINE_ENDING_LF or LINE_ENDING_CRLF",
+                        request.line_ending
+                    ),
+                ));
+            }
+        }
+        .into();
+        encoding.row_number_column = validate_row_number(request.row_number.as_ref())?;
         let template = FilenameTemplate::parse(&request.filename_template).map_err(|message| {
             InvalidRequest::new("filename_template", ErrorCode::InvalidTemplate, message)
         })?;
@@ -160,6 +189,7 @@ impl ExportSpec {
             template,
             rows_per_file,
             marker,
+            warnings,
         };
         // Render once with sample values, so a template that cannot render (a bad date
         // pattern, a key that leaves the prefix) is refused now rather than mid-run.
@@ -312,6 +342,99 @@ fn validate_delimiter(format: FileFormat, delimiter: &str) -> Result<(), Invalid
     }
 }
 
+/// Checks the quoting options of delimited output; returns the warnings they deserve.
+fn validate_csv_options(
+    format: FileFormat,
+    csv: &CsvOptions,
+) -> Result<Vec<String>, InvalidRequest> {
+    let delimiter = match format {
+        FileFormat::Tsv => '\t',
+        FileFormat::Psv => '|',
+        FileFormat::Delimited => csv.delimiter.chars().next().unwrap_or(','),
+        _ => ',',
+    };
+    let quote_mode = QuoteMode::try_from(csv.quote_mode).map_err(|_| {
+        InvalidRequest::new(
+            "csv.quote_mode",
+            ErrorCode::Unspecified,
+            format!(
+                "unknown quote mode {}; use QUOTE_MODE_ALL, QUOTE_MODE_NON_NULL, \
+                 QUOTE_MODE_SPECIAL_CHARACTERS, QUOTE_MODE_NON_NUMERIC or QUOTE_MODE_NONE",
+                csv.quote_mode
+            ),
+        )
+    })?;
+    let mut chars = csv.escape.chars();
+    match (chars.next(), chars.next()) {
+        (None, _) => {}
+        (Some(c), None) if c.is_ascii() && !matches!(c, '\r' | '\n') && c != delimiter => {}
+        _ => {
+            return Err(InvalidRequest::new(
+                "csv.escape",
+                ErrorCode::Unspecified,
+                format!(
+                    "the escape character must be one ASCII character other than the \
+                     delimiter, CR and LF, e.g. '\\'; or empty to double quotes; got {:?}",
+                    csv.escape
+                ),
+            ));
+        }
+    }
+    for (field, value) in [
+        ("csv.null_value", &csv.null_value),
+        ("csv.empty_value", &csv.empty_value),
+    ] {
+        if let Some(value) = value
+            && value.contains([delimiter, '\r', '\n'])
+        {
+            return Err(InvalidRequest::new(
+                field,
+                ErrorCode::Unspecified,
+                format!(
+                    "{value:?} holds the delimiter or a line break, which would shift the \
+                     columns of every row holding it; use a literal such as NULL or \"\""
+                ),
+            ));
+        }
+    }
+    let mut warnings = Vec::new();
+    if quote_mode == QuoteMode::None && csv.escape.is_empty() {
+        warnings.push(
+            "csv.quote_mode is QUOTE_MODE_NONE without csv.escape: values holding the \
+             delimiter, quotes or line breaks go out as they are and break their rows; set \
+             csv.escape (e.g. '\\') if the data may hold them"
+                .to_owned(),
+        );
+    }
+    Ok(warnings)
+}
+
+/// Checks the row number option; returns the column name, empty when there is no column.
+fn validate_row_number(row_number: Option<&RowNumber>) -> Result<String, InvalidRequest> {
+    let Some(row_number) = row_number.filter(|r| r.enabled) else {
+        return Ok(String::new());
+    };
+    let name = match row_number.column_name.as_str() {
+        "" => DEFAULT_ROW_NUMBER_COLUMN,
+        name => name,
+    };
+    let valid_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_chars || name.chars().count() >= ROW_NUMBER_COLUMN_LIMIT {
+        return Err(InvalidRequest::new(
+            "row_number.column_name",
+            ErrorCode::Unspecified,
+            format!(
+                "the row number column name may hold only letters, digits, '_' and '-', and \
+                 must be shorter than {ROW_NUMBER_COLUMN_LIMIT} characters, e.g. \
+                 'row_number'; got {name:?}"
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 /// Checks a prefix and gives it a trailing `/` (an empty prefix is the bucket root).
 fn normalize_prefix(prefix: &str) -> Result<String, InvalidRequest> {
     if prefix.is_empty() {
@@ -397,7 +520,7 @@ mod tests {
             format: FileFormat::Csv.into(),
             csv: Some(CsvOptions {
                 header: true,
-                delimiter: String::new(),
+                ..Default::default()
             }),
             parquet: None,
             filename_template: "orders-{{now|format:'yyyyMMdd'}}-{{file_number}}.csv".into(),
@@ -408,6 +531,7 @@ mod tests {
                 enabled: true,
                 name: SuccessFileName::Unspecified.into(),
             }),
+            ..Default::default()
         }
     }
 
@@ -497,6 +621,7 @@ mod tests {
             r.csv = Some(CsvOptions {
                 header: true,
                 delimiter: delimiter.into(),
+                ..Default::default()
             });
             ExportSpec::validate(r).map(|_| ()).map_err(|e| e.field)
         };
@@ -549,5 +674,107 @@ mod tests {
             assert_eq!(error.field, "filename_template", "{template}");
             assert_eq!(error.code, ErrorCode::InvalidTemplate, "{template}");
         }
+    }
+
+    #[test]
+    fn quoting_options_are_checked_and_quote_mode_none_without_escape_warns() {
+        let with = |csv: CsvOptions| {
+            let mut r = request();
+            r.csv = Some(CsvOptions {
+                header: true,
+                ..csv
+            });
+            ExportSpec::validate(r)
+        };
+        let spec = with(CsvOptions {
+            quote_mode: QuoteMode::NonNumeric.into(),
+            escape: "\\".into(),
+            null_value: Some("NULL".into()),
+            empty_value: Some("\"\"".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(spec.warnings.is_empty());
+        let error = with(CsvOptions {
+            quote_mode: 42,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(error.field, "csv.quote_mode");
+        assert!(error.message.contains("QUOTE_MODE_NON_NULL"), "{error}");
+        for escape in ["\\\\", ",", "\n", "é"] {
+            let error = with(CsvOptions {
+                escape: escape.into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(error.field, "csv.escape", "{escape:?}");
+        }
+        let error = with(CsvOptions {
+            null_value: Some("a,b".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(error.field, "csv.null_value");
+        let error = with(CsvOptions {
+            empty_value: Some("\n".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(error.field, "csv.empty_value");
+        let spec = with(CsvOptions {
+            quote_mode: QuoteMode::None.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(spec.warnings.len(), 1);
+        assert!(
+            spec.warnings[0].contains("csv.escape"),
+            "{:?}",
+            spec.warnings
+        );
+    }
+
+    #[test]
+    fn row_number_names_default_and_are_checked() {
+        let with = |enabled: bool, name: &str| {
+            let mut r = request();
+            r.row_number = Some(RowNumber {
+                enabled,
+                column_name: name.into(),
+            });
+            ExportSpec::validate(r).map(|spec| spec.encoding.row_number_column)
+        };
+        assert_eq!(with(false, "ignored"), Ok(String::new()));
+        assert_eq!(with(true, ""), Ok("row_number".into()));
+        assert_eq!(with(true, "Row-No_2"), Ok("Row-No_2".into()));
+        assert!(with(true, &"n".repeat(1027)).is_ok());
+        for bad in ["row number", "n\u{e9}", "a.b"] {
+            assert_eq!(
+                with(true, bad).unwrap_err().field,
+                "row_number.column_name",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            with(true, &"n".repeat(1028)).unwrap_err().field,
+            "row_number.column_name"
+        );
+    }
+
+    #[test]
+    fn json_formats_and_line_endings_are_accepted_and_unknown_line_endings_refused() {
+        let mut r = request();
+        r.format = FileFormat::Ndjson.into();
+        r.line_ending = LineEnding::Crlf.into();
+        let spec = ExportSpec::validate(r.clone()).unwrap();
+        assert_eq!(spec.encoding.line_ending(), LineEnding::Crlf);
+        assert_eq!(spec.encoding.csv, None);
+        r.format = FileFormat::Json.into();
+        r.line_ending = LineEnding::Unspecified.into();
+        let spec = ExportSpec::validate(r.clone()).unwrap();
+        assert_eq!(spec.encoding.line_ending(), LineEnding::Lf);
+        r.line_ending = 7;
+        assert_eq!(field_of(r), "line_ending");
     }
 }

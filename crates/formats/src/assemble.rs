@@ -6,8 +6,7 @@
 
 use crate::FormatError;
 use crate::encode::parquet_properties;
-use crate::format::{OutputFormat, ParquetCodec};
-use arrow_array::RecordBatch;
+use crate::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -18,9 +17,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 /// Writes the file made of `block_count` blocks to `out`. `fetch(i)` returns block `i`.
-/// With no blocks, writes the empty file of the format (header only, or schema only).
+/// With no blocks, writes the empty file of the format (header only, schema only, `[]`, or
+/// nothing for NDJSON and header-less delimited files).
 pub fn assemble<W, F>(
-    format: OutputFormat,
+    output: &Output,
     schema: &SchemaRef,
     block_count: usize,
     mut fetch: F,
@@ -30,28 +30,61 @@ where
     W: Write + Send,
     F: FnMut(usize) -> Result<Bytes, FormatError>,
 {
-    match format {
-        OutputFormat::Delimited { delimiter, header } => {
-            if header {
-                let mut writer = arrow_csv::WriterBuilder::new()
-                    .with_delimiter(delimiter)
-                    .with_header(true)
-                    .build(&mut out);
-                writer.write(&RecordBatch::new_empty(schema.clone()))?;
+    let schema = output.file_schema(schema);
+    match &output.format {
+        OutputFormat::Delimited(options) => {
+            if options.header {
+                let mut header = Vec::new();
+                options.write_header(&schema, &mut header);
+                out.write_all(&header)?;
             }
             for index in 0..block_count {
                 out.write_all(&fetch(index)?)?;
             }
-            out.flush()?;
-            Ok(out)
+        }
+        OutputFormat::Json {
+            layout: JsonLayout::Lines,
+            ..
+        } => {
+            for index in 0..block_count {
+                out.write_all(&fetch(index)?)?;
+            }
+        }
+        OutputFormat::Json {
+            layout: JsonLayout::Array,
+            line_ending,
+        } => {
+            let line_ending = line_ending.bytes();
+            out.write_all(b"[")?;
+            let mut any_row = false;
+            for index in 0..block_count {
+                let block = fetch(index)?;
+                if block.is_empty() {
+                    continue;
+                }
+                if any_row {
+                    out.write_all(b",")?;
+                }
+                out.write_all(line_ending)?;
+                out.write_all(&block)?;
+                any_row = true;
+            }
+            if any_row {
+                out.write_all(line_ending)?;
+            }
+            out.write_all(b"]")?;
+            out.write_all(line_ending)?;
         }
         OutputFormat::Parquet { codec } if block_count == 0 => {
-            let writer =
-                ArrowWriter::try_new(out, schema.clone(), Some(parquet_properties(codec)))?;
-            Ok(writer.into_inner()?)
+            let writer = ArrowWriter::try_new(out, schema, Some(parquet_properties(*codec)))?;
+            return Ok(writer.into_inner()?);
         }
-        OutputFormat::Parquet { codec } => assemble_parquet(codec, block_count, fetch, out),
+        OutputFormat::Parquet { codec } => {
+            return assemble_parquet(*codec, block_count, fetch, out);
+        }
     }
+    out.flush()?;
+    Ok(out)
 }
 
 /// Appends the row groups of every block under one footer, copying column chunks as they are
@@ -125,8 +158,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delimited::{DelimitedOptions, LineEnding};
     use crate::encode::encode_block;
-    use arrow_array::{ArrayRef, Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
     use arrow_schema::{DataType, Field, Schema, TimeUnit};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -163,13 +197,40 @@ mod tests {
         .unwrap()
     }
 
-    fn assemble_blocks(format: OutputFormat, batches: &[RecordBatch]) -> Vec<u8> {
+    fn plain(format: OutputFormat) -> Output {
+        Output {
+            format,
+            row_number_column: None,
+        }
+    }
+
+    fn csv(delimiter: u8) -> Output {
+        plain(OutputFormat::Delimited(DelimitedOptions::with_delimiter(
+            delimiter,
+        )))
+    }
+
+    fn json(layout: JsonLayout, line_ending: LineEnding) -> Output {
+        plain(OutputFormat::Json {
+            layout,
+            line_ending,
+        })
+    }
+
+    /// Encodes each batch as its own block, numbering rows as the run would, and assembles.
+    fn assemble_blocks(output: &Output, batches: &[RecordBatch]) -> Vec<u8> {
+        let mut first_row_number = 1;
         let blocks: Vec<Bytes> = batches
             .iter()
-            .map(|b| encode_block(format, &schema(), std::slice::from_ref(b)).unwrap())
+            .map(|b| {
+                let block =
+                    encode_block(output, &schema(), std::slice::from_ref(b), first_row_number);
+                first_row_number += b.num_rows() as u64;
+                block.unwrap()
+            })
             .collect();
         assemble(
-            format,
+            output,
             &schema(),
             blocks.len(),
             |i| Ok(blocks[i].clone()),
@@ -189,7 +250,8 @@ mod tests {
             (ParquetCodec::Lz4, "LZ4_RAW"),
             (ParquetCodec::None, "UNCOMPRESSED"),
         ] {
-            let file = Bytes::from(assemble_blocks(OutputFormat::Parquet { codec }, &batches));
+            let output = plain(OutputFormat::Parquet { codec });
+            let file = Bytes::from(assemble_blocks(&output, &batches));
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
             let metadata = builder.metadata().clone();
             assert_eq!(
@@ -223,14 +285,7 @@ mod tests {
     #[test]
     fn csv_blocks_concatenate_under_one_header() {
         let batches = [batch(0, 3), batch(3, 2)];
-        let file = String::from_utf8(assemble_blocks(
-            OutputFormat::Delimited {
-                delimiter: b',',
-                header: true,
-            },
-            &batches,
-        ))
-        .unwrap();
+        let file = String::from_utf8(assemble_blocks(&csv(b','), &batches)).unwrap();
         assert!(file.starts_with("id,name,at\n0,,"), "{file}");
         assert_eq!(file.matches("id,name,at").count(), 1);
         assert!(file.contains("4,\"n,\"\"4\"\"\nü\""), "{file}");
@@ -240,11 +295,7 @@ mod tests {
     fn tsv_psv_and_custom_delimiters_separate_fields_and_quote_values_holding_them() {
         let batches = [batch(0, 3)];
         for delimiter in [b'\t', b'|', b';'] {
-            let format = OutputFormat::Delimited {
-                delimiter,
-                header: true,
-            };
-            let file = String::from_utf8(assemble_blocks(format, &batches)).unwrap();
+            let file = String::from_utf8(assemble_blocks(&csv(delimiter), &batches)).unwrap();
             let d = delimiter as char;
             assert!(file.starts_with(&format!("id{d}name{d}at\n")), "{file}");
             assert!(
@@ -255,29 +306,99 @@ mod tests {
     }
 
     #[test]
+    fn row_numbers_run_across_blocks_from_one_in_the_first_column() {
+        let output = Output {
+            row_number_column: Some("n".into()),
+            ..csv(b',')
+        };
+        let file =
+            String::from_utf8(assemble_blocks(&output, &[batch(0, 2), batch(2, 2)])).unwrap();
+        let numbers: Vec<&str> = file
+            .lines()
+            .filter(|line| !line.starts_with(['ü', '"']))
+            .map(|line| line.split(',').next().unwrap())
+            .collect();
+        assert_eq!(numbers, ["n", "1", "2", "3", "4"], "{file}");
+        let parquet = Output {
+            row_number_column: Some("n".into()),
+            ..plain(OutputFormat::Parquet {
+                codec: ParquetCodec::Snappy,
+            })
+        };
+        let file = Bytes::from(assemble_blocks(&parquet, &[batch(0, 2), batch(2, 3)]));
+        let read: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let numbers: Vec<i64> = read
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("n")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5]);
+    }
+
+    fn parse_json_lines(file: &str) -> Vec<serde_json::Value> {
+        file.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn json_blocks_assemble_into_one_array_and_ndjson_blocks_into_lines() {
+        let batches = [batch(0, 3), batch(3, 0), batch(3, 2)];
+        for line_ending in [LineEnding::Lf, LineEnding::CrLf] {
+            let array = String::from_utf8(assemble_blocks(
+                &json(JsonLayout::Array, line_ending),
+                &batches,
+            ))
+            .unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(&array).unwrap();
+            let rows = parsed.as_array().unwrap();
+            assert_eq!(rows.len(), 5, "{array}");
+            assert_eq!(rows[0]["name"], serde_json::Value::Null, "nulls are kept");
+            assert_eq!(rows[4]["name"], "n,\"4\"\nü");
+            let lines = String::from_utf8(assemble_blocks(
+                &json(JsonLayout::Lines, line_ending),
+                &batches,
+            ))
+            .unwrap();
+            let eol = std::str::from_utf8(line_ending.bytes()).unwrap();
+            assert_eq!(lines.matches(eol).count(), 5, "{lines:?}");
+            assert!(lines.ends_with(eol));
+            let parsed = parse_json_lines(&lines);
+            assert_eq!(parsed, *rows);
+            if line_ending == LineEnding::CrLf {
+                assert_eq!(lines.matches('\n').count(), 5, "no bare LF: {lines:?}");
+                assert_eq!(
+                    array.matches('\n').count(),
+                    7,
+                    "one row per line: {array:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn empty_files_carry_header_or_schema() {
-        let csv = assemble(
-            OutputFormat::Delimited {
-                delimiter: b',',
-                header: true,
-            },
-            &schema(),
-            0,
-            |_| unreachable!(),
-            Vec::new(),
-        )
-        .unwrap();
-        assert_eq!(csv, b"id,name,at\n");
-        let parquet = assemble(
-            OutputFormat::Parquet {
-                codec: ParquetCodec::Zstd,
-            },
-            &schema(),
-            0,
-            |_| unreachable!(),
-            Vec::new(),
-        )
-        .unwrap();
+        let empty = |output: &Output| {
+            assemble(output, &schema(), 0, |_| unreachable!(), Vec::new()).unwrap()
+        };
+        assert_eq!(empty(&csv(b',')), b"id,name,at\n");
+        assert_eq!(empty(&json(JsonLayout::Array, LineEnding::Lf)), b"[]\n");
+        assert_eq!(empty(&json(JsonLayout::Lines, LineEnding::Lf)), b"");
+        let parquet = empty(&plain(OutputFormat::Parquet {
+            codec: ParquetCodec::Zstd,
+        }));
         let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet)).unwrap();
         assert_eq!(builder.schema(), &schema());
         assert_eq!(builder.metadata().file_metadata().num_rows(), 0);

@@ -2,11 +2,18 @@
 //!
 //! - Delimited (CSV, TSV, PSV, custom): the rows, without header (the assembler writes the
 //!   header once per file).
+//! - JSON array: the row objects separated by `,` and a line ending, without brackets (the
+//!   assembler writes them, and the commas between blocks).
+//! - NDJSON: one object per line.
 //! - Parquet: a complete small Parquet file with one row group per segment; the assembler
 //!   appends its column chunks into the delivered file.
+//!
+//! Row numbers, when asked for, are added here from the segment's place in the run, so the
+//! numbering runs across the whole run without coordination between encoders.
 
 use crate::FormatError;
-use crate::format::{OutputFormat, ParquetCodec};
+use crate::delimited::LineEnding;
+use crate::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
@@ -14,32 +21,75 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-/// Encodes `batches` (all of `schema`) into one block.
+/// Encodes `batches` (all of the run's `schema`) into one block; `first_row_number` is the
+/// number of the first row (from 1).
 pub fn encode_block(
-    format: OutputFormat,
+    output: &Output,
     schema: &SchemaRef,
     batches: &[RecordBatch],
+    first_row_number: u64,
 ) -> Result<Bytes, FormatError> {
-    match format {
-        OutputFormat::Delimited { delimiter, .. } => {
-            let mut writer = arrow_csv::WriterBuilder::new()
-                .with_delimiter(delimiter)
-                .with_header(false)
-                .build(Vec::new());
-            for batch in batches {
-                writer.write(batch)?;
+    let file_schema = output.file_schema(schema);
+    let batches = output.file_batches(schema, batches, first_row_number)?;
+    match &output.format {
+        OutputFormat::Delimited(options) => {
+            let mut block = Vec::new();
+            for batch in &batches {
+                options.write_batch(batch, &mut block)?;
             }
-            Ok(Bytes::from(writer.into_inner()))
+            Ok(Bytes::from(block))
         }
+        OutputFormat::Json {
+            layout,
+            line_ending,
+        } => Ok(Bytes::from(encode_json(*layout, *line_ending, &batches)?)),
         OutputFormat::Parquet { codec } => {
             let mut writer =
-                ArrowWriter::try_new(Vec::new(), schema.clone(), Some(parquet_properties(codec)))?;
-            for batch in batches {
+                ArrowWriter::try_new(Vec::new(), file_schema, Some(parquet_properties(*codec)))?;
+            for batch in &batches {
                 writer.write(batch)?;
             }
             Ok(Bytes::from(writer.into_inner()?))
         }
     }
+}
+
+/// Rows as `arrow-json` writes them, one object per line, with nulls kept as `null` (so a
+/// column that is null in a whole file still reads back). JSON escapes every line break inside
+/// a value, so the only `\n` bytes are row ends, which makes the line ending and the array's
+/// commas a plain substitution.
+fn encode_json(
+    layout: JsonLayout,
+    line_ending: LineEnding,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, FormatError> {
+    let mut writer = arrow_json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow_json::writer::LineDelimited>(Vec::new());
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    let lines = writer.into_inner();
+    let separator: &[u8] = match (layout, line_ending) {
+        (JsonLayout::Lines, LineEnding::Lf) => return Ok(lines),
+        (JsonLayout::Lines, LineEnding::CrLf) => b"\r\n",
+        (JsonLayout::Array, LineEnding::Lf) => b",\n",
+        (JsonLayout::Array, LineEnding::CrLf) => b",\r\n",
+    };
+    let body = match layout {
+        JsonLayout::Lines => &lines[..],
+        // The last row of an array block is not followed by a comma.
+        JsonLayout::Array => lines.strip_suffix(b"\n").unwrap_or(&lines),
+    };
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32);
+    for (index, line) in body.split(|byte| *byte == b'\n').enumerate() {
+        if index > 0 {
+            out.extend_from_slice(separator);
+        }
+        out.extend_from_slice(line);
+    }
+    Ok(out)
 }
 
 /// The writer properties of every Parquet block, and of empty Parquet files.

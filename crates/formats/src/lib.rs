@@ -2,18 +2,21 @@
 //! into the delivered bytes.
 //!
 //! A block is what one encoder produces from one segment; a file is one or more blocks from
-//! consecutive segments. Blocks are what make one file parallel: CSV blocks concatenate, and
-//! Parquet blocks are small Parquet files whose row groups the assembler appends under one
-//! footer.
+//! consecutive segments. Blocks are what make one file parallel: delimited and NDJSON blocks
+//! concatenate, JSON array blocks are joined with commas inside brackets, and Parquet blocks
+//! are small Parquet files whose row groups the assembler appends under one footer.
 //!
 //! # Layout
-//! - [`format`]: the output format of a run ([`format::OutputFormat`]) and the types it can
-//!   carry.
+//! - [`format`]: the output of a run ([`format::Output`]: format, options, row numbers) and the
+//!   types each format can carry.
+//! - [`delimited`]: the delimited text writer (quote modes, escapes, null and empty literals,
+//!   line endings).
 //! - [`segment`]: reading and writing Arrow IPC segments (the staged form of received rows).
 //! - [`encode`]: one segment to one block.
 //! - [`assemble`]: a file's blocks to the delivered bytes, written to any `std::io::Write`.
 
 pub mod assemble;
+pub mod delimited;
 pub mod encode;
 pub mod format;
 pub mod segment;

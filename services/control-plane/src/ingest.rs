@@ -20,7 +20,7 @@ use arrow_schema::SchemaRef;
 use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
 use filedrop_core::plan::rows_until_boundary;
-use filedrop_formats::format::OutputFormat;
+use filedrop_formats::format::{Output, SchemaProblem};
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_proto::jobs::v1::EncodeTask;
 use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest};
@@ -81,7 +81,7 @@ impl Ingest {
         let request = decode_request(&first)?;
         let spec = ExportSpec::validate(request.clone())
             .map_err(|invalid| invalid_argument(invalid.code, invalid.to_string()))?;
-        let format = OutputFormat::from_encoding(&spec.encoding)
+        let output = Output::from_encoding(&spec.encoding)
             .map_err(|problem| internal("reading the format", &problem))?;
 
         let mut batches = FlightRecordBatchStream::new_from_flight_data(
@@ -91,9 +91,16 @@ impl Ingest {
         let schema = batches.schema().cloned().ok_or_else(|| {
             invalid_argument(ErrorCode::Unspecified, "the stream carries no Arrow schema")
         })?;
-        format.check_schema(&schema).map_err(|unsupported| {
-            invalid_argument(ErrorCode::UnsupportedType, unsupported.to_string())
-        })?;
+        output
+            .check_schema(&schema)
+            .map_err(|problem| match problem {
+                SchemaProblem::UnsupportedType { .. } => {
+                    invalid_argument(ErrorCode::UnsupportedType, problem.to_string())
+                }
+                SchemaProblem::RowNumberClash(_) => {
+                    invalid_argument(ErrorCode::Unspecified, problem.to_string())
+                }
+            })?;
 
         let run_id = uuid::Uuid::now_v7().to_string();
         let schema_bytes =
@@ -107,6 +114,9 @@ impl Ingest {
             .await
             .map_err(|e| internal("creating the run", &e))?;
         info!(run_id, bucket = %spec.destination.bucket, prefix = %spec.destination.prefix, "export started");
+        for warning in &spec.warnings {
+            warn!(run_id, warning, "export accepted with a warning");
+        }
 
         let mut receiving = Receiving {
             run_id: run_id.clone(),
@@ -157,6 +167,7 @@ impl Ingest {
         Ok(ExportAccepted {
             run_id,
             rows: receiving.rows,
+            warnings: spec.warnings.clone(),
         })
     }
 
