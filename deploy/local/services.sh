@@ -2,7 +2,8 @@
 # Local services on loopback: RabbitMQ, the moto S3/STS/IAM server (authentication on) and,
 # on request, s3s-fs. Installs what is missing.
 #
-#   deploy/local/services.sh install           Python tools (virtualenv), RabbitMQ if missing
+#   deploy/local/services.sh install           Python tools (virtualenv), file tools (gzip, zstd,
+#                                              bzip2, unzip, tar, gpg) and RabbitMQ if missing
 #   deploy/local/services.sh start [SERVICE]   rabbitmq and moto (default), or one of
 #                                              rabbitmq | moto | s3s-fs
 #   deploy/local/services.sh stop [SERVICE]
@@ -32,6 +33,22 @@ install_python() {
   fi
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
   echo "$stamp" >"$VENV/.stamp"
+}
+
+# The standard tools the tests judge delivered files with.
+install_file_tools() {
+  local missing=()
+  command -v gzip >/dev/null || missing+=(gzip)
+  command -v zstd >/dev/null || missing+=(zstd)
+  command -v bzip2 >/dev/null || missing+=(bzip2)
+  command -v unzip >/dev/null || missing+=(unzip)
+  command -v tar >/dev/null || missing+=(tar)
+  command -v gpg >/dev/null || missing+=(gnupg)
+  if ((${#missing[@]} > 0)); then
+    log "installing ${missing[*]} (Debian packages)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
 }
 
 install_rabbitmq() {
@@ -132,7 +149,7 @@ status() {
 command="${1:-status}"
 service="${2:-}"
 case "$command" in
-  install) install_python; install_rabbitmq ;;
+  install) install_python; install_file_tools; install_rabbitmq ;;
   start)
     case "$service" in
       "") start_rabbitmq; start_moto ;;

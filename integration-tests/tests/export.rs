@@ -8,8 +8,8 @@ use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{
-    ErrorCode, ExportAccepted, ExportRequest, FileFormat, LineEnding, QuoteMode, RowNumber, Run,
-    RunState,
+    Compression, ErrorCode, ExportAccepted, ExportRequest, FileFormat, LineEnding, QuoteMode,
+    RowNumber, Run, RunState,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::time::Duration;
@@ -643,4 +643,56 @@ async fn invalid_format_options_are_refused_naming_the_setting() {
         0,
         "nothing is written"
     );
+}
+
+/// Checks `bytes` with `<tool> -t` and decompresses them with `<tool> -dc`: the standard tools,
+/// not this project's code, judge the compressed files.
+fn decompress_with_tool(tool: &str, bytes: &[u8]) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("filedrop-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("file");
+    std::fs::write(&path, bytes).unwrap();
+    let test = std::process::Command::new(tool)
+        .arg("-t")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("running {tool} (install it: apt-get install {tool}): {e}"));
+    assert!(
+        test.status.success(),
+        "{tool} -t: {}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let plain = std::process::Command::new(tool)
+        .arg("-dc")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(plain.status.success(), "{tool} -dc");
+    std::fs::remove_dir_all(&dir).unwrap();
+    plain.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_zstd_and_bzip2_files_pass_their_tools_and_read_back_equal() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let sent = data::table(MULTI_BLOCK_ROWS, 50_000);
+    for (compression, tool, extension) in [
+        (Compression::Gzip, "gzip", "gz"),
+        (Compression::Zstd, "zstd", "zst"),
+        (Compression::Bzip2, "bzip2", "bz2"),
+    ] {
+        let mut request =
+            client::request_to(&moto, BUCKET, &format!("{extension}/"), FileFormat::Csv);
+        request.compression = compression.into();
+        request.filename_template = request.filename_template.replace(".csv", ".csv.") + extension;
+        let (_, bytes) =
+            export_one_file(&moto, &stack, &request, &sent, &format!("csv.{extension}")).await;
+        let plain = decompress_with_tool(tool, &bytes);
+        assert_eq!(
+            read_csv(Bytes::from(plain)),
+            data::concat(&sent),
+            "{compression:?}"
+        );
+    }
 }

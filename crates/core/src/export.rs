@@ -7,7 +7,7 @@ use crate::template::{FilenameTemplate, TemplateValues};
 use chrono::{DateTime, Utc};
 use filedrop_proto::jobs::v1::Encoding;
 use filedrop_proto::v1::{
-    AccessKeyCredential, CsvOptions, ErrorCode, ExportRequest, FileFormat, LineEnding,
+    AccessKeyCredential, Compression, CsvOptions, ErrorCode, ExportRequest, FileFormat, LineEnding,
     ParquetCompression, ParquetOptions, QuoteMode, RowNumber, S3Destination, SuccessFileName,
 };
 
@@ -152,6 +152,7 @@ impl ExportSpec {
         }
         .into();
         encoding.row_number_column = validate_row_number(request.row_number.as_ref())?;
+        encoding.compression = validate_compression(format, request.compression)?.into();
         let template = FilenameTemplate::parse(&request.filename_template).map_err(|message| {
             InvalidRequest::new("filename_template", ErrorCode::InvalidTemplate, message)
         })?;
@@ -407,6 +408,35 @@ fn validate_csv_options(
         );
     }
     Ok(warnings)
+}
+
+/// Checks the compression of the files: text formats only, and only what is built.
+fn validate_compression(
+    format: FileFormat,
+    compression: i32,
+) -> Result<Compression, InvalidRequest> {
+    let invalid =
+        |message: String| InvalidRequest::new("compression", ErrorCode::Unspecified, message);
+    match Compression::try_from(compression) {
+        Ok(Compression::Unspecified | Compression::None) => Ok(Compression::None),
+        Ok(Compression::Zip | Compression::Tar | Compression::Tgz) => Err(invalid(format!(
+            "{} is not supported yet; use COMPRESSION_GZIP, COMPRESSION_ZSTD or \
+             COMPRESSION_BZIP2",
+            Compression::try_from(compression)
+                .map(|c| c.as_str_name())
+                .unwrap_or_default()
+        ))),
+        Ok(_) if format == FileFormat::Parquet => Err(invalid(
+            "Parquet files compress their column chunks: leave compression unset and choose a \
+             codec with parquet.compression"
+                .to_owned(),
+        )),
+        Ok(known) => Ok(known),
+        Err(_) => Err(invalid(format!(
+            "unknown compression {compression}; use COMPRESSION_NONE, COMPRESSION_GZIP, \
+             COMPRESSION_ZSTD or COMPRESSION_BZIP2"
+        ))),
+    }
 }
 
 /// Checks the row number option; returns the column name, empty when there is no column.
@@ -776,5 +806,36 @@ mod tests {
         assert_eq!(spec.encoding.line_ending(), LineEnding::Lf);
         r.line_ending = 7;
         assert_eq!(field_of(r), "line_ending");
+    }
+
+    #[test]
+    fn compression_is_for_text_formats_and_archives_are_not_supported_yet() {
+        let with = |format: FileFormat, compression: Compression| {
+            let mut r = request();
+            r.format = format.into();
+            r.compression = compression.into();
+            ExportSpec::validate(r)
+        };
+        for compression in [Compression::Gzip, Compression::Zstd, Compression::Bzip2] {
+            for format in [FileFormat::Csv, FileFormat::Json, FileFormat::Ndjson] {
+                let spec = with(format, compression).unwrap();
+                assert_eq!(spec.encoding.compression(), compression);
+            }
+            let error = with(FileFormat::Parquet, compression).unwrap_err();
+            assert_eq!(error.field, "compression");
+            assert!(error.message.contains("parquet.compression"), "{error}");
+        }
+        assert_eq!(
+            with(FileFormat::Parquet, Compression::None)
+                .unwrap()
+                .encoding
+                .compression(),
+            Compression::None
+        );
+        let error = with(FileFormat::Csv, Compression::Zip).unwrap_err();
+        assert!(error.message.contains("not supported yet"), "{error}");
+        let mut r = request();
+        r.compression = 99;
+        assert_eq!(field_of(r), "compression");
     }
 }

@@ -5,6 +5,7 @@
 //! Blocks are fetched one at a time through a callback.
 
 use crate::FormatError;
+use crate::compress::StreamCompression;
 use crate::encode::parquet_properties;
 use crate::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
 use arrow_schema::SchemaRef;
@@ -18,28 +19,33 @@ use std::sync::Arc;
 
 /// Writes the file made of `block_count` blocks to `out`. `fetch(i)` returns block `i`.
 /// With no blocks, writes the empty file of the format (header only, schema only, `[]`, or
-/// nothing for NDJSON and header-less delimited files).
+/// nothing for NDJSON and header-less delimited files — compressed, an empty member).
 pub fn assemble<W, F>(
     output: &Output,
     schema: &SchemaRef,
     block_count: usize,
     mut fetch: F,
-    mut out: W,
+    out: W,
 ) -> Result<W, FormatError>
 where
     W: Write + Send,
     F: FnMut(usize) -> Result<Bytes, FormatError>,
 {
     let schema = output.file_schema(schema);
+    let mut file = TextFile {
+        out,
+        compression: output.compression,
+        empty: true,
+    };
     match &output.format {
         OutputFormat::Delimited(options) => {
             if options.header {
                 let mut header = Vec::new();
                 options.write_header(&schema, &mut header);
-                out.write_all(&header)?;
+                file.framing(&header)?;
             }
             for index in 0..block_count {
-                out.write_all(&fetch(index)?)?;
+                file.block(&fetch(index)?)?;
             }
         }
         OutputFormat::Json {
@@ -47,7 +53,7 @@ where
             ..
         } => {
             for index in 0..block_count {
-                out.write_all(&fetch(index)?)?;
+                file.block(&fetch(index)?)?;
             }
         }
         OutputFormat::Json {
@@ -55,36 +61,78 @@ where
             line_ending,
         } => {
             let line_ending = line_ending.bytes();
-            out.write_all(b"[")?;
+            let mut opening = b"[".to_vec();
             let mut any_row = false;
             for index in 0..block_count {
                 let block = fetch(index)?;
                 if block.is_empty() {
                     continue;
                 }
-                if any_row {
-                    out.write_all(b",")?;
-                }
-                out.write_all(line_ending)?;
-                out.write_all(&block)?;
+                // `[` before the first row, a comma between blocks; each row on its own line.
+                let mut separator = if any_row {
+                    b",".to_vec()
+                } else {
+                    std::mem::take(&mut opening)
+                };
+                separator.extend_from_slice(line_ending);
+                file.framing(&separator)?;
+                file.block(&block)?;
                 any_row = true;
             }
+            let mut closing = opening;
             if any_row {
-                out.write_all(line_ending)?;
+                closing.extend_from_slice(line_ending);
             }
-            out.write_all(b"]")?;
-            out.write_all(line_ending)?;
+            closing.push(b']');
+            closing.extend_from_slice(line_ending);
+            file.framing(&closing)?;
         }
         OutputFormat::Parquet { codec } if block_count == 0 => {
-            let writer = ArrowWriter::try_new(out, schema, Some(parquet_properties(*codec)))?;
+            let writer = ArrowWriter::try_new(file.out, schema, Some(parquet_properties(*codec)))?;
             return Ok(writer.into_inner()?);
         }
         OutputFormat::Parquet { codec } => {
-            return assemble_parquet(*codec, block_count, fetch, out);
+            return assemble_parquet(*codec, block_count, fetch, file.out);
         }
     }
-    out.flush()?;
-    Ok(out)
+    file.finish()
+}
+
+/// The output of a text file: blocks arrive encoded (and compressed) by the encoders; the
+/// framing the assembler adds around them is compressed here, as members of its own.
+struct TextFile<W> {
+    out: W,
+    compression: Option<StreamCompression>,
+    empty: bool,
+}
+
+impl<W: Write> TextFile<W> {
+    fn framing(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self.compression {
+            Some(compression) => self.block(&compression.compress(bytes)?),
+            None => self.block(bytes),
+        }
+    }
+
+    fn block(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if !bytes.is_empty() {
+            self.out.write_all(bytes)?;
+            self.empty = false;
+        }
+        Ok(())
+    }
+
+    /// A compressed file with nothing in it is still one valid (empty) member, so that
+    /// `gzip -t` and friends accept it.
+    fn finish(mut self) -> Result<W, FormatError> {
+        if self.empty
+            && let Some(compression) = self.compression
+        {
+            self.out.write_all(&compression.compress(b"")?)?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
 }
 
 /// Appends the row groups of every block under one footer, copying column chunks as they are
@@ -201,6 +249,7 @@ mod tests {
         Output {
             format,
             row_number_column: None,
+            compression: None,
         }
     }
 
@@ -402,5 +451,56 @@ mod tests {
         let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet)).unwrap();
         assert_eq!(builder.schema(), &schema());
         assert_eq!(builder.metadata().file_metadata().num_rows(), 0);
+    }
+
+    fn decompress(codec: StreamCompression, file: &[u8]) -> Vec<u8> {
+        use std::io::Read;
+        let mut plain = Vec::new();
+        match codec {
+            StreamCompression::Gzip => {
+                flate2::read::MultiGzDecoder::new(file).read_to_end(&mut plain)
+            }
+            StreamCompression::Zstd => zstd::stream::read::Decoder::new(file)
+                .unwrap()
+                .read_to_end(&mut plain),
+            StreamCompression::Bzip2 => {
+                bzip2::read::MultiBzDecoder::new(file).read_to_end(&mut plain)
+            }
+        }
+        .unwrap();
+        plain
+    }
+
+    #[test]
+    fn compressed_files_decompress_to_the_uncompressed_file() {
+        let batches = [batch(0, 30), batch(30, 0), batch(30, 12)];
+        for codec in [
+            StreamCompression::Gzip,
+            StreamCompression::Zstd,
+            StreamCompression::Bzip2,
+        ] {
+            for output in [
+                csv(b','),
+                json(JsonLayout::Array, LineEnding::CrLf),
+                json(JsonLayout::Lines, LineEnding::Lf),
+            ] {
+                let compressed = Output {
+                    compression: Some(codec),
+                    ..output.clone()
+                };
+                assert_eq!(
+                    decompress(codec, &assemble_blocks(&compressed, &batches)),
+                    assemble_blocks(&output, &batches),
+                    "{codec:?} {output:?}"
+                );
+                let empty =
+                    assemble(&compressed, &schema(), 0, |_| unreachable!(), Vec::new()).unwrap();
+                assert!(!empty.is_empty(), "an empty file is still a valid member");
+                assert_eq!(
+                    decompress(codec, &empty),
+                    assemble(&output, &schema(), 0, |_| unreachable!(), Vec::new()).unwrap()
+                );
+            }
+        }
     }
 }

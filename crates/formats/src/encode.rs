@@ -8,6 +8,9 @@
 //! - Parquet: a complete small Parquet file with one row group per segment; the assembler
 //!   appends its column chunks into the delivered file.
 //!
+//! A compressed file's blocks are compressed here, each as a complete gzip member, zstd frame or
+//! bzip2 stream.
+//!
 //! Row numbers, when asked for, are added here from the segment's place in the run, so the
 //! numbering runs across the whole run without coordination between encoders.
 
@@ -24,6 +27,20 @@ use parquet::file::properties::WriterProperties;
 /// Encodes `batches` (all of the run's `schema`) into one block; `first_row_number` is the
 /// number of the first row (from 1).
 pub fn encode_block(
+    output: &Output,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    first_row_number: u64,
+) -> Result<Bytes, FormatError> {
+    let block = encode_plain(output, schema, batches, first_row_number)?;
+    match output.compression {
+        // An empty block stays empty, so the assembler can tell a block without rows.
+        Some(compression) if !block.is_empty() => Ok(Bytes::from(compression.compress(&block)?)),
+        _ => Ok(block),
+    }
+}
+
+fn encode_plain(
     output: &Output,
     schema: &SchemaRef,
     batches: &[RecordBatch],

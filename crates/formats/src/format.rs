@@ -1,6 +1,7 @@
 //! The output of a run — its format and the options around it — and which Arrow types each
 //! format can carry.
 
+use crate::compress::StreamCompression;
 use crate::delimited::{DelimitedOptions, LineEnding, QuoteMode};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, new_null_array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
@@ -58,6 +59,8 @@ pub struct Output {
     pub format: OutputFormat,
     /// The row number column put first, if any.
     pub row_number_column: Option<String>,
+    /// The compression of the file, if any (text formats only).
+    pub compression: Option<StreamCompression>,
 }
 
 /// A schema the output cannot write.
@@ -161,10 +164,21 @@ impl Output {
             }
             _ => return Err(format!("unknown file format {}", encoding.format)),
         };
+        let compression = match api::Compression::try_from(encoding.compression) {
+            Ok(api::Compression::Unspecified | api::Compression::None) => None,
+            Ok(api::Compression::Gzip) => Some(StreamCompression::Gzip),
+            Ok(api::Compression::Zstd) => Some(StreamCompression::Zstd),
+            Ok(api::Compression::Bzip2) => Some(StreamCompression::Bzip2),
+            _ => return Err(format!("unsupported compression {}", encoding.compression)),
+        };
+        if compression.is_some() && matches!(format, OutputFormat::Parquet { .. }) {
+            return Err("a compressed Parquet file".into());
+        }
         Ok(Self {
             format,
             row_number_column: Some(encoding.row_number_column.clone())
                 .filter(|name| !name.is_empty()),
+            compression,
         })
     }
 
@@ -175,6 +189,9 @@ impl Output {
 
     /// The HTTP content type of delivered files.
     pub fn content_type(&self) -> &'static str {
+        if let Some(compression) = self.compression {
+            return compression.content_type();
+        }
         match &self.format {
             OutputFormat::Delimited(options) if options.delimiter == b',' => "text/csv",
             OutputFormat::Delimited(options) if options.delimiter == b'\t' => {
@@ -295,6 +312,7 @@ impl OutputFormat {
         let output = Output {
             format: self.clone(),
             row_number_column: None,
+            compression: None,
         };
         // A writer that panics on a type it cannot write refuses the type like one that errors.
         let probe_write = std::panic::AssertUnwindSafe(|| {
@@ -336,6 +354,7 @@ mod tests {
         Output {
             format,
             row_number_column: None,
+            compression: None,
         }
     }
 

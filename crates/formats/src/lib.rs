@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`format`]: the output of a run ([`format::Output`]: format, options, row numbers) and the
 //!   types each format can carry.
+//! - [`compress`]: gzip, zstd and bzip2, whose members concatenate.
 //! - [`delimited`]: the delimited text writer (quote modes, escapes, null and empty literals,
 //!   line endings).
 //! - [`segment`]: reading and writing Arrow IPC segments (the staged form of received rows).
@@ -16,6 +17,7 @@
 //! - [`assemble`]: a file's blocks to the delivered bytes, written to any `std::io::Write`.
 
 pub mod assemble;
+pub mod compress;
 pub mod delimited;
 pub mod encode;
 pub mod format;
