@@ -11,7 +11,7 @@ fn pyarrow_flight_client_and_pyarrow_s3_reader() {
     let stack = Stack::start(StackOptions::default());
     let output = std::process::Command::new(venv().join("bin/python"))
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(repo_root().join("integration-tests/python"))
+        .arg(repo_root().join("integration-tests/python/test_interop.py"))
         .env(
             "FILEDROP_INTEROP_FLIGHT_URL",
             format!("grpc://127.0.0.1:{}", stack.port),

@@ -1,0 +1,336 @@
+//! The format matrix, judged by readers nobody here wrote: every format × every compression ×
+//! the delimited options, on awkward data, encoded in several blocks and assembled exactly as
+//! the workers do it; then `integration-tests/python/test_formats.py` reads each file with
+//! Python's `csv` module (the matching dialect), pyarrow, DuckDB and the standard compression
+//! tools, and compares it with the input table.
+
+use arrow_array::{
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, ListArray,
+    RecordBatch, StringArray, StructArray, TimestampMicrosecondArray, types::Int32Type,
+};
+use arrow_schema::{DataType, Field, Fields, SchemaRef};
+use bytes::Bytes;
+use filedrop_formats::compress::StreamCompression;
+use filedrop_formats::delimited::{DelimitedOptions, LineEnding, QuoteMode};
+use filedrop_formats::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
+use filedrop_integration_tests::repo_root;
+use filedrop_integration_tests::services::venv;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+
+const ROWS: i64 = 240;
+const BLOCK_ROWS: i64 = 100;
+
+fn text(i: i64) -> Option<String> {
+    match i % 14 {
+        0 => None,
+        1 => Some(String::new()),
+        2 => Some(format!("comma, separated {i}")),
+        3 => Some(format!("a \"quoted\" word {i}")),
+        4 => Some(format!("line\nbreak {i}")),
+        5 => Some(format!("carriage\r\nreturn {i}")),
+        6 => Some(format!("  padded {i}  ")),
+        7 => Some(format!("ünïcødé ✓ 数据 {i}")),
+        8 => Some(format!("semi;colon|pipe\ttab {i}")),
+        9 => Some(format!("back\\slash {i}")),
+        10 => Some(format!("\"{i}\"")),
+        _ => Some(format!("plain {i}")),
+    }
+}
+
+/// The matrix table: every flat type the formats must get right, with nulls in every nullable
+/// column and empty strings beside nulls; with `nested`, a list and a struct column too.
+fn table(nested: bool) -> Vec<RecordBatch> {
+    let ids: Vec<i64> = (0..ROWS).collect();
+    let some = |i: i64, every: i64| i % every != every - 1;
+    let mut columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(Int64Array::from(ids.clone()))),
+        (
+            "text",
+            Arc::new(ids.iter().map(|i| text(*i)).collect::<StringArray>()),
+        ),
+        (
+            "amount",
+            Arc::new(
+                ids.iter()
+                    .map(|i| some(*i, 7).then_some(i128::from(i - 100) * 12_345))
+                    .collect::<Decimal128Array>()
+                    .with_precision_and_scale(12, 3)
+                    .unwrap(),
+            ),
+        ),
+        (
+            "ratio",
+            Arc::new(
+                ids.iter()
+                    .map(|i| some(*i, 5).then_some(*i as f64 * 0.25 - 3.0))
+                    .collect::<Float64Array>(),
+            ),
+        ),
+        (
+            "flag",
+            Arc::new(
+                ids.iter()
+                    .map(|i| some(*i, 6).then_some(i % 2 == 0))
+                    .collect::<BooleanArray>(),
+            ),
+        ),
+        (
+            "at",
+            Arc::new(
+                ids.iter()
+                    .map(|i| some(*i, 9).then_some(1_767_225_600_000_000 + i * 3_600_000_250))
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone("+02:00"),
+            ),
+        ),
+        (
+            "day",
+            Arc::new(
+                ids.iter()
+                    .map(|i| some(*i, 8).then_some(20_000 + *i as i32))
+                    .collect::<Date32Array>(),
+            ),
+        ),
+    ];
+    if nested {
+        let tags = ListArray::from_iter_primitive::<Int32Type, _, _>(
+            ids.iter()
+                .map(|i| some(*i, 4).then(|| (0..(i % 3) as i32).map(|t| Some(t * 10)))),
+        );
+        let point = StructArray::new(
+            Fields::from(vec![
+                Field::new("x", DataType::Float64, true),
+                Field::new("label", DataType::Utf8, true),
+            ]),
+            vec![
+                Arc::new(Float64Array::from_iter_values(
+                    ids.iter().map(|i| *i as f64 / 8.0),
+                )) as ArrayRef,
+                Arc::new(ids.iter().map(|i| text(i + 3)).collect::<StringArray>()),
+            ],
+            Some(ids.iter().map(|i| some(*i, 10)).collect()),
+        );
+        columns.push(("tags", Arc::new(tags)));
+        columns.push(("point", Arc::new(point)));
+    }
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    (0..ROWS)
+        .step_by(BLOCK_ROWS as usize)
+        .map(|start| batch.slice(start as usize, BLOCK_ROWS.min(ROWS - start) as usize))
+        .collect()
+}
+
+/// Encodes `batches` block by block and assembles them, as the encoders and uploader do.
+fn deliver(output: &Output, schema: &SchemaRef, batches: &[RecordBatch]) -> Vec<u8> {
+    let mut first_row_number = 1;
+    let blocks: Vec<Bytes> = batches
+        .iter()
+        .map(|batch| {
+            let block = filedrop_formats::encode::encode_block(
+                output,
+                schema,
+                std::slice::from_ref(batch),
+                first_row_number,
+            )
+            .unwrap();
+            first_row_number += batch.num_rows() as u64;
+            block
+        })
+        .collect();
+    filedrop_formats::assemble::assemble(
+        output,
+        schema,
+        blocks.len(),
+        |i| Ok(blocks[i].clone()),
+        Vec::new(),
+    )
+    .unwrap()
+}
+
+fn write_ipc(path: &Path, batches: &[RecordBatch]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(file, &batches[0].schema()).unwrap();
+    for batch in batches {
+        writer.write(batch).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+struct Matrix<'a> {
+    dir: &'a Path,
+    cases: Vec<Value>,
+}
+
+impl Matrix<'_> {
+    fn add(&mut self, mut case: Value, output: &Output, batches: &[RecordBatch]) {
+        let name = format!("case-{:04}", self.cases.len());
+        let file = deliver(output, &batches[0].schema(), batches);
+        std::fs::write(self.dir.join(&name), file).unwrap();
+        case["file"] = json!(name);
+        case["compression"] = json!(match output.compression {
+            None => "none",
+            Some(StreamCompression::Gzip) => "gzip",
+            Some(StreamCompression::Zstd) => "zstd",
+            Some(StreamCompression::Bzip2) => "bzip2",
+        });
+        case["row_number"] = json!(output.row_number_column);
+        self.cases.push(case);
+    }
+}
+
+const COMPRESSIONS: [Option<StreamCompression>; 4] = [
+    None,
+    Some(StreamCompression::Gzip),
+    Some(StreamCompression::Zstd),
+    Some(StreamCompression::Bzip2),
+];
+
+fn line_ending_name(line_ending: LineEnding) -> &'static str {
+    match line_ending {
+        LineEnding::Lf => "lf",
+        LineEnding::CrLf => "crlf",
+    }
+}
+
+#[test]
+fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
+    let dir = std::env::temp_dir().join(format!("filedrop-matrix-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flat = table(false);
+    let nested = table(true);
+    write_ipc(&dir.join("flat.arrow"), &flat);
+    write_ipc(&dir.join("nested.arrow"), &nested);
+    let mut matrix = Matrix {
+        dir: &dir,
+        cases: Vec::new(),
+    };
+
+    let mut variant = 0;
+    for delimiter in [b',', b'\t', b'|', b';'] {
+        for quote_mode in [
+            QuoteMode::All,
+            QuoteMode::NonNull,
+            QuoteMode::SpecialCharacters,
+            QuoteMode::NonNumeric,
+            QuoteMode::None,
+        ] {
+            for escape in [None, Some(b'\\')] {
+                if quote_mode == QuoteMode::None && escape.is_none() {
+                    // Data goes out as is (the export warns): rows holding a delimiter or a
+                    // line break cannot be read back by anyone, by design.
+                    continue;
+                }
+                for line_ending in [LineEnding::Lf, LineEnding::CrLf] {
+                    for literals in [false, true] {
+                        variant += 1;
+                        let options = DelimitedOptions {
+                            delimiter,
+                            header: variant % 5 != 0,
+                            quote_mode,
+                            escape,
+                            null_value: literals.then(|| "NULL".to_owned()),
+                            empty_value: None,
+                            line_ending,
+                        };
+                        let output = Output {
+                            format: OutputFormat::Delimited(options.clone()),
+                            row_number_column: (variant % 3 == 0).then(|| "row-no".to_owned()),
+                            compression: COMPRESSIONS[variant % 4],
+                        };
+                        let case = json!({
+                            "format": "delimited",
+                            "input": "flat.arrow",
+                            "delimiter": (delimiter as char).to_string(),
+                            "header": options.header,
+                            "quote_mode": format!("{quote_mode:?}"),
+                            "escape": escape.map(|e| (e as char).to_string()),
+                            "null_value": options.null_value,
+                            "line_ending": line_ending_name(line_ending),
+                        });
+                        matrix.add(case, &output, &flat);
+                    }
+                }
+            }
+        }
+    }
+    // Empty strings told apart from nulls by a literal, in the default quote mode.
+    for compression in COMPRESSIONS {
+        let output = Output {
+            format: OutputFormat::Delimited(DelimitedOptions {
+                empty_value: Some("\"\"".to_owned()),
+                ..DelimitedOptions::with_delimiter(b',')
+            }),
+            row_number_column: None,
+            compression,
+        };
+        let case = json!({
+            "format": "delimited", "input": "flat.arrow", "delimiter": ",", "header": true,
+            "quote_mode": "SpecialCharacters", "escape": null, "null_value": null,
+            "empty_value": "\"\"", "line_ending": "lf",
+        });
+        matrix.add(case, &output, &flat);
+    }
+    for layout in [JsonLayout::Array, JsonLayout::Lines] {
+        for line_ending in [LineEnding::Lf, LineEnding::CrLf] {
+            for compression in COMPRESSIONS {
+                let output = Output {
+                    format: OutputFormat::Json {
+                        layout,
+                        line_ending,
+                    },
+                    row_number_column: (line_ending == LineEnding::CrLf)
+                        .then(|| "row_number".to_owned()),
+                    compression,
+                };
+                let case = json!({
+                    "format": if layout == JsonLayout::Array { "json" } else { "ndjson" },
+                    "input": "nested.arrow",
+                    "line_ending": line_ending_name(line_ending),
+                });
+                matrix.add(case, &output, &nested);
+            }
+        }
+    }
+    for codec in [
+        ParquetCodec::Snappy,
+        ParquetCodec::Zstd,
+        ParquetCodec::Gzip,
+        ParquetCodec::Lz4,
+        ParquetCodec::None,
+    ] {
+        let output = Output {
+            format: OutputFormat::Parquet { codec },
+            row_number_column: (codec == ParquetCodec::Zstd).then(|| "row_number".to_owned()),
+            compression: None,
+        };
+        let case =
+            json!({"format": "parquet", "input": "nested.arrow", "codec": format!("{codec:?}")});
+        matrix.add(case, &output, &nested);
+    }
+    let count = matrix.cases.len();
+    std::fs::write(
+        dir.join("cases.json"),
+        serde_json::to_vec_pretty(&matrix.cases).unwrap(),
+    )
+    .unwrap();
+
+    let output = std::process::Command::new(venv().join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(repo_root().join("integration-tests/python/test_formats.py"))
+        .env("FILEDROP_MATRIX_DIR", &dir)
+        .output()
+        .expect("running pytest");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "pytest failed:\n{report}");
+    assert!(
+        report.contains(&format!("{count} passed")),
+        "pytest did not run the {count} cases:\n{report}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
