@@ -41,6 +41,31 @@ pub fn venv() -> PathBuf {
     venv
 }
 
+/// Runs one pytest file of `integration-tests/python` with the virtualenv's Python and `env`
+/// set; fails the test, with pytest's report, unless it passes and ran `passed` tests.
+pub fn run_pytest(file: &str, env: &[(&str, &std::ffi::OsStr)], passed: usize) {
+    let output = std::process::Command::new(venv().join("bin/python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(
+            crate::repo_root()
+                .join("integration-tests/python")
+                .join(file),
+        )
+        .envs(env.iter().copied())
+        .output()
+        .expect("running pytest");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "pytest failed:\n{report}");
+    assert!(
+        report.contains(&format!("{passed} passed")),
+        "pytest did not run the {passed} tests expected:\n{report}"
+    );
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

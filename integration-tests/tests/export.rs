@@ -597,7 +597,7 @@ async fn row_numbers_run_across_split_files_with_quote_all_and_crlf() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_format_options_are_refused_naming_the_setting() {
+async fn invalid_format_options_are_refused_naming_the_setting_and_risky_ones_warn() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
     let base = client::request_to(&moto, BUCKET, "bad", FileFormat::Csv);
@@ -643,6 +643,19 @@ async fn invalid_format_options_are_refused_naming_the_setting() {
         0,
         "nothing is written"
     );
+
+    let mut unescaped = base.clone();
+    unescaped.csv.as_mut().unwrap().quote_mode = QuoteMode::None.into();
+    let accepted = client::export(&stack.url(), &unescaped, data::table(10, 10))
+        .await
+        .expect("QUOTE_MODE_NONE without an escape character is accepted");
+    assert!(
+        accepted.warnings.iter().any(|w| w.contains("csv.escape")),
+        "with a warning that says to set csv.escape: {:?}",
+        accepted.warnings
+    );
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 }
 
 /// Checks `bytes` with `<tool> -t` and decompresses them with `<tool> -dc`: the standard tools,

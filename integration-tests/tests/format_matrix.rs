@@ -13,8 +13,7 @@ use bytes::Bytes;
 use filedrop_formats::compress::StreamCompression;
 use filedrop_formats::delimited::{DelimitedOptions, LineEnding, QuoteMode};
 use filedrop_formats::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
-use filedrop_integration_tests::repo_root;
-use filedrop_integration_tests::services::venv;
+use filedrop_integration_tests::services::run_pytest;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -316,21 +315,10 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
     )
     .unwrap();
 
-    let output = std::process::Command::new(venv().join("bin/python"))
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(repo_root().join("integration-tests/python/test_formats.py"))
-        .env("FILEDROP_MATRIX_DIR", &dir)
-        .output()
-        .expect("running pytest");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "pytest failed:\n{report}");
-    assert!(
-        report.contains(&format!("{count} passed")),
-        "pytest did not run the {count} cases:\n{report}"
+    run_pytest(
+        "test_formats.py",
+        &[("FILEDROP_MATRIX_DIR", dir.as_os_str())],
+        count,
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
