@@ -5,6 +5,8 @@
 describing each file. Every file is checked here:
 
 - compressed files: `gzip -t`, `zstd -t`, `bzip2 -t`, then decompressed by the same tools;
+- archives: `unzip -t` and Python's `zipfile` (one entry, its CRC checked; one archive over
+  4 GiB must carry Zip64 records), `tar` and Python's `tarfile` (one entry, named as expected);
 - delimited files: Python's `csv` module with the matching dialect, cell by cell; with a NULL
   literal (where nulls and empty strings are told apart), pyarrow's and DuckDB's CSV readers too;
 - JSON and NDJSON: Python's `json` module, DuckDB's `read_json`, and pyarrow's NDJSON reader;
@@ -18,6 +20,8 @@ import io
 import json
 import os
 import subprocess
+import tarfile
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -58,6 +62,8 @@ def test_the_matrix_directory_is_given():
 def expected_table(case) -> pa.Table:
     with ipc.open_file(DIR / case["input"]) as reader:
         table = reader.read_all()
+    if case.get("rows") is not None:
+        table = table.slice(0, case["rows"])
     name = case["row_number"]
     if name:
         numbers = pa.array(range(1, table.num_rows + 1), pa.int64())
@@ -65,14 +71,49 @@ def expected_table(case) -> pa.Table:
     return table
 
 
+def run(*command) -> bytes:
+    return subprocess.run(command, check=True, capture_output=True).stdout
+
+
+def unzipped(path: Path, entry: str) -> bytes:
+    """The one entry of a zip archive, tested by `unzip -t` and read by `zipfile`."""
+    run("unzip", "-t", str(path))
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == [entry], archive.namelist()
+        assert archive.testzip() is None, "every CRC matches"
+        assert archive.infolist()[0].compress_type == zipfile.ZIP_DEFLATED
+        data = archive.read(entry)
+    assert run("unzip", "-p", str(path), entry) == data
+    return data
+
+
+def untarred(path: Path, entry: str, gzipped: bool) -> bytes:
+    """The one entry of a tar archive, listed and extracted by `tar` and read by `tarfile`."""
+    flags = "z" if gzipped else ""
+    if gzipped:
+        run("gzip", "-t", str(path))
+    assert run("tar", f"-t{flags}f", str(path)).decode().splitlines() == [entry]
+    data = run("tar", f"-x{flags}Of", str(path), entry)
+    with tarfile.open(path, "r:gz" if gzipped else "r:") as archive:
+        members = archive.getmembers()
+        assert [m.name for m in members] == [entry], members
+        assert members[0].isfile() and members[0].mode == 0o644
+        assert archive.extractfile(members[0]).read() == data
+    return data
+
+
 def plain_bytes(case) -> bytes:
-    """The file's bytes, checked and decompressed by the standard tool of its compression."""
+    """The file's bytes, checked and unpacked by the standard tool of its compression."""
     path = DIR / case["file"]
     tool = case["compression"]
     if tool == "none":
         return path.read_bytes()
-    subprocess.run([tool, "-t", str(path)], check=True, capture_output=True)
-    return subprocess.run([tool, "-dc", str(path)], check=True, capture_output=True).stdout
+    if tool == "zip":
+        return unzipped(path, case["entry"])
+    if tool in ("tar", "tgz"):
+        return untarred(path, case["entry"], gzipped=tool == "tgz")
+    run(tool, "-t", str(path))
+    return run(tool, "-dc", str(path))
 
 
 def plain_path(case, tmp_path) -> Path:
@@ -139,8 +180,9 @@ def check_cell(cell, value, data_type, case, what):
         assert cell == text_of(value, data_type), f"{what}: {cell!r} != {value!r}"
 
 
-def check_delimited_with_csv_module(case, table: pa.Table):
-    text = plain_bytes(case).decode("utf-8")
+def check_delimited_with_csv_module(case, table: pa.Table, text=None):
+    if text is None:
+        text = plain_bytes(case).decode("utf-8")
     line_ending = "\r\n" if case["line_ending"] == "crlf" else "\n"
     assert text.endswith(line_ending), "every row ends with the line ending"
     mode = case["quote_mode"]
@@ -233,7 +275,7 @@ def same_json(got, want, what):
 def check_json(case, table: pa.Table, tmp_path):
     text = plain_bytes(case).decode("utf-8")
     line_ending = "\r\n" if case["line_ending"] == "crlf" else "\n"
-    assert text.endswith(line_ending)
+    assert text.endswith(line_ending), repr(text)
     if case["format"] == "json":
         rows = json.loads(text, parse_float=decimal.Decimal)
     else:
@@ -290,10 +332,37 @@ def check_parquet(case, table: pa.Table):
     same_table(duckdb_table(duckdb_connection().read_parquet(str(path))), table, "duckdb")
 
 
+# Zip64 --------------------------------------------------------------------------------------
+
+
+def check_zip64(case, table: pa.Table):
+    """A CSV file over 4 GiB (a header, then one block of the table repeated) in a zip."""
+    path = DIR / case["file"]
+    with path.open("rb") as file:
+        file.seek(-200, os.SEEK_END)
+        tail = file.read()
+    assert b"PK\x06\x06" in tail and b"PK\x06\x07" in tail, "Zip64 end records"
+    run("unzip", "-t", str(path))
+    with zipfile.ZipFile(path) as archive:
+        (info,) = archive.infolist()
+        assert info.filename == case["entry"]
+        assert info.file_size > 0xFFFFFFFF, info.file_size
+        assert archive.testzip() is None, "the CRC of all 4 GiB matches"
+        with archive.open(info) as entry:
+            header = entry.readline()
+            block_length, rest = divmod(info.file_size - len(header), case["repeats"])
+            assert rest == 0, "a header and whole blocks"
+            start = header + entry.read(2 * block_length)
+    doubled = pa.concat_tables([table, table])
+    check_delimited_with_csv_module(case, doubled, start.decode("utf-8"))
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case["file"])
 def test_case(case, tmp_path):
     table = expected_table(case)
-    if case["format"] == "delimited":
+    if case.get("zip64"):
+        check_zip64(case, table)
+    elif case["format"] == "delimited":
         check_delimited_with_csv_module(case, table)
         if case.get("null_value") == "NULL" and case["quote_mode"] != "None":
             check_delimited_with_pyarrow(case, table, tmp_path)

@@ -709,3 +709,91 @@ async fn gzip_zstd_and_bzip2_files_pass_their_tools_and_read_back_equal() {
         );
     }
 }
+
+/// Runs `program` with `args`, asserting success; its standard output.
+fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("running {program} (install it: apt-get install {program}): {e}")
+        });
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The one entry of an archive, checked and extracted by `unzip` or `tar`; asserts its name.
+fn unpack_with_tool(compression: Compression, bytes: &[u8], entry: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("filedrop-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("archive");
+    std::fs::write(&path, bytes).unwrap();
+    let path = path.as_os_str();
+    let os = |arg: &'static str| std::ffi::OsStr::new(arg);
+    let entry_arg = std::ffi::OsStr::new(entry);
+    let (names, data) = match compression {
+        Compression::Zip => {
+            run_tool("unzip", &[os("-t"), path]);
+            (
+                run_tool("unzip", &[os("-Z1"), path]),
+                run_tool("unzip", &[os("-p"), path, entry_arg]),
+            )
+        }
+        Compression::Tar => (
+            run_tool("tar", &[os("-tf"), path]),
+            run_tool("tar", &[os("-xOf"), path, entry_arg]),
+        ),
+        Compression::Tgz => (
+            run_tool("tar", &[os("-tzf"), path]),
+            run_tool("tar", &[os("-xzOf"), path, entry_arg]),
+        ),
+        other => panic!("{other:?} is not an archive"),
+    };
+    assert_eq!(String::from_utf8(names).unwrap(), format!("{entry}\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_tar_and_tgz_archives_hold_the_file_under_its_name_and_read_back_equal() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let sent = data::table(MULTI_BLOCK_ROWS, 50_000);
+    for (compression, extension, content_type) in [
+        (Compression::Zip, "zip", "application/zip"),
+        (Compression::Tar, "tar", "application/x-tar"),
+        (Compression::Tgz, "tgz", "application/gzip"),
+    ] {
+        let mut request =
+            client::request_to(&moto, BUCKET, &format!("{extension}/"), FileFormat::Ndjson);
+        request.compression = compression.into();
+        request.zip64 = compression == Compression::Zip;
+        request.filename_template =
+            request.filename_template.replace(".ndjson", ".ndjson.") + extension;
+        let (run, bytes) = export_one_file(
+            &moto,
+            &stack,
+            &request,
+            &sent,
+            &format!("ndjson.{extension}"),
+        )
+        .await;
+        let entry = format!("sample-{}-{}-0000001.ndjson", run_date(&run), run.run_id);
+        let plain = unpack_with_tool(compression, &bytes, &entry);
+        assert_eq!(read_ndjson(&plain, data::schema()), data::concat(&sent));
+        let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+        let key = format!("{extension}/{entry}.{extension}");
+        let head = s3
+            .head_object()
+            .bucket(BUCKET)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.content_type(), Some(content_type), "{key}");
+    }
+}

@@ -1,8 +1,9 @@
-//! The format matrix, judged by readers nobody here wrote: every format × every compression ×
-//! the delimited options, on awkward data, encoded in several blocks and assembled exactly as
-//! the workers do it; then `integration-tests/python/test_formats.py` reads each file with
-//! Python's `csv` module (the matching dialect), pyarrow, DuckDB and the standard compression
-//! tools, and compares it with the input table.
+//! The format matrix, judged by readers nobody here wrote: every format × every compression and
+//! archive × the delimited options, on awkward data, encoded in several blocks and assembled
+//! exactly as the workers do it; then `integration-tests/python/test_formats.py` reads each file
+//! with Python's `csv` module (the matching dialect), pyarrow, DuckDB, the standard compression
+//! tools, `unzip`, Python's `zipfile`, `tar` and Python's `tarfile`, and compares it with the
+//! input table. One zip case is over 4 GiB, to check Zip64 archives.
 
 use arrow_array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, ListArray,
@@ -10,6 +11,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Fields, SchemaRef};
 use bytes::Bytes;
+use filedrop_formats::archive::Archive;
 use filedrop_formats::compress::StreamCompression;
 use filedrop_formats::delimited::{DelimitedOptions, LineEnding, QuoteMode};
 use filedrop_formats::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
@@ -138,15 +140,20 @@ fn deliver(output: &Output, schema: &SchemaRef, batches: &[RecordBatch]) -> Vec<
             block
         })
         .collect();
+    let sizes: Vec<u64> = blocks.iter().map(|block| block.len() as u64).collect();
     filedrop_formats::assemble::assemble(
         output,
         schema,
-        blocks.len(),
+        OBJECT_KEY,
+        &sizes,
         |i| Ok(blocks[i].clone()),
         Vec::new(),
     )
     .unwrap()
 }
+
+/// The key files are delivered at: archives name their entry after it.
+const OBJECT_KEY: &str = "exports/data.archive";
 
 fn write_ipc(path: &Path, batches: &[RecordBatch]) {
     let file = std::fs::File::create(path).unwrap();
@@ -168,23 +175,73 @@ impl Matrix<'_> {
         let file = deliver(output, &batches[0].schema(), batches);
         std::fs::write(self.dir.join(&name), file).unwrap();
         case["file"] = json!(name);
-        case["compression"] = json!(match output.compression {
-            None => "none",
-            Some(StreamCompression::Gzip) => "gzip",
-            Some(StreamCompression::Zstd) => "zstd",
-            Some(StreamCompression::Bzip2) => "bzip2",
-        });
-        case["row_number"] = json!(output.row_number_column);
+        self.describe(&mut case, output, &name);
         self.cases.push(case);
+    }
+
+    fn describe(&self, case: &mut Value, output: &Output, file: &str) {
+        case["file"] = json!(file);
+        case["compression"] = json!(match (output.compression, output.archive) {
+            (Some(StreamCompression::Gzip), _) => "gzip",
+            (Some(StreamCompression::Zstd), _) => "zstd",
+            (Some(StreamCompression::Bzip2), _) => "bzip2",
+            (None, Some(Archive::Zip { .. })) => "zip",
+            (None, Some(Archive::Tar)) => "tar",
+            (None, Some(Archive::Tgz)) => "tgz",
+            (None, None) => "none",
+        });
+        if let Some(archive) = output.archive {
+            case["entry"] = json!(archive.entry_name(OBJECT_KEY));
+        }
+        case["row_number"] = json!(output.row_number_column);
     }
 }
 
-const COMPRESSIONS: [Option<StreamCompression>; 4] = [
-    None,
-    Some(StreamCompression::Gzip),
-    Some(StreamCompression::Zstd),
-    Some(StreamCompression::Bzip2),
+/// How a text file is packed: compressed, archived, or neither.
+#[derive(Clone, Copy)]
+struct Packing(Option<StreamCompression>, Option<Archive>);
+
+const PACKINGS: [Packing; 7] = [
+    Packing(None, None),
+    Packing(Some(StreamCompression::Gzip), None),
+    Packing(Some(StreamCompression::Zstd), None),
+    Packing(Some(StreamCompression::Bzip2), None),
+    Packing(None, Some(Archive::Zip { zip64: false })),
+    Packing(None, Some(Archive::Tar)),
+    Packing(None, Some(Archive::Tgz)),
 ];
+
+/// A CSV file just over 4 GiB (the flat table's block, repeated), zipped with Zip64.
+fn add_zip64_case(matrix: &mut Matrix<'_>, flat: &[RecordBatch]) {
+    let output = Output {
+        format: OutputFormat::Delimited(DelimitedOptions::with_delimiter(b',')),
+        row_number_column: None,
+        compression: None,
+        archive: Some(Archive::Zip { zip64: true }),
+    };
+    let schema = flat[0].schema();
+    let block = filedrop_formats::encode::encode_block(&output, &schema, flat, 1).unwrap();
+    let repeats = (4u64 << 30).div_ceil(block.len() as u64) + 1;
+    let sizes = vec![block.len() as u64; repeats as usize];
+    let name = format!("case-{:04}", matrix.cases.len());
+    let file = std::io::BufWriter::new(std::fs::File::create(matrix.dir.join(&name)).unwrap());
+    filedrop_formats::assemble::assemble(
+        &output,
+        &schema,
+        OBJECT_KEY,
+        &sizes,
+        |_| Ok(block.clone()),
+        file,
+    )
+    .unwrap();
+    let mut case = json!({
+        "format": "delimited", "input": "flat.arrow", "delimiter": ",", "header": true,
+        "quote_mode": "SpecialCharacters", "escape": null, "null_value": null,
+        "line_ending": "lf", "zip64": true, "repeats": repeats,
+    });
+    matrix.describe(&mut case, &output, &name);
+    matrix.cases.push(case);
+}
 
 fn line_ending_name(line_ending: LineEnding) -> &'static str {
     match line_ending {
@@ -236,7 +293,8 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
                         let output = Output {
                             format: OutputFormat::Delimited(options.clone()),
                             row_number_column: (variant % 3 == 0).then(|| "row-no".to_owned()),
-                            compression: COMPRESSIONS[variant % 4],
+                            compression: PACKINGS[variant % 7].0,
+                            archive: PACKINGS[variant % 7].1,
                         };
                         let case = json!({
                             "format": "delimited",
@@ -255,7 +313,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
         }
     }
     // Empty strings told apart from nulls by a literal, in the default quote mode.
-    for compression in COMPRESSIONS {
+    for Packing(compression, archive) in PACKINGS {
         let output = Output {
             format: OutputFormat::Delimited(DelimitedOptions {
                 empty_value: Some("\"\"".to_owned()),
@@ -263,6 +321,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
             }),
             row_number_column: None,
             compression,
+            archive,
         };
         let case = json!({
             "format": "delimited", "input": "flat.arrow", "delimiter": ",", "header": true,
@@ -273,7 +332,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
     }
     for layout in [JsonLayout::Array, JsonLayout::Lines] {
         for line_ending in [LineEnding::Lf, LineEnding::CrLf] {
-            for compression in COMPRESSIONS {
+            for Packing(compression, archive) in PACKINGS {
                 let output = Output {
                     format: OutputFormat::Json {
                         layout,
@@ -282,6 +341,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
                     row_number_column: (line_ending == LineEnding::CrLf)
                         .then(|| "row_number".to_owned()),
                     compression,
+                    archive,
                 };
                 let case = json!({
                     "format": if layout == JsonLayout::Array { "json" } else { "ndjson" },
@@ -303,11 +363,38 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
             format: OutputFormat::Parquet { codec },
             row_number_column: (codec == ParquetCodec::Zstd).then(|| "row_number".to_owned()),
             compression: None,
+            archive: None,
         };
         let case =
             json!({"format": "parquet", "input": "nested.arrow", "codec": format!("{codec:?}")});
         matrix.add(case, &output, &nested);
     }
+    // Empty results: a header only, and `[]`, in every packing.
+    let empty = [flat[0].slice(0, 0)];
+    for Packing(compression, archive) in PACKINGS {
+        let csv = Output {
+            format: OutputFormat::Delimited(DelimitedOptions::with_delimiter(b',')),
+            row_number_column: None,
+            compression,
+            archive,
+        };
+        let case = json!({
+            "format": "delimited", "input": "flat.arrow", "rows": 0, "delimiter": ",",
+            "header": true, "quote_mode": "SpecialCharacters", "escape": null,
+            "null_value": null, "line_ending": "lf",
+        });
+        matrix.add(case, &csv, &empty);
+        let json_array = Output {
+            format: OutputFormat::Json {
+                layout: JsonLayout::Array,
+                line_ending: LineEnding::Lf,
+            },
+            ..csv
+        };
+        let case = json!({"format": "json", "input": "flat.arrow", "rows": 0, "line_ending": "lf"});
+        matrix.add(case, &json_array, &empty);
+    }
+    add_zip64_case(&mut matrix, &flat);
     let count = matrix.cases.len();
     std::fs::write(
         dir.join("cases.json"),

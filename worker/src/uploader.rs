@@ -6,7 +6,7 @@ use filedrop_core::failure::RunFailure;
 use filedrop_formats::FormatError;
 use filedrop_formats::format::Output;
 use filedrop_proto::jobs::v1::{FileUploaded, UploadTask, worker_event};
-use filedrop_proto::v1::S3Destination;
+use filedrop_proto::v1::{ErrorCode, S3Destination};
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::StagingError;
 use filedrop_s3::S3Failure;
@@ -73,8 +73,9 @@ enum Failed {
     Destination(S3Failure),
     #[error("the run's staging is gone")]
     RunGone,
+    /// The file cannot be delivered: the run fails with this.
     #[error(transparent)]
-    Internal(RunFailure),
+    Run(RunFailure),
 }
 
 async fn handle(context: &Context, payload: &[u8]) -> Outcome {
@@ -99,10 +100,10 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         Ok(prepared) => prepared,
         Err(failure) => return report::fail(context, &run_id, failure).await,
     };
-    let mut estimated_size = 0;
+    let mut block_sizes = Vec::with_capacity(task.block_keys.len());
     for key in &task.block_keys {
         match context.staging.size(key).await {
-            Ok(size) => estimated_size += size,
+            Ok(size) => block_sizes.push(size),
             Err(StagingError::NotFound { .. }) => return run_gone(&task),
             Err(error) => {
                 warn!(run_id, %error, "staging read failed, will retry");
@@ -111,22 +112,18 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     }
     let config = &context.config.upload;
+    let estimated_size = block_sizes.iter().sum();
+    let parts = FileParts {
+        output,
+        schema,
+        block_sizes,
+    };
     let part_size = part_size_for(config.part_size_mib * 1024 * 1024, estimated_size);
     let client = client_for(&destination, &ClientLimits::default());
     let result = with_attempts(
         config.attempts,
         |failed| matches!(failed, Failed::Destination(failure) if failure.retryable),
-        || {
-            upload_once(
-                context,
-                &task,
-                &client,
-                &destination,
-                &output,
-                &schema,
-                part_size,
-            )
-        },
+        || upload_once(context, &task, &client, &destination, &parts, part_size),
     )
     .await;
     match result {
@@ -143,7 +140,7 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             .await
         }
         Err(Failed::Destination(failure)) => report::fail(context, &run_id, failure.failure).await,
-        Err(Failed::Internal(failure)) => report::fail(context, &run_id, failure).await,
+        Err(Failed::Run(failure)) => report::fail(context, &run_id, failure).await,
         Err(Failed::RunGone) => run_gone(&task),
     }
 }
@@ -153,22 +150,36 @@ fn run_gone(task: &UploadTask) -> Outcome {
     Outcome::Ack
 }
 
+/// What a file is made of.
+#[derive(Clone)]
+struct FileParts {
+    /// The run's output.
+    output: Output,
+    /// The run's schema.
+    schema: arrow_schema::SchemaRef,
+    /// The staged sizes of the file's blocks, in order.
+    block_sizes: Vec<u64>,
+}
+
 /// Assembles the file on a blocking thread while its parts are uploaded.
 async fn upload_once(
     context: &Context,
     task: &UploadTask,
     client: &aws_sdk_s3::Client,
     destination: &S3Destination,
-    output: &Output,
-    schema: &arrow_schema::SchemaRef,
+    parts: &FileParts,
     part_size: usize,
 ) -> Result<u64, Failed> {
     let (sender, receiver) = mpsc::channel(1);
     let staging = context.staging.clone();
     let block_keys = task.block_keys.clone();
-    let schema = schema.clone();
-    let content_type = output.content_type();
-    let output = output.clone();
+    let object_key = task.object_key.clone();
+    let content_type = parts.output.content_type();
+    let FileParts {
+        output,
+        schema,
+        block_sizes,
+    } = parts.clone();
     let runtime = tokio::runtime::Handle::current();
     let assembler = tokio::task::spawn_blocking(move || {
         let writer = PartWriter::new(part_size, sender);
@@ -186,7 +197,8 @@ async fn upload_once(
         let writer = filedrop_formats::assemble::assemble(
             &output,
             &schema,
-            block_keys.len(),
+            &object_key,
+            &block_sizes,
             fetch,
             writer,
         )?;
@@ -209,14 +221,18 @@ async fn upload_once(
         (_, Ok(Err(FormatError::Io(error)))) if error.kind() == std::io::ErrorKind::NotFound => {
             Err(Failed::RunGone)
         }
-        (_, Ok(Err(error))) => Err(Failed::Internal(RunFailure::internal(format!(
+        (_, Ok(Err(FormatError::FileTooLarge(message)))) => Err(Failed::Run(RunFailure::new(
+            ErrorCode::FileTooLarge,
+            format!("{}: {message}", task.object_key),
+        ))),
+        (_, Ok(Err(error))) => Err(Failed::Run(RunFailure::internal(format!(
             "file {} could not be assembled: {error}",
             task.file_number
         )))),
-        (_, Err(join)) => Err(Failed::Internal(RunFailure::internal(format!(
+        (_, Err(join)) => Err(Failed::Run(RunFailure::internal(format!(
             "assembler crashed: {join}"
         )))),
-        (Err(UploadError::Incomplete), Ok(Ok(()))) => Err(Failed::Internal(RunFailure::internal(
+        (Err(UploadError::Incomplete), Ok(Ok(()))) => Err(Failed::Run(RunFailure::internal(
             "the assembler ended without finishing the file",
         ))),
     }

@@ -152,7 +152,14 @@ impl ExportSpec {
         }
         .into();
         encoding.row_number_column = validate_row_number(request.row_number.as_ref())?;
-        encoding.compression = validate_compression(format, request.compression)?.into();
+        let compression = validate_compression(format, request.compression)?;
+        encoding.compression = compression.into();
+        encoding.zip64 = request.zip64;
+        if request.zip64 && compression != Compression::Zip {
+            warnings.push(
+                "zip64: has no effect without compression COMPRESSION_ZIP; leave it unset".into(),
+            );
+        }
         let template = FilenameTemplate::parse(&request.filename_template).map_err(|message| {
             InvalidRequest::new("filename_template", ErrorCode::InvalidTemplate, message)
         })?;
@@ -410,7 +417,7 @@ fn validate_csv_options(
     Ok(warnings)
 }
 
-/// Checks the compression of the files: text formats only, and only what is built.
+/// Checks the compression or archive of the files: text formats only.
 fn validate_compression(
     format: FileFormat,
     compression: i32,
@@ -419,22 +426,16 @@ fn validate_compression(
         |message: String| InvalidRequest::new("compression", ErrorCode::Unspecified, message);
     match Compression::try_from(compression) {
         Ok(Compression::Unspecified | Compression::None) => Ok(Compression::None),
-        Ok(Compression::Zip | Compression::Tar | Compression::Tgz) => Err(invalid(format!(
-            "{} is not supported yet; use COMPRESSION_GZIP, COMPRESSION_ZSTD or \
-             COMPRESSION_BZIP2",
-            Compression::try_from(compression)
-                .map(|c| c.as_str_name())
-                .unwrap_or_default()
-        ))),
         Ok(_) if format == FileFormat::Parquet => Err(invalid(
-            "Parquet files compress their column chunks: leave compression unset and choose a \
-             codec with parquet.compression"
+            "Parquet files compress their column chunks and are delivered as they are: leave \
+             compression unset and choose a codec with parquet.compression"
                 .to_owned(),
         )),
         Ok(known) => Ok(known),
         Err(_) => Err(invalid(format!(
             "unknown compression {compression}; use COMPRESSION_NONE, COMPRESSION_GZIP, \
-             COMPRESSION_ZSTD or COMPRESSION_BZIP2"
+             COMPRESSION_ZSTD, COMPRESSION_BZIP2, COMPRESSION_ZIP, COMPRESSION_TAR or \
+             COMPRESSION_TGZ"
         ))),
     }
 }
@@ -809,14 +810,21 @@ mod tests {
     }
 
     #[test]
-    fn compression_is_for_text_formats_and_archives_are_not_supported_yet() {
+    fn compression_and_archives_are_for_text_formats_and_zip64_warns_without_zip() {
         let with = |format: FileFormat, compression: Compression| {
             let mut r = request();
             r.format = format.into();
             r.compression = compression.into();
             ExportSpec::validate(r)
         };
-        for compression in [Compression::Gzip, Compression::Zstd, Compression::Bzip2] {
+        for compression in [
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Bzip2,
+            Compression::Zip,
+            Compression::Tar,
+            Compression::Tgz,
+        ] {
             for format in [FileFormat::Csv, FileFormat::Json, FileFormat::Ndjson] {
                 let spec = with(format, compression).unwrap();
                 assert_eq!(spec.encoding.compression(), compression);
@@ -832,8 +840,19 @@ mod tests {
                 .compression(),
             Compression::None
         );
-        let error = with(FileFormat::Csv, Compression::Zip).unwrap_err();
-        assert!(error.message.contains("not supported yet"), "{error}");
+        let mut r = request();
+        r.compression = Compression::Zip.into();
+        r.zip64 = true;
+        let spec = ExportSpec::validate(r.clone()).unwrap();
+        assert!(spec.encoding.zip64);
+        assert!(spec.warnings.is_empty(), "{:?}", spec.warnings);
+        r.compression = Compression::Tgz.into();
+        let spec = ExportSpec::validate(r).unwrap();
+        assert!(
+            spec.warnings[0].starts_with("zip64:"),
+            "{:?}",
+            spec.warnings
+        );
         let mut r = request();
         r.compression = 99;
         assert_eq!(field_of(r), "compression");

@@ -49,7 +49,9 @@ pub fn default_resolutions(code: ErrorCode) -> Vec<Resolution> {
         C::InvalidCredentials | C::RoleAssumptionFailed => vec![R::FixCredential, R::Retry],
         C::AccessDenied | C::KmsKeyError => vec![R::FixCredential, R::FixDestination, R::Retry],
         C::Throttled | C::DestinationUnreachable | C::Internal => vec![R::Retry],
-        C::InvalidPgpKey | C::InvalidTemplate | C::UnsupportedType => vec![R::FixRequest],
+        C::InvalidPgpKey | C::InvalidTemplate | C::UnsupportedType | C::FileTooLarge => {
+            vec![R::FixRequest]
+        }
         C::Unspecified => vec![],
     }
 }

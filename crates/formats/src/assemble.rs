@@ -3,28 +3,35 @@
 //! The assembler is synchronous and writes to any [`Write`]: the uploader gives it a writer
 //! that cuts the output into multipart-upload parts, so a file is never held whole in memory.
 //! Blocks are fetched one at a time through a callback.
+//!
+//! A text file is laid out first as a list of [`Piece`]s — framing the assembler writes (a
+//! header row, JSON brackets and commas) and staged blocks — from the blocks' sizes alone, so
+//! its exact size is known before the first byte: an archive needs it up front.
 
 use crate::FormatError;
-use crate::compress::StreamCompression;
+use crate::archive::copy_buffered;
 use crate::encode::parquet_properties;
 use crate::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
 use arrow_schema::SchemaRef;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use parquet::arrow::ArrowWriter;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use parquet::file::writer::SerializedFileWriter;
-use std::io::Write;
+use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
-/// Writes the file made of `block_count` blocks to `out`. `fetch(i)` returns block `i`.
-/// With no blocks, writes the empty file of the format (header only, schema only, `[]`, or
-/// nothing for NDJSON and header-less delimited files — compressed, an empty member).
+/// Writes the file made of the blocks whose sizes are `block_sizes` to `out`; `fetch(i)`
+/// returns block `i`, which must be exactly `block_sizes[i]` bytes. `object_key` is the
+/// delivered object's key: an archive names its entry after it. With no blocks, writes the
+/// empty file of the format (header only, schema only, `[]`, or nothing for NDJSON and
+/// header-less delimited files — compressed, an empty member).
 pub fn assemble<W, F>(
     output: &Output,
     schema: &SchemaRef,
-    block_count: usize,
-    mut fetch: F,
+    object_key: &str,
+    block_sizes: &[u64],
+    fetch: F,
     out: W,
 ) -> Result<W, FormatError>
 where
@@ -32,30 +39,92 @@ where
     F: FnMut(usize) -> Result<Bytes, FormatError>,
 {
     let schema = output.file_schema(schema);
-    let mut file = TextFile {
-        out,
-        compression: output.compression,
-        empty: true,
+    if let OutputFormat::Parquet { codec } = &output.format {
+        if output.archive.is_some() || output.compression.is_some() {
+            return Err(FormatError::Inconsistent(
+                "Parquet files are neither compressed as a whole nor archived".into(),
+            ));
+        }
+        if block_sizes.is_empty() {
+            let writer = ArrowWriter::try_new(out, schema, Some(parquet_properties(*codec)))?;
+            return Ok(writer.into_inner()?);
+        }
+        return assemble_parquet(*codec, block_sizes.len(), fetch, out);
+    }
+    let pieces = text_pieces(output, &schema, block_sizes)?;
+    let size = pieces
+        .iter()
+        .map(|piece| match piece {
+            Piece::Framing(bytes) => bytes.len() as u64,
+            Piece::Block(index) => block_sizes[*index],
+        })
+        .sum();
+    let mut reader = PieceReader {
+        pieces: pieces.into_iter(),
+        block_sizes,
+        fetch,
+        current: Bytes::new(),
+        failure: None,
     };
+    let written = match output.archive {
+        None => {
+            let mut out = out;
+            copy_buffered(&mut reader, &mut out)
+                .map(|_| out)
+                .map_err(FormatError::from)
+        }
+        Some(archive) => archive.write(&archive.entry_name(object_key), size, &mut reader, out),
+    };
+    // A block that could not be fetched surfaces as an I/O error of the copy; report the
+    // fetch's own error, which says why.
+    if let Some(failure) = reader.failure.take() {
+        return Err(failure);
+    }
+    let mut out = written?;
+    out.flush()?;
+    Ok(out)
+}
+
+/// A part of a text file, in order.
+#[derive(Debug)]
+enum Piece {
+    /// Bytes the assembler adds (compressed as a member of their own when the file is).
+    Framing(Vec<u8>),
+    /// A staged block, by index.
+    Block(usize),
+}
+
+/// The pieces of a text file. Empty blocks are left out.
+fn text_pieces(
+    output: &Output,
+    schema: &SchemaRef,
+    block_sizes: &[u64],
+) -> Result<Vec<Piece>, FormatError> {
+    let framing = |bytes: Vec<u8>| -> io::Result<Piece> {
+        Ok(Piece::Framing(match output.compression {
+            Some(compression) => compression.compress(&bytes)?,
+            None => bytes,
+        }))
+    };
+    let blocks = || {
+        (0..block_sizes.len())
+            .filter(|index| block_sizes[*index] > 0)
+            .map(Piece::Block)
+    };
+    let mut pieces = Vec::new();
     match &output.format {
         OutputFormat::Delimited(options) => {
             if options.header {
                 let mut header = Vec::new();
-                options.write_header(&schema, &mut header);
-                file.framing(&header)?;
+                options.write_header(schema, &mut header);
+                pieces.push(framing(header)?);
             }
-            for index in 0..block_count {
-                file.block(&fetch(index)?)?;
-            }
+            pieces.extend(blocks());
         }
         OutputFormat::Json {
             layout: JsonLayout::Lines,
             ..
-        } => {
-            for index in 0..block_count {
-                file.block(&fetch(index)?)?;
-            }
-        }
+        } => pieces.extend(blocks()),
         OutputFormat::Json {
             layout: JsonLayout::Array,
             line_ending,
@@ -63,11 +132,7 @@ where
             let line_ending = line_ending.bytes();
             let mut opening = b"[".to_vec();
             let mut any_row = false;
-            for index in 0..block_count {
-                let block = fetch(index)?;
-                if block.is_empty() {
-                    continue;
-                }
+            for block in blocks() {
                 // `[` before the first row, a comma between blocks; each row on its own line.
                 let mut separator = if any_row {
                     b",".to_vec()
@@ -75,8 +140,8 @@ where
                     std::mem::take(&mut opening)
                 };
                 separator.extend_from_slice(line_ending);
-                file.framing(&separator)?;
-                file.block(&block)?;
+                pieces.push(framing(separator)?);
+                pieces.push(block);
                 any_row = true;
             }
             let mut closing = opening;
@@ -85,53 +150,88 @@ where
             }
             closing.push(b']');
             closing.extend_from_slice(line_ending);
-            file.framing(&closing)?;
+            pieces.push(framing(closing)?);
         }
-        OutputFormat::Parquet { codec } if block_count == 0 => {
-            let writer = ArrowWriter::try_new(file.out, schema, Some(parquet_properties(*codec)))?;
-            return Ok(writer.into_inner()?);
-        }
-        OutputFormat::Parquet { codec } => {
-            return assemble_parquet(*codec, block_count, fetch, file.out);
+        OutputFormat::Parquet { .. } => {
+            return Err(FormatError::Inconsistent(
+                "a Parquet file is not a text file".into(),
+            ));
         }
     }
-    file.finish()
+    // A compressed file with nothing in it is still one valid (empty) member, so that
+    // `gzip -t` and friends accept it.
+    if pieces.is_empty()
+        && let Some(compression) = output.compression
+    {
+        pieces.push(Piece::Framing(compression.compress(b"")?));
+    }
+    Ok(pieces)
 }
 
-/// The output of a text file: blocks arrive encoded (and compressed) by the encoders; the
-/// framing the assembler adds around them is compressed here, as members of its own.
-struct TextFile<W> {
-    out: W,
-    compression: Option<StreamCompression>,
-    empty: bool,
+/// Reads a text file's pieces in order, fetching each block when it is reached. A fetch
+/// failure is kept in `failure` (the `Read` error only says that one happened).
+struct PieceReader<'a, F> {
+    pieces: std::vec::IntoIter<Piece>,
+    block_sizes: &'a [u64],
+    fetch: F,
+    current: Bytes,
+    failure: Option<FormatError>,
 }
 
-impl<W: Write> TextFile<W> {
-    fn framing(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self.compression {
-            Some(compression) => self.block(&compression.compress(bytes)?),
-            None => self.block(bytes),
+impl<F> PieceReader<'_, F>
+where
+    F: FnMut(usize) -> Result<Bytes, FormatError>,
+{
+    fn next_block(&mut self, index: usize) -> io::Result<Bytes> {
+        let fetched = (self.fetch)(index).and_then(|block| {
+            // The size was promised up front (a tar header holds it): hold the block to it.
+            if block.len() as u64 == self.block_sizes[index] {
+                Ok(block)
+            } else {
+                Err(FormatError::Inconsistent(format!(
+                    "block {index} is {} bytes, {} were expected",
+                    block.len(),
+                    self.block_sizes[index]
+                )))
+            }
+        });
+        fetched.map_err(|failure| {
+            self.failure = Some(failure);
+            io::Error::other(format!("block {index} could not be read"))
+        })
+    }
+}
+
+impl<F> BufRead for PieceReader<'_, F>
+where
+    F: FnMut(usize) -> Result<Bytes, FormatError>,
+{
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.current.is_empty() {
+            self.current = match self.pieces.next() {
+                None => break,
+                Some(Piece::Framing(bytes)) => Bytes::from(bytes),
+                Some(Piece::Block(index)) => self.next_block(index)?,
+            };
         }
+        Ok(&self.current)
     }
 
-    fn block(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if !bytes.is_empty() {
-            self.out.write_all(bytes)?;
-            self.empty = false;
-        }
-        Ok(())
+    fn consume(&mut self, amount: usize) {
+        self.current.advance(amount);
     }
+}
 
-    /// A compressed file with nothing in it is still one valid (empty) member, so that
-    /// `gzip -t` and friends accept it.
-    fn finish(mut self) -> Result<W, FormatError> {
-        if self.empty
-            && let Some(compression) = self.compression
-        {
-            self.out.write_all(&compression.compress(b"")?)?;
-        }
-        self.out.flush()?;
-        Ok(self.out)
+impl<F> Read for PieceReader<'_, F>
+where
+    F: FnMut(usize) -> Result<Bytes, FormatError>,
+{
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let length = available.len().min(buf.len());
+        buf[..length].copy_from_slice(&available[..length]);
+        self.consume(length);
+        Ok(length)
     }
 }
 
@@ -206,6 +306,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::Archive;
+    use crate::compress::StreamCompression;
     use crate::delimited::{DelimitedOptions, LineEnding};
     use crate::encode::encode_block;
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
@@ -250,6 +352,7 @@ mod tests {
             format,
             row_number_column: None,
             compression: None,
+            archive: None,
         }
     }
 
@@ -278,11 +381,26 @@ mod tests {
                 block.unwrap()
             })
             .collect();
+        let sizes: Vec<u64> = blocks.iter().map(|b| b.len() as u64).collect();
         assemble(
             output,
             &schema(),
-            blocks.len(),
+            "out/file",
+            &sizes,
             |i| Ok(blocks[i].clone()),
+            Vec::new(),
+        )
+        .unwrap()
+    }
+
+    /// The empty file of `output`.
+    fn assemble_nothing(output: &Output) -> Vec<u8> {
+        assemble(
+            output,
+            &schema(),
+            "out/file",
+            &[],
+            |_| unreachable!(),
             Vec::new(),
         )
         .unwrap()
@@ -439,9 +557,7 @@ mod tests {
 
     #[test]
     fn empty_files_carry_header_or_schema() {
-        let empty = |output: &Output| {
-            assemble(output, &schema(), 0, |_| unreachable!(), Vec::new()).unwrap()
-        };
+        let empty = assemble_nothing;
         assert_eq!(empty(&csv(b',')), b"id,name,at\n");
         assert_eq!(empty(&json(JsonLayout::Array, LineEnding::Lf)), b"[]\n");
         assert_eq!(empty(&json(JsonLayout::Lines, LineEnding::Lf)), b"");
@@ -493,14 +609,75 @@ mod tests {
                     assemble_blocks(&output, &batches),
                     "{codec:?} {output:?}"
                 );
-                let empty =
-                    assemble(&compressed, &schema(), 0, |_| unreachable!(), Vec::new()).unwrap();
+                let empty = assemble_nothing(&compressed);
                 assert!(!empty.is_empty(), "an empty file is still a valid member");
-                assert_eq!(
-                    decompress(codec, &empty),
-                    assemble(&output, &schema(), 0, |_| unreachable!(), Vec::new()).unwrap()
-                );
+                assert_eq!(decompress(codec, &empty), assemble_nothing(&output));
             }
         }
+    }
+
+    /// The one entry of an archive: its name and bytes.
+    fn unpack(archive: Archive, file: &[u8]) -> (String, Vec<u8>) {
+        let tar_entry = |plain: &[u8]| {
+            let mut tar = tar::Archive::new(plain);
+            let mut entry = tar.entries().unwrap().next().unwrap().unwrap();
+            let name = entry.path().unwrap().to_str().unwrap().to_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            (name, data)
+        };
+        match archive {
+            Archive::Tar => tar_entry(file),
+            Archive::Tgz => tar_entry(&decompress(StreamCompression::Gzip, file)),
+            Archive::Zip { .. } => {
+                let zip = rawzip::ZipArchive::from_slice(file).unwrap();
+                let entry = zip.entries().next_entry().unwrap().unwrap();
+                let name = String::from_utf8(entry.file_path().as_ref().to_vec()).unwrap();
+                let local = zip.get_entry(entry.wayfinder()).unwrap();
+                let mut data = Vec::new();
+                local
+                    .verifying_reader(flate2::bufread::DeflateDecoder::new(local.data()))
+                    .read_to_end(&mut data)
+                    .unwrap();
+                (name, data)
+            }
+        }
+    }
+
+    #[test]
+    fn archives_hold_the_assembled_file_named_after_the_object() {
+        let batches = [batch(0, 30), batch(30, 0), batch(30, 12)];
+        for archive in [Archive::Zip { zip64: false }, Archive::Tar, Archive::Tgz] {
+            for output in [csv(b','), json(JsonLayout::Array, LineEnding::CrLf)] {
+                let archived = Output {
+                    archive: Some(archive),
+                    ..output.clone()
+                };
+                let (name, data) = unpack(archive, &assemble_blocks(&archived, &batches));
+                assert_eq!(name, "file", "{archive:?}");
+                assert_eq!(data, assemble_blocks(&output, &batches), "{archive:?}");
+                let (_, empty) = unpack(archive, &assemble_nothing(&archived));
+                assert_eq!(empty, assemble_nothing(&output), "{archive:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_block_of_another_size_than_staged_fails_the_file() {
+        let output = Output {
+            archive: Some(Archive::Tar),
+            ..csv(b',')
+        };
+        let block = encode_block(&output, &schema(), &[batch(0, 5)], 1).unwrap();
+        let error = assemble(
+            &output,
+            &schema(),
+            "f.tar",
+            &[block.len() as u64 + 1],
+            |_| Ok(block.clone()),
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, FormatError::Inconsistent(_)), "{error}");
     }
 }

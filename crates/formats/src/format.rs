@@ -1,6 +1,7 @@
 //! The output of a run — its format and the options around it — and which Arrow types each
 //! format can carry.
 
+use crate::archive::Archive;
 use crate::compress::StreamCompression;
 use crate::delimited::{DelimitedOptions, LineEnding, QuoteMode};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, new_null_array};
@@ -61,6 +62,8 @@ pub struct Output {
     pub row_number_column: Option<String>,
     /// The compression of the file, if any (text formats only).
     pub compression: Option<StreamCompression>,
+    /// The archive holding the file, if any (text formats only; never with `compression`).
+    pub archive: Option<Archive>,
 }
 
 /// A schema the output cannot write.
@@ -164,21 +167,32 @@ impl Output {
             }
             _ => return Err(format!("unknown file format {}", encoding.format)),
         };
-        let compression = match api::Compression::try_from(encoding.compression) {
-            Ok(api::Compression::Unspecified | api::Compression::None) => None,
-            Ok(api::Compression::Gzip) => Some(StreamCompression::Gzip),
-            Ok(api::Compression::Zstd) => Some(StreamCompression::Zstd),
-            Ok(api::Compression::Bzip2) => Some(StreamCompression::Bzip2),
-            _ => return Err(format!("unsupported compression {}", encoding.compression)),
+        let (compression, archive) = match api::Compression::try_from(encoding.compression) {
+            Ok(api::Compression::Unspecified | api::Compression::None) => (None, None),
+            Ok(api::Compression::Gzip) => (Some(StreamCompression::Gzip), None),
+            Ok(api::Compression::Zstd) => (Some(StreamCompression::Zstd), None),
+            Ok(api::Compression::Bzip2) => (Some(StreamCompression::Bzip2), None),
+            Ok(api::Compression::Zip) => (
+                None,
+                Some(Archive::Zip {
+                    zip64: encoding.zip64,
+                }),
+            ),
+            Ok(api::Compression::Tar) => (None, Some(Archive::Tar)),
+            Ok(api::Compression::Tgz) => (None, Some(Archive::Tgz)),
+            Err(_) => return Err(format!("unknown compression {}", encoding.compression)),
         };
-        if compression.is_some() && matches!(format, OutputFormat::Parquet { .. }) {
-            return Err("a compressed Parquet file".into());
+        if (compression.is_some() || archive.is_some())
+            && matches!(format, OutputFormat::Parquet { .. })
+        {
+            return Err("a compressed or archived Parquet file".into());
         }
         Ok(Self {
             format,
             row_number_column: Some(encoding.row_number_column.clone())
                 .filter(|name| !name.is_empty()),
             compression,
+            archive,
         })
     }
 
@@ -189,6 +203,9 @@ impl Output {
 
     /// The HTTP content type of delivered files.
     pub fn content_type(&self) -> &'static str {
+        if let Some(archive) = self.archive {
+            return archive.content_type();
+        }
         if let Some(compression) = self.compression {
             return compression.content_type();
         }
@@ -313,6 +330,7 @@ impl OutputFormat {
             format: self.clone(),
             row_number_column: None,
             compression: None,
+            archive: None,
         };
         // A writer that panics on a type it cannot write refuses the type like one that errors.
         let probe_write = std::panic::AssertUnwindSafe(|| {
@@ -355,6 +373,7 @@ mod tests {
             format,
             row_number_column: None,
             compression: None,
+            archive: None,
         }
     }
 

@@ -10,12 +10,14 @@
 //! - [`format`]: the output of a run ([`format::Output`]: format, options, row numbers) and the
 //!   types each format can carry.
 //! - [`compress`]: gzip, zstd and bzip2, whose members concatenate.
+//! - [`archive`]: zip, tar and tgz archives holding the assembled file.
 //! - [`delimited`]: the delimited text writer (quote modes, escapes, null and empty literals,
 //!   line endings).
 //! - [`segment`]: reading and writing Arrow IPC segments (the staged form of received rows).
 //! - [`encode`]: one segment to one block.
 //! - [`assemble`]: a file's blocks to the delivered bytes, written to any `std::io::Write`.
 
+pub mod archive;
 pub mod assemble;
 pub mod compress;
 pub mod delimited;
@@ -38,4 +40,7 @@ pub enum FormatError {
     /// Blocks of one file disagree with each other or with the run's schema.
     #[error("inconsistent blocks: {0}")]
     Inconsistent(String),
+    /// The file is larger than its container allows.
+    #[error("{0}")]
+    FileTooLarge(String),
 }
