@@ -5,6 +5,7 @@
 describing each file. Every file is checked here:
 
 - compressed files: `gzip -t`, `zstd -t`, `bzip2 -t`, then decompressed by the same tools;
+- encrypted files: `gpg --decrypt` first (GNUPGHOME holds the private key), then as above;
 - archives: `unzip -t` and Python's `zipfile` (one entry, its CRC checked; one archive over
   4 GiB must carry Zip64 records), `tar` and Python's `tarfile` (one entry, named as expected);
 - delimited files: Python's `csv` module with the matching dialect, cell by cell; with a NULL
@@ -102,9 +103,22 @@ def untarred(path: Path, entry: str, gzipped: bool) -> bytes:
     return data
 
 
+def delivered_path(case) -> Path:
+    """The delivered file, decrypted by `gpg` when it is encrypted."""
+    path = DIR / case["file"]
+    if not case.get("pgp"):
+        return path
+    decrypted = path.with_suffix(".decrypted")
+    if not decrypted.exists():
+        encrypted = path.read_bytes()
+        assert encrypted[0] & 0x80, "a binary OpenPGP message"
+        decrypted.write_bytes(run("gpg", "--batch", "--quiet", "--decrypt", str(path)))
+    return decrypted
+
+
 def plain_bytes(case) -> bytes:
     """The file's bytes, checked and unpacked by the standard tool of its compression."""
-    path = DIR / case["file"]
+    path = delivered_path(case)
     tool = case["compression"]
     if tool == "none":
         return path.read_bytes()
@@ -321,7 +335,7 @@ def check_json(case, table: pa.Table, tmp_path):
 
 
 def check_parquet(case, table: pa.Table):
-    path = DIR / case["file"]
+    path = delivered_path(case)
     got = pq.read_table(path)
     assert got.schema.equals(table.schema), f"{got.schema} != {table.schema}"
     assert got.equals(table)

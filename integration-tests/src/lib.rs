@@ -8,11 +8,13 @@
 //! - [`data`]: the sample table — integers, floats, awkward strings, timestamps, nulls.
 //! - [`client`]: exporting over Arrow Flight and following runs.
 //! - [`s3`]: reading back what was delivered.
+//! - [`gpg`]: keys made by GnuPG, and `gpg --decrypt`.
 //!
 //! A test whose service is missing fails and says how to start it; nothing is skipped.
 
 pub mod client;
 pub mod data;
+pub mod gpg;
 pub mod s3;
 pub mod services;
 pub mod stack;

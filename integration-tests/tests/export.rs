@@ -4,6 +4,7 @@
 
 use arrow_array::RecordBatch;
 use bytes::Bytes;
+use filedrop_integration_tests::gpg::{Gpg, KeyKind};
 use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
@@ -796,4 +797,68 @@ async fn zip_tar_and_tgz_archives_hold_the_file_under_its_name_and_read_back_equ
             .unwrap();
         assert_eq!(head.content_type(), Some(content_type), "{key}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgp_encrypted_files_decrypt_with_gpg_after_compression_and_bad_keys_are_refused() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let gpg = Gpg::new();
+    let sent = data::table(MULTI_BLOCK_ROWS, 50_000);
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+
+    // RSA, after gzip: serialize, compress, then encrypt.
+    let mut request = client::request_to(&moto, BUCKET, "rsa/", FileFormat::Csv);
+    request.compression = Compression::Gzip.into();
+    request.filename_template = request.filename_template.replace(".csv", ".csv.gz");
+    request.pgp_public_key = gpg.generate("rsa@example.com", KeyKind::Rsa);
+    let (run, bytes) = export_one_file(&moto, &stack, &request, &sent, "csv.gz.pgp").await;
+    let plain = decompress_with_tool("gzip", &gpg.decrypt(&bytes));
+    assert_eq!(read_csv(Bytes::from(plain)), data::concat(&sent));
+    let key = format!(
+        "rsa/sample-{}-{}-0000001.csv.gz.pgp",
+        run_date(&run),
+        run.run_id
+    );
+    let head = s3
+        .head_object()
+        .bucket(BUCKET)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("application/pgp-encrypted"));
+
+    // Curve25519, a Parquet file (encryption wraps every format).
+    let mut request = client::request_to(&moto, BUCKET, "cv25519/", FileFormat::Parquet);
+    request.pgp_public_key = gpg.generate("cv25519@example.com", KeyKind::Curve25519);
+    let (_, bytes) = export_one_file(&moto, &stack, &request, &sent, "parquet.pgp").await;
+    assert_eq!(
+        read_parquet(Bytes::from(gpg.decrypt(&bytes))),
+        data::concat(&sent)
+    );
+
+    // A key that cannot receive encrypted files is refused before anything is written.
+    for (armored, says) in [
+        (
+            gpg.generate("primary@example.com", KeyKind::PrimaryOnly),
+            "PGP public key has no encryption subkey",
+        ),
+        (
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\nnonsense\n".to_owned(),
+            "not an ASCII-armored",
+        ),
+    ] {
+        let mut request = client::request_to(&moto, BUCKET, "refused/", FileFormat::Csv);
+        request.pgp_public_key = armored;
+        let status = client::export(&stack.url(), &request, data::table(10, 10))
+            .await
+            .expect_err("a key without an encryption subkey");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().starts_with("pgp_public_key: ") && status.message().contains(says),
+            "{status:?}"
+        );
+    }
+    assert_eq!(s3::list(&s3, BUCKET, "refused/").await.len(), 0);
 }

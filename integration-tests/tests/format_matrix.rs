@@ -3,7 +3,8 @@
 //! exactly as the workers do it; then `integration-tests/python/test_formats.py` reads each file
 //! with Python's `csv` module (the matching dialect), pyarrow, DuckDB, the standard compression
 //! tools, `unzip`, Python's `zipfile`, `tar` and Python's `tarfile`, and compares it with the
-//! input table. One zip case is over 4 GiB, to check Zip64 archives.
+//! input table. One zip case is over 4 GiB, to check Zip64 archives. Some cases are encrypted
+//! to a key GnuPG made, and `gpg --decrypt` opens them first.
 
 use arrow_array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, ListArray,
@@ -15,6 +16,8 @@ use filedrop_formats::archive::Archive;
 use filedrop_formats::compress::StreamCompression;
 use filedrop_formats::delimited::{DelimitedOptions, LineEnding, QuoteMode};
 use filedrop_formats::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
+use filedrop_formats::pgp::PgpRecipient;
+use filedrop_integration_tests::gpg::{Gpg, KeyKind};
 use filedrop_integration_tests::services::run_pytest;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -194,6 +197,7 @@ impl Matrix<'_> {
             case["entry"] = json!(archive.entry_name(OBJECT_KEY));
         }
         case["row_number"] = json!(output.row_number_column);
+        case["pgp"] = json!(output.encryption.is_some());
     }
 }
 
@@ -218,6 +222,7 @@ fn add_zip64_case(matrix: &mut Matrix<'_>, flat: &[RecordBatch]) {
         row_number_column: None,
         compression: None,
         archive: Some(Archive::Zip { zip64: true }),
+        encryption: None,
     };
     let schema = flat[0].schema();
     let block = filedrop_formats::encode::encode_block(&output, &schema, flat, 1).unwrap();
@@ -295,6 +300,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
                             row_number_column: (variant % 3 == 0).then(|| "row-no".to_owned()),
                             compression: PACKINGS[variant % 7].0,
                             archive: PACKINGS[variant % 7].1,
+                            encryption: None,
                         };
                         let case = json!({
                             "format": "delimited",
@@ -322,6 +328,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
             row_number_column: None,
             compression,
             archive,
+            encryption: None,
         };
         let case = json!({
             "format": "delimited", "input": "flat.arrow", "delimiter": ",", "header": true,
@@ -342,6 +349,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
                         .then(|| "row_number".to_owned()),
                     compression,
                     archive,
+                    encryption: None,
                 };
                 let case = json!({
                     "format": if layout == JsonLayout::Array { "json" } else { "ndjson" },
@@ -364,6 +372,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
             row_number_column: (codec == ParquetCodec::Zstd).then(|| "row_number".to_owned()),
             compression: None,
             archive: None,
+            encryption: None,
         };
         let case =
             json!({"format": "parquet", "input": "nested.arrow", "codec": format!("{codec:?}")});
@@ -377,6 +386,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
             row_number_column: None,
             compression,
             archive,
+            encryption: None,
         };
         let case = json!({
             "format": "delimited", "input": "flat.arrow", "rows": 0, "delimiter": ",",
@@ -394,6 +404,41 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
         let case = json!({"format": "json", "input": "flat.arrow", "rows": 0, "line_ending": "lf"});
         matrix.add(case, &json_array, &empty);
     }
+    // Encrypted last, after compression or archiving, in every format.
+    let gpg = Gpg::new();
+    let recipient =
+        PgpRecipient::from_armored(&gpg.generate("matrix@example.com", KeyKind::Curve25519))
+            .unwrap();
+    let encrypted = |format: OutputFormat, packing: Packing| Output {
+        format,
+        row_number_column: None,
+        compression: packing.0,
+        archive: packing.1,
+        encryption: Some(recipient.clone()),
+    };
+    for packing in PACKINGS {
+        let output = encrypted(
+            OutputFormat::Delimited(DelimitedOptions::with_delimiter(b',')),
+            packing,
+        );
+        let case = json!({
+            "format": "delimited", "input": "flat.arrow", "delimiter": ",", "header": true,
+            "quote_mode": "SpecialCharacters", "escape": null, "null_value": null,
+            "line_ending": "lf",
+        });
+        matrix.add(case, &output, &flat);
+    }
+    let ndjson = OutputFormat::Json {
+        layout: JsonLayout::Lines,
+        line_ending: LineEnding::Lf,
+    };
+    let case = json!({"format": "ndjson", "input": "nested.arrow", "line_ending": "lf"});
+    matrix.add(case, &encrypted(ndjson, PACKINGS[2]), &nested);
+    let parquet = OutputFormat::Parquet {
+        codec: ParquetCodec::Snappy,
+    };
+    let case = json!({"format": "parquet", "input": "nested.arrow", "codec": "Snappy"});
+    matrix.add(case, &encrypted(parquet, PACKINGS[0]), &nested);
     add_zip64_case(&mut matrix, &flat);
     let count = matrix.cases.len();
     std::fs::write(
@@ -404,7 +449,10 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
 
     run_pytest(
         "test_formats.py",
-        &[("FILEDROP_MATRIX_DIR", dir.as_os_str())],
+        &[
+            ("FILEDROP_MATRIX_DIR", dir.as_os_str()),
+            ("GNUPGHOME", gpg.home().as_os_str()),
+        ],
         count,
     );
     std::fs::remove_dir_all(&dir).unwrap();

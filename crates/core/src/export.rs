@@ -155,6 +155,8 @@ impl ExportSpec {
         let compression = validate_compression(format, request.compression)?;
         encoding.compression = compression.into();
         encoding.zip64 = request.zip64;
+        // Checked by the control plane, which can read keys (see `filedrop_formats::pgp`).
+        encoding.pgp_public_key = request.pgp_public_key.trim().to_owned();
         if request.zip64 && compression != Compression::Zip {
             warnings.push(
                 "zip64: has no effect without compression COMPRESSION_ZIP; leave it unset".into(),
@@ -220,7 +222,10 @@ impl ExportSpec {
         now: DateTime<Utc>,
         file_number: u64,
     ) -> Result<String, RunFailure> {
-        let name = self.render(run_id, now, Some(file_number))?;
+        let mut name = self.render(run_id, now, Some(file_number))?;
+        if !self.encoding.pgp_public_key.is_empty() {
+            name.push_str(".pgp");
+        }
         join_key(&self.destination.prefix, &name)
     }
 
@@ -577,6 +582,26 @@ mod tests {
         assert_eq!(
             spec.object_key("r", now, 3).unwrap(),
             "daily/orders-20260102-0000003.csv"
+        );
+        assert_eq!(
+            spec.marker_key("r", now).unwrap().as_deref(),
+            Some("daily/orders-20260102-.csv.DONE")
+        );
+    }
+
+    #[test]
+    fn encrypted_files_get_pgp_appended_and_the_marker_does_not() {
+        let mut encrypted = request();
+        encrypted.pgp_public_key = "  -----BEGIN PGP PUBLIC KEY BLOCK----- …\n".into();
+        let spec = ExportSpec::validate(encrypted).unwrap();
+        assert!(
+            spec.encoding.pgp_public_key.starts_with("-----BEGIN"),
+            "trimmed"
+        );
+        let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(
+            spec.object_key("r", now, 3).unwrap(),
+            "daily/orders-20260102-0000003.csv.pgp"
         );
         assert_eq!(
             spec.marker_key("r", now).unwrap().as_deref(),

@@ -23,10 +23,36 @@ use std::sync::Arc;
 
 /// Writes the file made of the blocks whose sizes are `block_sizes` to `out`; `fetch(i)`
 /// returns block `i`, which must be exactly `block_sizes[i]` bytes. `object_key` is the
-/// delivered object's key: an archive names its entry after it. With no blocks, writes the
-/// empty file of the format (header only, schema only, `[]`, or nothing for NDJSON and
-/// header-less delimited files — compressed, an empty member).
+/// delivered object's key: an archive names its entry after it (without `.pgp`). With no
+/// blocks, writes the empty file of the format (header only, schema only, `[]`, or nothing for
+/// NDJSON and header-less delimited files — compressed, an empty member). Encrypted last when
+/// the output says so.
 pub fn assemble<W, F>(
+    output: &Output,
+    schema: &SchemaRef,
+    object_key: &str,
+    block_sizes: &[u64],
+    fetch: F,
+    mut out: W,
+) -> Result<W, FormatError>
+where
+    W: Write + Send,
+    F: FnMut(usize) -> Result<Bytes, FormatError> + Send,
+{
+    let Some(recipient) = &output.encryption else {
+        return assemble_plain(output, schema, object_key, block_sizes, fetch, out);
+    };
+    let plain_key = object_key.strip_suffix(".pgp").unwrap_or(object_key);
+    let file_name = plain_key.rsplit('/').next().unwrap_or(plain_key);
+    recipient.encrypt(file_name, &mut out, |pipe| {
+        assemble_plain(output, schema, plain_key, block_sizes, fetch, pipe).map(drop)
+    })?;
+    out.flush()?;
+    Ok(out)
+}
+
+/// [`assemble`] without encryption.
+fn assemble_plain<W, F>(
     output: &Output,
     schema: &SchemaRef,
     object_key: &str,
@@ -353,6 +379,7 @@ mod tests {
             row_number_column: None,
             compression: None,
             archive: None,
+            encryption: None,
         }
     }
 

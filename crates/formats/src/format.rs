@@ -4,6 +4,7 @@
 use crate::archive::Archive;
 use crate::compress::StreamCompression;
 use crate::delimited::{DelimitedOptions, LineEnding, QuoteMode};
+use crate::pgp::PgpRecipient;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, new_null_array};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use filedrop_proto::jobs::v1::Encoding;
@@ -64,6 +65,8 @@ pub struct Output {
     pub compression: Option<StreamCompression>,
     /// The archive holding the file, if any (text formats only; never with `compression`).
     pub archive: Option<Archive>,
+    /// The key the file is encrypted to, if any (every format; last).
+    pub encryption: Option<PgpRecipient>,
 }
 
 /// A schema the output cannot write.
@@ -193,6 +196,10 @@ impl Output {
                 .filter(|name| !name.is_empty()),
             compression,
             archive,
+            encryption: match encoding.pgp_public_key.as_str() {
+                "" => None,
+                armored => Some(PgpRecipient::from_armored(armored)?),
+            },
         })
     }
 
@@ -203,6 +210,9 @@ impl Output {
 
     /// The HTTP content type of delivered files.
     pub fn content_type(&self) -> &'static str {
+        if self.encryption.is_some() {
+            return "application/pgp-encrypted";
+        }
         if let Some(archive) = self.archive {
             return archive.content_type();
         }
@@ -331,6 +341,7 @@ impl OutputFormat {
             row_number_column: None,
             compression: None,
             archive: None,
+            encryption: None,
         };
         // A writer that panics on a type it cannot write refuses the type like one that errors.
         let probe_write = std::panic::AssertUnwindSafe(|| {
@@ -374,6 +385,7 @@ mod tests {
             row_number_column: None,
             compression: None,
             archive: None,
+            encryption: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //!   types each format can carry.
 //! - [`compress`]: gzip, zstd and bzip2, whose members concatenate.
 //! - [`archive`]: zip, tar and tgz archives holding the assembled file.
+//! - [`pgp`]: OpenPGP encryption of the delivered file, streamed, last.
 //! - [`delimited`]: the delimited text writer (quote modes, escapes, null and empty literals,
 //!   line endings).
 //! - [`segment`]: reading and writing Arrow IPC segments (the staged form of received rows).
@@ -23,6 +24,7 @@ pub mod compress;
 pub mod delimited;
 pub mod encode;
 pub mod format;
+pub mod pgp;
 pub mod segment;
 
 /// Errors of encoding and assembling.

@@ -21,6 +21,7 @@ use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
 use filedrop_core::plan::rows_until_boundary;
 use filedrop_formats::format::{Output, SchemaProblem};
+use filedrop_formats::pgp::PgpRecipient;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_proto::jobs::v1::EncodeTask;
 use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest};
@@ -81,6 +82,14 @@ impl Ingest {
         let request = decode_request(&first)?;
         let spec = ExportSpec::validate(request.clone())
             .map_err(|invalid| invalid_argument(invalid.code, invalid.to_string()))?;
+        if !spec.encoding.pgp_public_key.is_empty() {
+            PgpRecipient::from_armored(&spec.encoding.pgp_public_key).map_err(|problem| {
+                invalid_argument(
+                    ErrorCode::InvalidPgpKey,
+                    format!("pgp_public_key: {problem}"),
+                )
+            })?;
+        }
         let output = Output::from_encoding(&spec.encoding)
             .map_err(|problem| internal("reading the format", &problem))?;
 
