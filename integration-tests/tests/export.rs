@@ -666,24 +666,11 @@ fn decompress_with_tool(tool: &str, bytes: &[u8]) -> Vec<u8> {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("file");
     std::fs::write(&path, bytes).unwrap();
-    let test = std::process::Command::new(tool)
-        .arg("-t")
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("running {tool} (install it: apt-get install {tool}): {e}"));
-    assert!(
-        test.status.success(),
-        "{tool} -t: {}",
-        String::from_utf8_lossy(&test.stderr)
-    );
-    let plain = std::process::Command::new(tool)
-        .arg("-dc")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(plain.status.success(), "{tool} -dc");
+    let path = path.as_os_str();
+    run_tool(tool, &[std::ffi::OsStr::new("-t"), path]);
+    let plain = run_tool(tool, &[std::ffi::OsStr::new("-dc"), path]);
     std::fs::remove_dir_all(&dir).unwrap();
-    plain.stdout
+    plain
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

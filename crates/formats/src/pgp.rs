@@ -111,12 +111,19 @@ impl PgpRecipient {
                 ended: false,
             };
             let encrypted = self.encrypt_reader(file_name, reader, &mut *out);
-            // The producer's own error says why better than the pipe's; join it first.
             let produced = producer
                 .join()
                 .unwrap_or_else(|_| Err(FormatError::Inconsistent("the producer panicked".into())));
-            produced?;
-            encrypted
+            // Each side's failure breaks the pipe for the other: report the one that says why.
+            match (produced, encrypted) {
+                (Ok(()), encrypted) => encrypted,
+                (Err(FormatError::Io(error)), Err(encryption))
+                    if error.kind() == io::ErrorKind::BrokenPipe =>
+                {
+                    Err(encryption)
+                }
+                (Err(produced), _) => Err(produced),
+            }
         })
     }
 
@@ -296,5 +303,35 @@ mod tests {
             })
             .unwrap_err();
         assert!(error.to_string().contains("block 3 is gone"), "{error}");
+    }
+
+    /// A destination that refuses every byte.
+    struct Refusing;
+
+    impl Write for Refusing {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::other("the destination is full"))
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_destination_is_the_error_reported_not_the_broken_pipe() {
+        let recipient = PgpRecipient::from_armored(RSA).unwrap();
+        let error = recipient
+            .encrypt("f.csv", &mut Refusing, |pipe| {
+                for _ in 0..100 {
+                    pipe.write_all(&[b'x'; 64 * 1024])?;
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("the destination is full"),
+            "{error}"
+        );
     }
 }
