@@ -661,16 +661,22 @@ async fn invalid_format_options_are_refused_naming_the_setting_and_risky_ones_wa
 
 /// Checks `bytes` with `<tool> -t` and decompresses them with `<tool> -dc`: the standard tools,
 /// not this project's code, judge the compressed files.
-fn decompress_with_tool(tool: &str, bytes: &[u8]) -> Vec<u8> {
+/// Writes `bytes` to a temporary file, runs `use_file` on its path, and removes it.
+fn with_temp_file<T>(bytes: &[u8], use_file: impl FnOnce(&std::ffi::OsStr) -> T) -> T {
     let dir = std::env::temp_dir().join(format!("filedrop-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("file");
     std::fs::write(&path, bytes).unwrap();
-    let path = path.as_os_str();
-    run_tool(tool, &[std::ffi::OsStr::new("-t"), path]);
-    let plain = run_tool(tool, &[std::ffi::OsStr::new("-dc"), path]);
+    let result = use_file(path.as_os_str());
     std::fs::remove_dir_all(&dir).unwrap();
-    plain
+    result
+}
+
+fn decompress_with_tool(tool: &str, bytes: &[u8]) -> Vec<u8> {
+    with_temp_file(bytes, |path| {
+        run_tool(tool, &[std::ffi::OsStr::new("-t"), path]);
+        run_tool(tool, &[std::ffi::OsStr::new("-dc"), path])
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -716,14 +722,9 @@ fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
 
 /// The one entry of an archive, checked and extracted by `unzip` or `tar`; asserts its name.
 fn unpack_with_tool(compression: Compression, bytes: &[u8], entry: &str) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("filedrop-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("archive");
-    std::fs::write(&path, bytes).unwrap();
-    let path = path.as_os_str();
     let os = |arg: &'static str| std::ffi::OsStr::new(arg);
     let entry_arg = std::ffi::OsStr::new(entry);
-    let (names, data) = match compression {
+    let (names, data) = with_temp_file(bytes, |path| match compression {
         Compression::Zip => {
             run_tool("unzip", &[os("-t"), path]);
             (
@@ -740,9 +741,8 @@ fn unpack_with_tool(compression: Compression, bytes: &[u8], entry: &str) -> Vec<
             run_tool("tar", &[os("-xzOf"), path, entry_arg]),
         ),
         other => panic!("{other:?} is not an archive"),
-    };
+    });
     assert_eq!(String::from_utf8(names).unwrap(), format!("{entry}\n"));
-    std::fs::remove_dir_all(&dir).unwrap();
     data
 }
 

@@ -218,11 +218,10 @@ const PACKINGS: [Packing; 7] = [
 /// A CSV file just over 4 GiB (the flat table's block, repeated), zipped with Zip64.
 fn add_zip64_case(matrix: &mut Matrix<'_>, flat: &[RecordBatch]) {
     let output = Output {
-        format: OutputFormat::Delimited(DelimitedOptions::with_delimiter(b',')),
-        row_number_column: None,
-        compression: None,
         archive: Some(Archive::Zip { zip64: true }),
-        encryption: None,
+        ..Output::plain(OutputFormat::Delimited(DelimitedOptions::with_delimiter(
+            b',',
+        )))
     };
     let schema = flat[0].schema();
     let block = filedrop_formats::encode::encode_block(&output, &schema, flat, 1).unwrap();
@@ -321,14 +320,12 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
     // Empty strings told apart from nulls by a literal, in the default quote mode.
     for Packing(compression, archive) in PACKINGS {
         let output = Output {
-            format: OutputFormat::Delimited(DelimitedOptions {
-                empty_value: Some("\"\"".to_owned()),
-                ..DelimitedOptions::with_delimiter(b',')
-            }),
-            row_number_column: None,
             compression,
             archive,
-            encryption: None,
+            ..Output::plain(OutputFormat::Delimited(DelimitedOptions {
+                empty_value: Some("\"\"".to_owned()),
+                ..DelimitedOptions::with_delimiter(b',')
+            }))
         };
         let case = json!({
             "format": "delimited", "input": "flat.arrow", "delimiter": ",", "header": true,
@@ -382,11 +379,11 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
     let empty = [flat[0].slice(0, 0)];
     for Packing(compression, archive) in PACKINGS {
         let csv = Output {
-            format: OutputFormat::Delimited(DelimitedOptions::with_delimiter(b',')),
-            row_number_column: None,
             compression,
             archive,
-            encryption: None,
+            ..Output::plain(OutputFormat::Delimited(DelimitedOptions::with_delimiter(
+                b',',
+            )))
         };
         let case = json!({
             "format": "delimited", "input": "flat.arrow", "rows": 0, "delimiter": ",",
@@ -410,11 +407,10 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
         PgpRecipient::from_armored(&gpg.generate("matrix@example.com", KeyKind::Curve25519))
             .unwrap();
     let encrypted = |format: OutputFormat, packing: Packing| Output {
-        format,
-        row_number_column: None,
         compression: packing.0,
         archive: packing.1,
         encryption: Some(recipient.clone()),
+        ..Output::plain(format)
     };
     for packing in PACKINGS {
         let output = encrypted(

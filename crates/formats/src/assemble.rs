@@ -373,24 +373,14 @@ mod tests {
         .unwrap()
     }
 
-    fn plain(format: OutputFormat) -> Output {
-        Output {
-            format,
-            row_number_column: None,
-            compression: None,
-            archive: None,
-            encryption: None,
-        }
-    }
-
     fn csv(delimiter: u8) -> Output {
-        plain(OutputFormat::Delimited(DelimitedOptions::with_delimiter(
+        Output::plain(OutputFormat::Delimited(DelimitedOptions::with_delimiter(
             delimiter,
         )))
     }
 
     fn json(layout: JsonLayout, line_ending: LineEnding) -> Output {
-        plain(OutputFormat::Json {
+        Output::plain(OutputFormat::Json {
             layout,
             line_ending,
         })
@@ -444,7 +434,7 @@ mod tests {
             (ParquetCodec::Lz4, "LZ4_RAW"),
             (ParquetCodec::None, "UNCOMPRESSED"),
         ] {
-            let output = plain(OutputFormat::Parquet { codec });
+            let output = Output::plain(OutputFormat::Parquet { codec });
             let file = Bytes::from(assemble_blocks(&output, &batches));
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
             let metadata = builder.metadata().clone();
@@ -515,7 +505,7 @@ mod tests {
         assert_eq!(numbers, ["n", "1", "2", "3", "4"], "{file}");
         let parquet = Output {
             row_number_column: Some("n".into()),
-            ..plain(OutputFormat::Parquet {
+            ..Output::plain(OutputFormat::Parquet {
                 codec: ParquetCodec::Snappy,
             })
         };
@@ -588,7 +578,7 @@ mod tests {
         assert_eq!(empty(&csv(b',')), b"id,name,at\n");
         assert_eq!(empty(&json(JsonLayout::Array, LineEnding::Lf)), b"[]\n");
         assert_eq!(empty(&json(JsonLayout::Lines, LineEnding::Lf)), b"");
-        let parquet = empty(&plain(OutputFormat::Parquet {
+        let parquet = empty(&Output::plain(OutputFormat::Parquet {
             codec: ParquetCodec::Zstd,
         }));
         let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(parquet)).unwrap();

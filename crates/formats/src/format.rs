@@ -94,6 +94,17 @@ pub enum SchemaProblem {
 }
 
 impl Output {
+    /// The format alone: no row numbers, compression, archive or encryption.
+    pub fn plain(format: OutputFormat) -> Self {
+        Self {
+            format,
+            row_number_column: None,
+            compression: None,
+            archive: None,
+            encryption: None,
+        }
+    }
+
     /// The output a task's `Encoding` describes (validated by the control plane).
     pub fn from_encoding(encoding: &Encoding) -> Result<Self, String> {
         let line_ending = match api::LineEnding::try_from(encoding.line_ending) {
@@ -336,13 +347,7 @@ impl OutputFormat {
         else {
             return false;
         };
-        let output = Output {
-            format: self.clone(),
-            row_number_column: None,
-            compression: None,
-            archive: None,
-            encryption: None,
-        };
+        let output = Output::plain(self.clone());
         // A writer that panics on a type it cannot write refuses the type like one that errors.
         let probe_write = std::panic::AssertUnwindSafe(|| {
             crate::encode::encode_block(&output, &probe, &[batch], 1)
@@ -379,18 +384,8 @@ mod tests {
     use super::*;
     use arrow_schema::{Fields, IntervalUnit, UnionFields, UnionMode};
 
-    fn output(format: OutputFormat) -> Output {
-        Output {
-            format,
-            row_number_column: None,
-            compression: None,
-            archive: None,
-            encryption: None,
-        }
-    }
-
     fn csv() -> Output {
-        output(OutputFormat::Delimited(DelimitedOptions::with_delimiter(
+        Output::plain(OutputFormat::Delimited(DelimitedOptions::with_delimiter(
             b',',
         )))
     }
@@ -416,7 +411,7 @@ mod tests {
         let error = csv().check_schema(&schema).unwrap_err();
         assert!(error.to_string().contains("\"tags\""), "{error}");
         assert!(error.to_string().contains("CSV output cannot carry"));
-        let parquet = output(OutputFormat::Parquet {
+        let parquet = Output::plain(OutputFormat::Parquet {
             codec: ParquetCodec::Snappy,
         });
         assert_eq!(parquet.check_schema(&schema), Ok(()));
@@ -460,14 +455,14 @@ mod tests {
             true,
         )]);
         for layout in [JsonLayout::Array, JsonLayout::Lines] {
-            let json = output(OutputFormat::Json {
+            let json = Output::plain(OutputFormat::Json {
                 layout,
                 line_ending: LineEnding::Lf,
             });
             assert_eq!(unsupported_column(&json, &nested), None);
             assert_eq!(unsupported_column(&json, &union), Some("u".into()));
         }
-        let parquet = output(OutputFormat::Parquet {
+        let parquet = Output::plain(OutputFormat::Parquet {
             codec: ParquetCodec::Snappy,
         });
         assert_eq!(unsupported_column(&parquet, &union), Some("u".into()));
