@@ -48,6 +48,7 @@ pub fn request(
                 secret_access_key: secret_access_key.to_owned(),
                 session_token: String::new(),
             }),
+            ..Default::default()
         }),
         format: format.into(),
         csv: delimited.then(|| CsvOptions {
@@ -60,9 +61,15 @@ pub fn request(
             ..Default::default()
         }),
         parquet: None,
-        filename_template: format!(
-            "sample-{{{{now|format:'yyyy-MM-dd'}}}}-{{{{run_id}}}}-{{{{file_number}}}}.{extension}"
-        ),
+        // Parquet goes to a directory of numbered parts, which the template names.
+        filename_template: if format == FileFormat::Parquet {
+            "sample-{{now|format:'yyyy-MM-dd'}}-{{run_id}}".to_owned()
+        } else {
+            format!(
+                "sample-{{{{now|format:'yyyy-MM-dd'}}}}-{{{{run_id}}}}-{{{{file_number}}}}.\
+                 {extension}"
+            )
+        },
         split: None,
         success_file: Some(SuccessFile {
             enabled: true,
@@ -93,6 +100,7 @@ pub fn request_to(
 pub fn split(mut request: ExportRequest, rows: u64) -> ExportRequest {
     request.split = Some(Split {
         rows_per_file: rows,
+        ..Default::default()
     });
     request
 }

@@ -9,8 +9,8 @@ use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{
-    Compression, ErrorCode, ExportAccepted, ExportRequest, FileFormat, LineEnding, QuoteMode,
-    RowNumber, Run, RunState,
+    Compression, EmptyResult, ErrorCode, ExportAccepted, ExportRequest, FileFormat, LineEnding,
+    QuoteMode, RowNumber, Run, RunState,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::time::Duration;
@@ -53,9 +53,12 @@ fn read_ndjson(bytes: &[u8], schema: arrow_schema::SchemaRef) -> RecordBatch {
 
 /// The date part of the sample filename template, as the control plane rendered it.
 fn run_date(run: &Run) -> String {
-    let created = run.created_at.as_ref().expect("created_at");
-    let seconds = created.seconds;
-    // Civil date from Unix days (UTC), so the test does not depend on a date crate.
+    civil_date(run.created_at.as_ref().expect("created_at").seconds)
+}
+
+/// The `yyyy-MM-dd` date of a Unix time in seconds (UTC; add an offset for another zone).
+fn civil_date(seconds: i64) -> String {
+    // Civil date from Unix days, so the test does not depend on a date crate.
     let days = seconds.div_euclid(86_400);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -111,7 +114,8 @@ async fn export_split_parquet(moto: &Moto, stack: &Stack) -> (ExportAccepted, Ve
 }
 
 /// Exports `sent` with `request`, waits for the run to succeed, and returns the run and the
-/// bytes of its single file, `<prefix>sample-<date>-<run id>-0000001.<extension>`.
+/// bytes of its single file, `<prefix>sample-<date>-<run id>-0000001.<extension>`, or for
+/// Parquet `<prefix>sample-<date>-<run id>.parquet/part-00000.<extension>`.
 async fn export_one_file(
     moto: &Moto,
     stack: &Stack,
@@ -125,11 +129,12 @@ async fn export_one_file(
     let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{extension}: {run:?}");
     let prefix = &request.destination.as_ref().unwrap().prefix;
-    let key = format!(
-        "{prefix}sample-{}-{}-0000001.{extension}",
-        run_date(&run),
-        run.run_id
-    );
+    let stem = format!("{prefix}sample-{}-{}", run_date(&run), run.run_id);
+    let key = if extension.starts_with("parquet") {
+        format!("{stem}.parquet/part-00000.{extension}")
+    } else {
+        format!("{stem}-0000001.{extension}")
+    };
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let bytes = s3::get(&s3, BUCKET, &key).await;
     (run, bytes)
@@ -143,9 +148,11 @@ async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[Re
     );
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "").await;
-    let stem = format!("daily/sample-{}-{}-", run_date(run), run.run_id);
-    let mut expected: Vec<String> = (1..=4).map(|n| format!("{stem}{n:07}.parquet")).collect();
-    expected.push(format!("{stem}.parquet.DONE"));
+    // The default Parquet layout: a directory of numbered parts, the marker beside it.
+    let stem = format!("daily/sample-{}-{}", run_date(run), run.run_id);
+    let part = |n: u64| format!("{stem}.parquet/part-{:05}.parquet", n - 1);
+    let mut expected: Vec<String> = (1..=4).map(part).collect();
+    expected.push(format!("{stem}.DONE"));
     expected.sort();
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, expected, "exactly four files and one marker");
@@ -162,7 +169,7 @@ async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[Re
 
     let mut read = Vec::new();
     for n in 1..=4 {
-        let file = read_parquet(s3::get(&s3, BUCKET, &format!("{stem}{n:07}.parquet")).await);
+        let file = read_parquet(s3::get(&s3, BUCKET, &part(n)).await);
         assert_eq!(file.num_rows(), 250_000, "file {n}");
         read.push(file);
     }
@@ -364,7 +371,7 @@ async fn a_column_the_format_cannot_carry_is_refused_when_the_schema_arrives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_empty_result_delivers_a_header_only_file_and_the_marker() {
+async fn an_empty_result_delivers_a_header_only_file_and_the_marker_or_only_the_marker() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
     let request = client::request_to(&moto, BUCKET, "empty/", FileFormat::Csv);
@@ -390,6 +397,29 @@ async fn an_empty_result_delivers_a_header_only_file_and_the_marker() {
     );
     let file = s3::get(&s3, BUCKET, &format!("{stem}0000001.csv")).await;
     assert_eq!(file.as_ref(), b"id,amount,label,created_at,active\n");
+
+    // Skipping the files: the marker alone, and nothing left staged.
+    let mut skip = client::request_to(&moto, BUCKET, "skipped/", FileFormat::Csv);
+    skip.empty_result = EmptyResult::SkipFiles.into();
+    let accepted =
+        client::export_with_schema(&stack.url(), &skip, Some(data::schema()), Vec::new())
+            .await
+            .expect("an empty result is accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    assert_eq!(run.files, 0);
+    let keys: Vec<String> = s3::list(&s3, BUCKET, "skipped/")
+        .await
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let stem = format!("skipped/sample-{}-{}-", run_date(&run), run.run_id);
+    assert_eq!(keys, [format!("{stem}.csv.DONE")]);
+    assert_eq!(
+        staged_files(&stack),
+        Vec::<std::path::PathBuf>::new(),
+        "staging is cleaned up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,6 +486,7 @@ async fn parquet_files_use_the_chosen_codec_and_read_back_equal() {
         let mut request = client::request_to(&moto, BUCKET, &prefix, FileFormat::Parquet);
         request.parquet = Some(ParquetOptions {
             compression: compression.into(),
+            ..Default::default()
         });
         let (_, bytes) = export_one_file(&moto, &stack, &request, &sent, "parquet").await;
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap();
@@ -535,6 +566,65 @@ async fn json_array_and_ndjson_files_read_back_equal() {
         "no bare LF"
     );
     assert_eq!(read_ndjson(&bytes, data::schema()), expected, "NDJSON");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_templates_variables_and_the_destination_name_place_the_files() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let sent = data::table(MULTI_BLOCK_ROWS, 50_000);
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "named/", FileFormat::Csv),
+        100_000,
+    );
+    request.destination.as_mut().unwrap().name = "acme-daily".to_owned();
+    request.variables = [("campaign_name", "spring sale"), ("group_name", "B")]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    request.filename_template = "{{campaign_name}}-{{run_id}}".to_owned();
+    let split = request.split.as_mut().unwrap();
+    split.directory_template =
+        "{{destination}}/{{now|local:'Asia/Tokyo'|format:'yyyy-MM-dd'}}".to_owned();
+    split.filename_template = "{{group_name}}-{{file_number}}.csv".to_owned();
+    let accepted = client::export(&stack.url(), &request, sent.clone())
+        .await
+        .expect("accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+
+    let created = run.created_at.as_ref().unwrap().seconds;
+    let tokyo_date = civil_date(created + 9 * 3600);
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let keys: Vec<String> = s3::list(&s3, BUCKET, "named/")
+        .await
+        .into_iter()
+        .map(|object| object.key)
+        .collect();
+    let file = |n: u32| format!("named/acme-daily/{tokyo_date}/B-{n:07}.csv");
+    let mut expected: Vec<String> = (1..=3).map(file).collect();
+    expected.push(format!("named/spring sale-{}.DONE", run.run_id));
+    expected.sort();
+    assert_eq!(keys, expected);
+    let mut read = Vec::new();
+    for n in 1..=3 {
+        read.push(read_csv(s3::get(&s3, BUCKET, &file(n)).await));
+    }
+    assert_eq!(data::concat(&read), data::concat(&sent));
+
+    // A template variable that was not given is refused before any data moves.
+    let mut unknown = request.clone();
+    unknown.split.as_mut().unwrap().filename_template = "{{region}}-{{file_number}}.csv".into();
+    let status = client::export(&stack.url(), &unknown, sent.clone())
+        .await
+        .expect_err("an unknown variable is refused");
+    assert!(
+        status
+            .message()
+            .starts_with("split.filename_template: the template uses unknown variable(s) region"),
+        "{}",
+        status.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

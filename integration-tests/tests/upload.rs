@@ -24,6 +24,7 @@ fn destination(moto: &Moto) -> S3Destination {
             secret_access_key: moto.secret_access_key.clone(),
             session_token: String::new(),
         }),
+        ..Default::default()
     }
 }
 

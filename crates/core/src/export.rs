@@ -3,13 +3,15 @@
 
 use crate::bucket::validate_bucket_name;
 use crate::failure::RunFailure;
-use crate::template::{FilenameTemplate, TemplateValues};
+use crate::template::{BUILT_IN_VARIABLES, FilenameTemplate, TemplateValues};
 use chrono::{DateTime, Utc};
 use filedrop_proto::jobs::v1::Encoding;
 use filedrop_proto::v1::{
-    AccessKeyCredential, Compression, CsvOptions, ErrorCode, ExportRequest, FileFormat, LineEnding,
-    ParquetCompression, ParquetOptions, QuoteMode, RowNumber, S3Destination, SuccessFileName,
+    AccessKeyCredential, Compression, CsvOptions, EmptyResult, ErrorCode, ExportRequest,
+    FileFormat, LineEnding, ParquetCompression, ParquetLayout, ParquetOptions, QuoteMode,
+    RowNumber, S3Destination, SuccessFileName,
 };
+use std::collections::{BTreeMap, HashMap};
 
 /// Fewest rows per file a row split accepts.
 pub const MIN_ROWS_PER_FILE: u64 = 50_000;
@@ -17,6 +19,12 @@ pub const MIN_ROWS_PER_FILE: u64 = 50_000;
 pub const MAX_ROWS_PER_FILE: u64 = 10_000_000;
 /// S3's limit on key length, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
+/// Longest destination name, in characters.
+const MAX_DESTINATION_NAME_CHARS: usize = 256;
+/// Longest export variable name, in characters.
+const MAX_VARIABLE_NAME_CHARS: usize = 64;
+/// Longest export variable value, in bytes.
+const MAX_VARIABLE_VALUE_BYTES: usize = 1024;
 /// The row number column's name when none is given.
 pub const DEFAULT_ROW_NUMBER_COLUMN: &str = "row_number";
 /// Row number column names are shorter than this, in characters.
@@ -61,6 +69,18 @@ pub enum Marker {
     UnderscoreSuccess,
 }
 
+/// Where a run's files go under the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Each file is named by the templates.
+    Files,
+    /// Parquet's directory layout: `<rendered template>[.parquet]/part-00000.parquet`, …
+    ParquetDirectory {
+        /// Append `.parquet` to the directory name (unless it already ends so).
+        extension: bool,
+    },
+}
+
 /// A validated export: everything the run needs, in checked form.
 #[derive(Debug, Clone)]
 pub struct ExportSpec {
@@ -68,10 +88,21 @@ pub struct ExportSpec {
     pub destination: S3Destination,
     /// The output format, as the workers receive it.
     pub encoding: Encoding,
-    /// The filename template.
+    /// The filename template: each file's name (or the Parquet directory's), and the name the
+    /// `.DONE` marker is derived from.
     pub template: FilenameTemplate,
+    /// In a split, the name of each file, in place of `template`.
+    pub split_filename_template: Option<FilenameTemplate>,
+    /// In a split, the folder the files go in.
+    pub split_directory_template: Option<FilenameTemplate>,
+    /// Where the files go under the prefix.
+    pub layout: Layout,
+    /// The export's template variables.
+    pub variables: BTreeMap<String, String>,
     /// Rows per file, when rows are split.
     pub rows_per_file: Option<u64>,
+    /// A run without rows delivers no file (only the marker).
+    pub skip_empty: bool,
     /// The success marker, when one is wanted.
     pub marker: Option<Marker>,
     /// Settings that are valid but probably not what the user wants, with what to do instead.
@@ -84,6 +115,7 @@ impl ExportSpec {
         let destination = validate_destination(request.destination)?;
         let format = FileFormat::try_from(request.format).unwrap_or(FileFormat::Unspecified);
         let mut warnings = Vec::new();
+        let mut layout = Layout::Files;
         let mut encoding = match format {
             FileFormat::Unspecified => {
                 return Err(InvalidRequest::new(
@@ -112,7 +144,29 @@ impl ExportSpec {
                 ..Default::default()
             },
             FileFormat::Parquet => {
-                let compression = request.parquet.map(|p| p.compression).unwrap_or_default();
+                let options = request.parquet.unwrap_or_default();
+                layout = match ParquetLayout::try_from(options.layout) {
+                    Ok(ParquetLayout::Unspecified | ParquetLayout::Directory) => {
+                        Layout::ParquetDirectory { extension: true }
+                    }
+                    Ok(ParquetLayout::DirectoryWithoutExtension) => {
+                        Layout::ParquetDirectory { extension: false }
+                    }
+                    Ok(ParquetLayout::SingleFile) => Layout::Files,
+                    Err(_) => {
+                        return Err(InvalidRequest::new(
+                            "parquet.layout",
+                            ErrorCode::Unspecified,
+                            format!(
+                                "unknown Parquet layout {}; use PARQUET_LAYOUT_DIRECTORY, \
+                                 PARQUET_LAYOUT_DIRECTORY_WITHOUT_EXTENSION or \
+                                 PARQUET_LAYOUT_SINGLE_FILE",
+                                options.layout
+                            ),
+                        ));
+                    }
+                };
+                let compression = options.compression;
                 let compression = match ParquetCompression::try_from(compression) {
                     Ok(ParquetCompression::Unspecified) => ParquetCompression::Snappy,
                     Ok(known) => known,
@@ -131,6 +185,7 @@ impl ExportSpec {
                     format: format.into(),
                     parquet: Some(ParquetOptions {
                         compression: compression.into(),
+                        layout: options.layout,
                     }),
                     ..Default::default()
                 }
@@ -162,12 +217,38 @@ impl ExportSpec {
                 "zip64: has no effect without compression COMPRESSION_ZIP; leave it unset".into(),
             );
         }
-        let template = FilenameTemplate::parse(&request.filename_template).map_err(|message| {
-            InvalidRequest::new("filename_template", ErrorCode::InvalidTemplate, message)
-        })?;
+        let variables = validate_variables(request.variables)?;
+        let parse = |field: &'static str, source: &str| {
+            let template = FilenameTemplate::parse(source, variables.keys().map(String::as_str))
+                .map_err(|message| {
+                    InvalidRequest::new(field, ErrorCode::InvalidTemplate, message)
+                })?;
+            if template.uses("destination") && destination.name.is_empty() {
+                return Err(InvalidRequest::new(
+                    field,
+                    ErrorCode::InvalidTemplate,
+                    "the template uses {{destination}}, but the destination has no name: set \
+                     destination.name",
+                ));
+            }
+            Ok(template)
+        };
+        let template = parse("filename_template", &request.filename_template)?;
+        let mut split_filename_template = None;
+        let mut split_directory_template = None;
         let rows_per_file = match request.split {
             None => None,
             Some(split) => {
+                if !split.filename_template.trim().is_empty() {
+                    split_filename_template =
+                        Some(parse("split.filename_template", &split.filename_template)?);
+                }
+                if !split.directory_template.trim().is_empty() {
+                    split_directory_template = Some(parse(
+                        "split.directory_template",
+                        &split.directory_template,
+                    )?);
+                }
                 let rows = split.rows_per_file;
                 if !(MIN_ROWS_PER_FILE..=MAX_ROWS_PER_FILE).contains(&rows) {
                     return Err(InvalidRequest::new(
@@ -193,22 +274,53 @@ impl ExportSpec {
             ),
             _ => None,
         };
+        let skip_empty = match EmptyResult::try_from(request.empty_result) {
+            Ok(EmptyResult::Unspecified | EmptyResult::WriteFile) => false,
+            Ok(EmptyResult::SkipFiles) => true,
+            Err(_) => {
+                return Err(InvalidRequest::new(
+                    "empty_result",
+                    ErrorCode::Unspecified,
+                    format!(
+                        "unknown empty result {}; use EMPTY_RESULT_WRITE_FILE or \
+                         EMPTY_RESULT_SKIP_FILES",
+                        request.empty_result
+                    ),
+                ));
+            }
+        };
+        check_layout(
+            layout,
+            &template,
+            rows_per_file.is_some(),
+            split_filename_template.as_ref(),
+            split_directory_template.is_some(),
+        )?;
         let spec = Self {
             destination,
             encoding,
             template,
+            split_filename_template,
+            split_directory_template,
+            layout,
+            variables,
             rows_per_file,
+            skip_empty,
             marker,
             warnings,
         };
         // Render once with sample values, so a template that cannot render (a bad date
         // pattern, a key that leaves the prefix) is refused now rather than mid-run.
         let sample_time = Utc::now();
-        spec.object_key("00000000-0000-0000-0000-000000000000", sample_time, 1)
-            .and_then(|_| {
-                spec.marker_key("00000000-0000-0000-0000-000000000000", sample_time)
-                    .map(|_| ())
-            })
+        let sample_run = "00000000-0000-0000-0000-000000000000";
+        let field = if spec.split_filename_template.is_some() {
+            "split.filename_template"
+        } else {
+            "filename_template"
+        };
+        spec.object_key(sample_run, sample_time, 1)
+            .map_err(|failure| InvalidRequest::new(field, failure.code, failure.message))?;
+        spec.marker_key(sample_run, sample_time)
             .map_err(|failure| {
                 InvalidRequest::new("filename_template", failure.code, failure.message)
             })?;
@@ -222,7 +334,29 @@ impl ExportSpec {
         now: DateTime<Utc>,
         file_number: u64,
     ) -> Result<String, RunFailure> {
-        let mut name = self.render(run_id, now, Some(file_number))?;
+        let mut name = match self.layout {
+            Layout::ParquetDirectory { extension } => {
+                let mut directory = self.render(&self.template, run_id, now, None)?;
+                if extension && !directory.ends_with(".parquet") {
+                    directory.push_str(".parquet");
+                }
+                format!("{directory}/part-{:05}.parquet", file_number - 1)
+            }
+            Layout::Files => {
+                let template = self
+                    .split_filename_template
+                    .as_ref()
+                    .unwrap_or(&self.template);
+                let file = self.render(template, run_id, now, Some(file_number))?;
+                match &self.split_directory_template {
+                    None => file,
+                    Some(directory) => {
+                        let directory = self.render(directory, run_id, now, Some(file_number))?;
+                        format!("{directory}/{file}")
+                    }
+                }
+            }
+        };
         if !self.encoding.pgp_public_key.is_empty() {
             name.push_str(".pgp");
         }
@@ -241,7 +375,7 @@ impl ExportSpec {
                 join_key(&self.destination.prefix, "_SUCCESS").map(Some)
             }
             Some(Marker::DoneSuffix) => {
-                let name = self.render(run_id, now, None)?;
+                let name = self.render(&self.template, run_id, now, None)?;
                 join_key(&self.destination.prefix, &format!("{name}.DONE")).map(Some)
             }
         }
@@ -249,18 +383,128 @@ impl ExportSpec {
 
     fn render(
         &self,
+        template: &FilenameTemplate,
         run_id: &str,
         now: DateTime<Utc>,
         file_number: Option<u64>,
     ) -> Result<String, RunFailure> {
-        self.template
+        template
             .render(&TemplateValues {
                 run_id,
                 file_number,
                 now,
+                destination: &self.destination.name,
+                variables: &self.variables,
             })
             .map_err(|message| RunFailure::new(ErrorCode::InvalidTemplate, message))
     }
+}
+
+/// Checks that the templates give every file of the run its own name in `layout`.
+fn check_layout(
+    layout: Layout,
+    template: &FilenameTemplate,
+    split: bool,
+    split_filename_template: Option<&FilenameTemplate>,
+    split_directory_template: bool,
+) -> Result<(), InvalidRequest> {
+    let invalid = |field: &'static str, message: &str| {
+        Err(InvalidRequest::new(
+            field,
+            ErrorCode::InvalidTemplate,
+            message.to_owned(),
+        ))
+    };
+    match layout {
+        Layout::ParquetDirectory { .. } => {
+            if template.uses("file_number") {
+                return invalid(
+                    "filename_template",
+                    "in the Parquet directory layout the template names the directory, and \
+                     its files are numbered part-00000.parquet, part-00001.parquet, …: remove \
+                     {{file_number}}, or set parquet.layout to PARQUET_LAYOUT_SINGLE_FILE",
+                );
+            }
+            if split_filename_template.is_some() {
+                return invalid(
+                    "split.filename_template",
+                    "the Parquet directory layout names its files part-00000.parquet, …: \
+                     leave the split templates empty, or set parquet.layout to \
+                     PARQUET_LAYOUT_SINGLE_FILE",
+                );
+            }
+            if split_directory_template {
+                return invalid(
+                    "split.directory_template",
+                    "in the Parquet directory layout the filename template names the \
+                     directory: leave the split templates empty, or set parquet.layout to \
+                     PARQUET_LAYOUT_SINGLE_FILE",
+                );
+            }
+        }
+        Layout::Files if split => match split_filename_template {
+            Some(file) if !file.uses("file_number") => {
+                return invalid(
+                    "split.filename_template",
+                    "a split delivers several files and this template would give them one \
+                     name: add {{file_number}}, e.g. '{{file_number}}.csv'",
+                );
+            }
+            None if !template.uses("file_number") => {
+                return invalid(
+                    "filename_template",
+                    "a split delivers several files and this template would give them one \
+                     name: add {{file_number}}, e.g. 'orders-{{file_number}}.csv', or set \
+                     split.filename_template",
+                );
+            }
+            _ => {}
+        },
+        Layout::Files => {}
+    }
+    Ok(())
+}
+
+/// Checks the export's template variables: names a template can use, none of the built-in
+/// ones, and values of bounded size.
+fn validate_variables(
+    variables: HashMap<String, String>,
+) -> Result<BTreeMap<String, String>, InvalidRequest> {
+    let invalid = |message: String| {
+        Err(InvalidRequest::new(
+            "variables",
+            ErrorCode::InvalidTemplate,
+            message,
+        ))
+    };
+    for (name, value) in &variables {
+        let mut chars = name.chars();
+        let identifier = chars
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !identifier || name.chars().count() > MAX_VARIABLE_NAME_CHARS {
+            return invalid(format!(
+                "variable name {name:?} is not usable in templates: a letter or '_', then \
+                 letters, digits and '_', at most {MAX_VARIABLE_NAME_CHARS} characters, e.g. \
+                 'campaign_name'"
+            ));
+        }
+        if BUILT_IN_VARIABLES.contains(&name.as_str()) {
+            return invalid(format!(
+                "variable {name:?} is built in ({}); choose another name",
+                BUILT_IN_VARIABLES.join(", ")
+            ));
+        }
+        if value.len() > MAX_VARIABLE_VALUE_BYTES {
+            return invalid(format!(
+                "the value of variable {name:?} is {} bytes; at most \
+                 {MAX_VARIABLE_VALUE_BYTES} are allowed",
+                value.len()
+            ));
+        }
+    }
+    Ok(variables.into_iter().collect())
 }
 
 fn validate_destination(
@@ -302,6 +546,13 @@ fn validate_destination(
         ));
     }
     destination.prefix = normalize_prefix(&destination.prefix)?;
+    if destination.name.chars().count() > MAX_DESTINATION_NAME_CHARS {
+        return Err(InvalidRequest::new(
+            "destination.name",
+            ErrorCode::Unspecified,
+            format!("the destination name is longer than {MAX_DESTINATION_NAME_CHARS} characters"),
+        ));
+    }
     match &destination.access_key {
         None => {
             return Err(InvalidRequest::missing(
@@ -506,7 +757,7 @@ fn join_key(prefix: &str, name: &str) -> Result<String, RunFailure> {
     let invalid = |what: &str| {
         RunFailure::new(
             ErrorCode::InvalidTemplate,
-            format!("the filename template renders {name:?}, which {what}"),
+            format!("the file name renders as {name:?}, which {what}"),
         )
     };
     if name.is_empty() {
@@ -552,6 +803,7 @@ mod tests {
                     secret_access_key: "secret".into(),
                     session_token: String::new(),
                 }),
+                ..Default::default()
             }),
             format: FileFormat::Csv.into(),
             csv: Some(CsvOptions {
@@ -562,6 +814,7 @@ mod tests {
             filename_template: "orders-{{now|format:'yyyyMMdd'}}-{{file_number}}.csv".into(),
             split: Some(Split {
                 rows_per_file: 250_000,
+                ..Default::default()
             }),
             success_file: Some(SuccessFile {
                 enabled: true,
@@ -662,7 +915,10 @@ mod tests {
         r.format = FileFormat::Unspecified.into();
         assert_eq!(field_of(r), "format");
         let mut r = request();
-        r.split = Some(Split { rows_per_file: 10 });
+        r.split = Some(Split {
+            rows_per_file: 10,
+            ..Default::default()
+        });
         assert_eq!(field_of(r), "split.rows_per_file");
         let mut r = request();
         r.filename_template = "{{nope}}".into();
@@ -698,6 +954,7 @@ mod tests {
     fn parquet_compression_defaults_to_snappy_and_refuses_unknown_codecs() {
         let mut r = request();
         r.format = FileFormat::Parquet.into();
+        r.filename_template = "orders".into();
         let spec = ExportSpec::validate(r.clone()).unwrap();
         assert_eq!(
             spec.encoding.parquet.unwrap().compression(),
@@ -705,14 +962,227 @@ mod tests {
         );
         r.parquet = Some(ParquetOptions {
             compression: ParquetCompression::Zstd.into(),
+            ..Default::default()
         });
         let spec = ExportSpec::validate(r.clone()).unwrap();
         assert_eq!(
             spec.encoding.parquet.unwrap().compression(),
             ParquetCompression::Zstd
         );
-        r.parquet = Some(ParquetOptions { compression: 99 });
-        assert_eq!(field_of(r), "parquet.compression");
+        r.parquet = Some(ParquetOptions {
+            compression: 99,
+            ..Default::default()
+        });
+        assert_eq!(field_of(r.clone()), "parquet.compression");
+        r.parquet = Some(ParquetOptions {
+            layout: 99,
+            ..Default::default()
+        });
+        assert_eq!(field_of(r), "parquet.layout");
+    }
+
+    fn parquet_request(template: &str, layout: ParquetLayout) -> ExportRequest {
+        let mut r = request();
+        r.format = FileFormat::Parquet.into();
+        r.csv = None;
+        r.filename_template = template.into();
+        r.parquet = Some(ParquetOptions {
+            layout: layout.into(),
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn parquet_goes_to_a_directory_of_numbered_parts_by_default() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let keys = |request: ExportRequest| {
+            let spec = ExportSpec::validate(request).unwrap();
+            (
+                spec.object_key("r", now, 1).unwrap(),
+                spec.object_key("r", now, 12).unwrap(),
+                spec.marker_key("r", now).unwrap().unwrap(),
+            )
+        };
+        let template = "orders-{{now|format:'yyyyMMdd'}}";
+        for layout in [ParquetLayout::Unspecified, ParquetLayout::Directory] {
+            assert_eq!(
+                keys(parquet_request(template, layout)),
+                (
+                    "daily/orders-20260102.parquet/part-00000.parquet".to_owned(),
+                    "daily/orders-20260102.parquet/part-00011.parquet".to_owned(),
+                    "daily/orders-20260102.DONE".to_owned()
+                )
+            );
+        }
+        // A template that already ends in `.parquet` does not get a second one.
+        assert_eq!(
+            keys(parquet_request("orders.parquet", ParquetLayout::Directory)).0,
+            "daily/orders.parquet/part-00000.parquet"
+        );
+        assert_eq!(
+            keys(parquet_request(
+                template,
+                ParquetLayout::DirectoryWithoutExtension
+            )),
+            (
+                "daily/orders-20260102/part-00000.parquet".to_owned(),
+                "daily/orders-20260102/part-00011.parquet".to_owned(),
+                "daily/orders-20260102.DONE".to_owned()
+            )
+        );
+        let mut encrypted = parquet_request(template, ParquetLayout::Directory);
+        encrypted.pgp_public_key = "key".into();
+        assert_eq!(
+            keys(encrypted).0,
+            "daily/orders-20260102.parquet/part-00000.parquet.pgp"
+        );
+        assert_eq!(
+            keys(parquet_request(
+                "orders-{{file_number}}.parquet",
+                ParquetLayout::SingleFile
+            )),
+            (
+                "daily/orders-0000001.parquet".to_owned(),
+                "daily/orders-0000012.parquet".to_owned(),
+                "daily/orders-.parquet.DONE".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn the_parquet_directory_layout_refuses_file_numbers_and_split_templates() {
+        let error = ExportSpec::validate(parquet_request(
+            "orders-{{file_number}}",
+            ParquetLayout::Unspecified,
+        ))
+        .unwrap_err();
+        assert_eq!(error.field, "filename_template");
+        assert!(
+            error.message.contains("PARQUET_LAYOUT_SINGLE_FILE"),
+            "{error}"
+        );
+        for (field, set) in [
+            ("split.filename_template", 0),
+            ("split.directory_template", 1),
+        ] {
+            let mut r = parquet_request("orders", ParquetLayout::DirectoryWithoutExtension);
+            let split = r.split.as_mut().unwrap();
+            if set == 0 {
+                split.filename_template = "{{file_number}}.parquet".into();
+            } else {
+                split.directory_template = "day".into();
+            }
+            let error = ExportSpec::validate(r).unwrap_err();
+            assert_eq!(
+                (error.field, error.code),
+                (field, ErrorCode::InvalidTemplate)
+            );
+        }
+    }
+
+    #[test]
+    fn split_files_are_named_by_the_split_templates() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+        let mut r = request();
+        r.filename_template = "orders-{{now|format:'yyyyMMdd'}}".into();
+        let split = r.split.as_mut().unwrap();
+        split.filename_template = "{{campaign}}-{{file_number}}.csv".into();
+        split.directory_template = "{{destination}}/{{now|format:'yyyy/MM/dd'}}".into();
+        r.variables = HashMap::from([("campaign".to_owned(), "spring".to_owned())]);
+        r.destination.as_mut().unwrap().name = "acme".into();
+        let spec = ExportSpec::validate(r.clone()).unwrap();
+        assert_eq!(
+            spec.object_key("r", now, 2).unwrap(),
+            "daily/acme/2026/01/02/spring-0000002.csv"
+        );
+        assert_eq!(
+            spec.marker_key("r", now).unwrap().as_deref(),
+            Some("daily/orders-20260102.DONE")
+        );
+        // Only the directory: the filename template names each file.
+        let mut only_directory = r.clone();
+        let split = only_directory.split.as_mut().unwrap();
+        split.filename_template.clear();
+        only_directory.filename_template = "{{file_number}}.csv".into();
+        assert_eq!(
+            ExportSpec::validate(only_directory)
+                .unwrap()
+                .object_key("r", now, 3)
+                .unwrap(),
+            "daily/acme/2026/01/02/0000003.csv"
+        );
+    }
+
+    #[test]
+    fn a_split_needs_a_file_number_in_the_name_of_each_file() {
+        let mut r = request();
+        r.filename_template = "orders.csv".into();
+        let error = ExportSpec::validate(r.clone()).unwrap_err();
+        assert_eq!(
+            (error.field, error.code),
+            ("filename_template", ErrorCode::InvalidTemplate)
+        );
+        assert!(error.message.contains("{{file_number}}"), "{error}");
+        r.split.as_mut().unwrap().filename_template = "part.csv".into();
+        assert_eq!(field_of(r.clone()), "split.filename_template");
+        // Without a split, one file needs no number.
+        r.split = None;
+        ExportSpec::validate(r).unwrap();
+    }
+
+    #[test]
+    fn empty_results_write_a_file_unless_skipped() {
+        assert!(!ExportSpec::validate(request()).unwrap().skip_empty);
+        let mut r = request();
+        r.empty_result = EmptyResult::SkipFiles.into();
+        assert!(ExportSpec::validate(r.clone()).unwrap().skip_empty);
+        r.empty_result = 7;
+        assert_eq!(field_of(r), "empty_result");
+    }
+
+    #[test]
+    fn variables_and_the_destination_name_are_checked() {
+        let with = |name: &str, value: &str| {
+            let mut r = request();
+            r.variables = HashMap::from([(name.to_owned(), value.to_owned())]);
+            ExportSpec::validate(r)
+        };
+        with("group_name", "A").unwrap();
+        with("_x9", "A").unwrap();
+        for bad in [
+            "9lives",
+            "group-name",
+            "",
+            "run_id",
+            "destination",
+            &"v".repeat(65),
+        ] {
+            let error = with(bad, "A").unwrap_err();
+            assert_eq!(error.field, "variables", "{bad}");
+        }
+        assert_eq!(
+            with("big", &"x".repeat(1025)).unwrap_err().field,
+            "variables"
+        );
+
+        let mut r = request();
+        r.filename_template = "{{destination}}-{{file_number}}.csv".into();
+        let error = ExportSpec::validate(r.clone()).unwrap_err();
+        assert_eq!(error.field, "filename_template");
+        assert!(error.message.contains("destination.name"), "{error}");
+        r.destination.as_mut().unwrap().name = "n".repeat(257);
+        assert_eq!(field_of(r), "destination.name");
+
+        // A value that would leave the prefix is caught when the template renders.
+        let mut r = request();
+        r.variables = HashMap::from([("group".to_owned(), "../up".to_owned())]);
+        r.filename_template = "{{group}}/{{file_number}}.csv".into();
+        let error = ExportSpec::validate(r).unwrap_err();
+        assert_eq!(
+            (error.field, error.code),
+            ("filename_template", ErrorCode::InvalidTemplate)
+        );
     }
 
     #[test]
@@ -725,6 +1195,7 @@ mod tests {
             "x/",
         ] {
             let mut r = request();
+            r.split = None;
             r.filename_template = template.into();
             let error = ExportSpec::validate(r).unwrap_err();
             assert_eq!(error.field, "filename_template", "{template}");
@@ -840,6 +1311,9 @@ mod tests {
             let mut r = request();
             r.format = format.into();
             r.compression = compression.into();
+            if format == FileFormat::Parquet {
+                r.filename_template = "orders".into();
+            }
             ExportSpec::validate(r)
         };
         for compression in [

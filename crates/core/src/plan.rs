@@ -14,9 +14,12 @@ pub fn rows_until_boundary(row_offset: u64, rows_per_file: Option<u64>) -> Optio
     rows_per_file.map(|rows| rows - row_offset % rows)
 }
 
-/// How many files a run of `total_rows` rows delivers. An empty run still delivers one file
-/// (a header-only CSV, a schema-only Parquet file).
-pub fn file_count(total_rows: u64, rows_per_file: Option<u64>) -> u64 {
+/// How many files a run of `total_rows` rows delivers. An empty run delivers one file (a
+/// header-only CSV, a schema-only Parquet file) unless `skip_empty`.
+pub fn file_count(total_rows: u64, rows_per_file: Option<u64>, skip_empty: bool) -> u64 {
+    if total_rows == 0 && skip_empty {
+        return 0;
+    }
     match rows_per_file {
         Some(rows) => total_rows.div_ceil(rows).max(1),
         None => 1,
@@ -42,9 +45,10 @@ mod tests {
         assert_eq!(rows_until_boundary(0, Some(100)), Some(100));
         assert_eq!(rows_until_boundary(130, Some(100)), Some(70));
         assert_eq!(rows_until_boundary(130, None), None);
-        assert_eq!(file_count(1_000_000, Some(250_000)), 4);
-        assert_eq!(file_count(1_000_001, Some(250_000)), 5);
-        assert_eq!(file_count(0, Some(250_000)), 1);
-        assert_eq!(file_count(10, None), 1);
+        assert_eq!(file_count(1_000_000, Some(250_000), false), 4);
+        assert_eq!(file_count(1_000_001, Some(250_000), true), 5);
+        assert_eq!(file_count(0, Some(250_000), false), 1);
+        assert_eq!(file_count(0, None, true), 0);
+        assert_eq!(file_count(10, None, true), 1);
     }
 }

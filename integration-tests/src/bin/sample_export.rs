@@ -55,10 +55,12 @@ async fn main() -> anyhow::Result<()> {
         &args.secret_access_key,
         format,
     );
-    request.filename_template = format!(
-        "orders-{{{{now|format:'yyyy-MM-dd'}}}}-{{{{file_number}}}}.{}",
-        args.format
-    );
+    // Parquet goes to a directory of parts named by the template; CSV files are numbered.
+    request.filename_template = if format == FileFormat::Parquet {
+        "orders-{{now|format:'yyyy-MM-dd'}}".to_owned()
+    } else {
+        "orders-{{now|format:'yyyy-MM-dd'}}-{{file_number}}.csv".to_owned()
+    };
     let request = client::split(request, args.rows_per_file);
 
     println!(

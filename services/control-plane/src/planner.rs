@@ -184,7 +184,8 @@ impl Planner {
             *encoded.entry(number).or_insert(true) &= segment.encoded;
         }
         let last_started = by_file.keys().next_back().copied().unwrap_or(0);
-        let total_files = stream_ended.then(|| file_count(run.rows, spec.rows_per_file));
+        let total_files =
+            stream_ended.then(|| file_count(run.rows, spec.rows_per_file, spec.skip_empty));
         // Sealed only when a task is published: most events publish nothing.
         let mut sealed_destination: Option<Vec<u8>> = None;
         let mut sealed = || {
