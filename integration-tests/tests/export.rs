@@ -10,7 +10,7 @@ use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{
     Compression, EmptyResult, ErrorCode, ExportAccepted, ExportRequest, FileFormat, LineEnding,
-    QuoteMode, RowNumber, Run, RunState,
+    QuoteMode, RowNumber, Run, RunState, Split,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::time::Duration;
@@ -625,6 +625,69 @@ async fn split_templates_variables_and_the_destination_name_place_the_files() {
         "{}",
         status.message()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_by_megabytes_keeps_every_delivered_object_at_or_under_the_limit() {
+    const LIMIT: u64 = 1_000_000;
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let sent = data::table(MULTI_BLOCK_ROWS, 50_000);
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let by_size = |prefix: &str, format: FileFormat| {
+        let mut request = client::request_to(&moto, BUCKET, prefix, format);
+        request.split = Some(Split {
+            megabytes_per_file: 1,
+            ..Default::default()
+        });
+        request
+    };
+    // gzip: blocks are compressed by the encoders, so files fill up to the limit.
+    let mut gzip = by_size("sized-gzip/", FileFormat::Csv);
+    gzip.compression = Compression::Gzip.into();
+    gzip.filename_template = gzip.filename_template.replace(".csv", ".csv.gz");
+    // Parquet parts in the default directory layout.
+    let parquet = by_size("sized-parquet/", FileFormat::Parquet);
+
+    for (request, prefix) in [(gzip, "sized-gzip/"), (parquet, "sized-parquet/")] {
+        let accepted = client::export(&stack.url(), &request, sent.clone())
+            .await
+            .expect("accepted");
+        let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+        assert_eq!(run.state(), RunState::Succeeded, "{prefix}: {run:?}");
+        let objects: Vec<_> = s3::list(&s3, BUCKET, prefix)
+            .await
+            .into_iter()
+            .filter(|object| !object.key.ends_with(".DONE"))
+            .collect();
+        assert_eq!(objects.len() as u64, run.files, "{prefix}");
+        assert!(run.files >= 3, "{prefix}: {} files", run.files);
+        let total: u64 = objects.iter().map(|object| object.size).sum();
+        for object in &objects {
+            assert!(
+                object.size <= LIMIT,
+                "{} is {} bytes, over the limit",
+                object.key,
+                object.size
+            );
+        }
+        // Packed, not one block per file: fewer files than twice the minimum.
+        assert!(
+            run.files <= 2 * total.div_ceil(LIMIT),
+            "{prefix}: {} files for {total} bytes",
+            run.files
+        );
+        let mut read = Vec::new();
+        for object in &objects {
+            let bytes = s3::get(&s3, BUCKET, &object.key).await;
+            read.push(if prefix == "sized-gzip/" {
+                read_csv(Bytes::from(decompress_with_tool("gzip", &bytes)))
+            } else {
+                read_parquet(bytes)
+            });
+        }
+        assert_eq!(data::concat(&read), data::concat(&sent), "{prefix}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

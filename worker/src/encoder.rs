@@ -1,12 +1,15 @@
-//! The encode role: one staged segment into one block.
+//! The encode role: one staged segment into one block (several, when a split by size needs
+//! smaller blocks than the segment makes).
 
 use crate::{Context, report};
 use bytes::Bytes;
 use filedrop_core::failure::RunFailure;
+use filedrop_formats::FormatError;
 use filedrop_formats::format::Output;
 use filedrop_proto::jobs::v1::{EncodeTask, Encoding, SegmentEncoded, worker_event};
+use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
-use filedrop_runtime::staging::StagingError;
+use filedrop_runtime::staging::{StagingError, block_part_key};
 use prost::Message;
 use tracing::{debug, info, warn};
 
@@ -59,10 +62,21 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     };
     let first_row_number = task.row_offset + 1;
-    let encoded =
-        tokio::task::spawn_blocking(move || encode(&output, segment, first_row_number)).await;
-    let block = match encoded {
-        Ok(Ok(block)) => block,
+    let max_block_bytes = (task.max_block_bytes > 0).then_some(task.max_block_bytes);
+    let encoded = tokio::task::spawn_blocking(move || {
+        encode(&output, segment, first_row_number, max_block_bytes)
+    })
+    .await;
+    let blocks = match encoded {
+        Ok(Ok(blocks)) => blocks,
+        Ok(Err(FormatError::FileTooLarge(message))) => {
+            return report::fail(
+                context,
+                &run_id,
+                RunFailure::new(ErrorCode::FileTooLarge, message),
+            )
+            .await;
+        }
         Ok(Err(error)) => {
             return report::fail(
                 context,
@@ -83,16 +97,21 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             .await;
         }
     };
-    let block_size = block.len() as u64;
-    if let Err(error) = context.staging.put(&task.block_key, block).await {
-        warn!(run_id, %error, "staging write failed, will retry");
-        return Outcome::Retry;
+    let block_sizes: Vec<u64> = blocks.iter().map(|block| block.len() as u64).collect();
+    for (part, block) in blocks.into_iter().enumerate() {
+        let key = block_part_key(&task.block_key, part);
+        if let Err(error) = context.staging.put(&key, block).await {
+            warn!(run_id, %error, "staging write failed, will retry");
+            return Outcome::Retry;
+        }
     }
+    let block_size = block_sizes.iter().sum();
     debug!(
         run_id,
         segment = task.segment_index,
         rows = task.row_count,
         block_size,
+        blocks = block_sizes.len(),
         "segment encoded"
     );
     report::publish(
@@ -101,6 +120,11 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         worker_event::Event::SegmentEncoded(SegmentEncoded {
             segment_index: task.segment_index,
             block_size,
+            block_sizes: if block_sizes.len() > 1 {
+                block_sizes
+            } else {
+                Vec::new()
+            },
         }),
     )
     .await
@@ -110,7 +134,14 @@ fn encode(
     output: &Output,
     segment: Bytes,
     first_row_number: u64,
-) -> Result<Bytes, filedrop_formats::FormatError> {
+    max_block_bytes: Option<u64>,
+) -> Result<Vec<Bytes>, FormatError> {
     let (schema, batches) = filedrop_formats::segment::read_segment(segment)?;
-    filedrop_formats::encode::encode_block(output, &schema, &batches, first_row_number)
+    filedrop_formats::encode::encode_bounded(
+        output,
+        &schema,
+        &batches,
+        first_row_number,
+        max_block_bytes,
+    )
 }

@@ -17,6 +17,13 @@ use std::collections::{BTreeMap, HashMap};
 pub const MIN_ROWS_PER_FILE: u64 = 50_000;
 /// Most rows per file a row split accepts.
 pub const MAX_ROWS_PER_FILE: u64 = 10_000_000;
+/// Smallest size limit a split by size accepts, in megabytes.
+pub const MIN_MEGABYTES_PER_FILE: u64 = 1;
+/// Largest size limit a split by size accepts, in megabytes.
+pub const MAX_MEGABYTES_PER_FILE: u64 = 2000;
+/// A megabyte of `split.megabytes_per_file`: decimal, so that a file at the limit is under it
+/// in binary megabytes too.
+const BYTES_PER_MEGABYTE: u64 = 1_000_000;
 /// S3's limit on key length, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
 /// Longest destination name, in characters.
@@ -101,6 +108,8 @@ pub struct ExportSpec {
     pub variables: BTreeMap<String, String>,
     /// Rows per file, when rows are split.
     pub rows_per_file: Option<u64>,
+    /// The most bytes of a delivered file, when files are split by size.
+    pub bytes_per_file: Option<u64>,
     /// A run without rows delivers no file (only the marker).
     pub skip_empty: bool,
     /// The success marker, when one is wanted.
@@ -236,6 +245,7 @@ impl ExportSpec {
         let template = parse("filename_template", &request.filename_template)?;
         let mut split_filename_template = None;
         let mut split_directory_template = None;
+        let mut bytes_per_file = None;
         let rows_per_file = match request.split {
             None => None,
             Some(split) => {
@@ -249,8 +259,43 @@ impl ExportSpec {
                         &split.directory_template,
                     )?);
                 }
-                let rows = split.rows_per_file;
-                if !(MIN_ROWS_PER_FILE..=MAX_ROWS_PER_FILE).contains(&rows) {
+                let (rows, megabytes) = (split.rows_per_file, split.megabytes_per_file);
+                let invalid = |field: &'static str, message: String| {
+                    Err(InvalidRequest::new(field, ErrorCode::Unspecified, message))
+                };
+                match (rows, megabytes) {
+                    (0, 0) => {
+                        return invalid(
+                            "split",
+                            "a split needs rows_per_file or megabytes_per_file; leave split \
+                             unset for one file"
+                                .into(),
+                        );
+                    }
+                    (0, megabytes) => {
+                        if !(MIN_MEGABYTES_PER_FILE..=MAX_MEGABYTES_PER_FILE).contains(&megabytes) {
+                            return invalid(
+                                "split.megabytes_per_file",
+                                format!(
+                                    "megabytes per file must be between \
+                                     {MIN_MEGABYTES_PER_FILE} and {MAX_MEGABYTES_PER_FILE}; got \
+                                     {megabytes}"
+                                ),
+                            );
+                        }
+                        bytes_per_file = Some(megabytes * BYTES_PER_MEGABYTE);
+                    }
+                    (_, 0) => {}
+                    _ => {
+                        return invalid(
+                            "split.megabytes_per_file",
+                            "set either rows_per_file or megabytes_per_file, not both".into(),
+                        );
+                    }
+                }
+                if bytes_per_file.is_some() {
+                    None
+                } else if !(MIN_ROWS_PER_FILE..=MAX_ROWS_PER_FILE).contains(&rows) {
                     return Err(InvalidRequest::new(
                         "split.rows_per_file",
                         ErrorCode::Unspecified,
@@ -259,8 +304,9 @@ impl ExportSpec {
                              {MAX_ROWS_PER_FILE}; got {rows}"
                         ),
                     ));
+                } else {
+                    Some(rows)
                 }
-                Some(rows)
             }
         };
         let marker = match request.success_file {
@@ -292,7 +338,7 @@ impl ExportSpec {
         check_layout(
             layout,
             &template,
-            rows_per_file.is_some(),
+            rows_per_file.is_some() || bytes_per_file.is_some(),
             split_filename_template.as_ref(),
             split_directory_template.is_some(),
         )?;
@@ -305,6 +351,7 @@ impl ExportSpec {
             layout,
             variables,
             rows_per_file,
+            bytes_per_file,
             skip_empty,
             marker,
             warnings,
@@ -1129,6 +1176,46 @@ mod tests {
         // Without a split, one file needs no number.
         r.split = None;
         ExportSpec::validate(r).unwrap();
+    }
+
+    #[test]
+    fn splits_are_by_rows_or_by_megabytes() {
+        let split = |rows: u64, megabytes: u64| {
+            let mut r = request();
+            r.split = Some(Split {
+                rows_per_file: rows,
+                megabytes_per_file: megabytes,
+                ..Default::default()
+            });
+            ExportSpec::validate(r)
+        };
+        let spec = split(0, 5).unwrap();
+        assert_eq!(
+            (spec.rows_per_file, spec.bytes_per_file),
+            (None, Some(5_000_000))
+        );
+        let spec = split(50_000, 0).unwrap();
+        assert_eq!(
+            (spec.rows_per_file, spec.bytes_per_file),
+            (Some(50_000), None)
+        );
+        split(0, 2000).unwrap();
+        for (rows, megabytes, field) in [
+            (0, 0, "split"),
+            (0, 2001, "split.megabytes_per_file"),
+            (50_000, 5, "split.megabytes_per_file"),
+            (49_999, 0, "split.rows_per_file"),
+        ] {
+            assert_eq!(split(rows, megabytes).unwrap_err().field, field);
+        }
+        // A split by size numbers files too.
+        let mut r = request();
+        r.filename_template = "orders.csv".into();
+        r.split = Some(Split {
+            megabytes_per_file: 5,
+            ..Default::default()
+        });
+        assert_eq!(field_of(r), "filename_template");
     }
 
     #[test]

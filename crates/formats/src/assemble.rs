@@ -111,6 +111,23 @@ where
     Ok(out)
 }
 
+/// The bytes of a text file that are not blocks (header row, JSON brackets and commas, each
+/// compressed when the file is), for blocks of `block_sizes`.
+pub(crate) fn framing_size(
+    output: &Output,
+    schema: &SchemaRef,
+    block_sizes: &[u64],
+) -> Result<u64, FormatError> {
+    let schema = output.file_schema(schema);
+    Ok(text_pieces(output, &schema, block_sizes)?
+        .iter()
+        .map(|piece| match piece {
+            Piece::Framing(bytes) => bytes.len() as u64,
+            Piece::Block(_) => 0,
+        })
+        .sum())
+}
+
 /// A part of a text file, in order.
 #[derive(Debug)]
 enum Piece {

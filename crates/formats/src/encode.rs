@@ -13,6 +13,9 @@
 //!
 //! Row numbers, when asked for, are added here from the segment's place in the run, so the
 //! numbering runs across the whole run without coordination between encoders.
+//!
+//! In a split by size a block must fit in a file on its own: [`encode_bounded`] encodes a
+//! segment that comes out larger as several blocks of consecutive rows.
 
 use crate::FormatError;
 use crate::delimited::LineEnding;
@@ -109,6 +112,72 @@ fn encode_json(
     Ok(out)
 }
 
+/// Encodes `batches` into blocks of at most `max_block_bytes` each (one block when it fits):
+/// a segment that encodes larger is cut into slices of consecutive rows, sized from the first
+/// attempt, each encoded the same way. A single row that does not fit is
+/// [`FormatError::FileTooLarge`].
+pub fn encode_bounded(
+    output: &Output,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    first_row_number: u64,
+    max_block_bytes: Option<u64>,
+) -> Result<Vec<Bytes>, FormatError> {
+    let block = encode_block(output, schema, batches, first_row_number)?;
+    let Some(max) = max_block_bytes else {
+        return Ok(vec![block]);
+    };
+    let size = block.len() as u64;
+    if size <= max {
+        return Ok(vec![block]);
+    }
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows <= 1 {
+        return Err(FormatError::FileTooLarge(format!(
+            "row {first_row_number} alone encodes to {size} bytes, more than a file of the size \
+             limit holds ({max} bytes of rows): raise split.megabytes_per_file"
+        )));
+    }
+    // A quarter more slices than the sizes say, so that most slices fit at the first try.
+    let slices = (size.saturating_mul(5) / 4).div_ceil(max.max(1)).max(2) as usize;
+    let slices = slices.min(rows);
+    let mut blocks = Vec::with_capacity(slices);
+    let mut start = 0;
+    for slice in 0..slices {
+        let end = rows * (slice + 1) / slices;
+        let part = slice_rows(batches, start, end - start);
+        blocks.extend(encode_bounded(
+            output,
+            schema,
+            &part,
+            first_row_number + start as u64,
+            max_block_bytes,
+        )?);
+        start = end;
+    }
+    Ok(blocks)
+}
+
+/// Rows `start..start + len` of `batches`, as zero-copy slices.
+fn slice_rows(batches: &[RecordBatch], start: usize, len: usize) -> Vec<RecordBatch> {
+    let mut slices = Vec::new();
+    let (mut skip, mut left) = (start, len);
+    for batch in batches {
+        if left == 0 {
+            break;
+        }
+        if skip >= batch.num_rows() {
+            skip -= batch.num_rows();
+            continue;
+        }
+        let take = (batch.num_rows() - skip).min(left);
+        slices.push(batch.slice(skip, take));
+        left -= take;
+        skip = 0;
+    }
+    slices
+}
+
 /// The writer properties of every Parquet block, and of empty Parquet files.
 pub(crate) fn parquet_properties(codec: ParquetCodec) -> WriterProperties {
     let compression = match codec {
@@ -124,4 +193,53 @@ pub(crate) fn parquet_properties(codec: ParquetCodec) -> WriterProperties {
         .set_max_row_group_row_count(Some(usize::MAX))
         .set_created_by(concat!("filedrop ", env!("CARGO_PKG_VERSION")).to_owned())
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delimited::DelimitedOptions;
+    use arrow_array::{ArrayRef, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn batch(labels: &[&str]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "label",
+            DataType::Utf8,
+            false,
+        )]));
+        let column: ArrayRef = Arc::new(StringArray::from_iter_values(labels.iter().copied()));
+        RecordBatch::try_new(schema, vec![column]).unwrap()
+    }
+
+    #[test]
+    fn a_segment_too_large_for_a_block_is_cut_into_blocks_of_consecutive_rows() {
+        let mut output = Output::plain(OutputFormat::Delimited(DelimitedOptions::with_delimiter(
+            b',',
+        )));
+        output.row_number_column = Some("n".to_owned());
+        let labels: Vec<String> = (0..1000).map(|i| format!("row-{i:04}")).collect();
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        // Two batches, so that slices cross a batch boundary.
+        let batches = [batch(&labels[..300]), batch(&labels[300..])];
+        let schema = batches[0].schema();
+        let whole = encode_block(&output, &schema, &batches, 11).unwrap();
+        let blocks = encode_bounded(&output, &schema, &batches, 11, Some(1000)).unwrap();
+        assert!(blocks.len() > whole.len() / 1000, "{}", blocks.len());
+        assert!(blocks.iter().all(|block| block.len() <= 1000));
+        assert_eq!(
+            blocks.concat(),
+            whole.to_vec(),
+            "the same rows, numbered the same"
+        );
+
+        let one = encode_bounded(&output, &schema, &batches, 11, Some(whole.len() as u64));
+        assert_eq!(one.unwrap(), vec![whole]);
+        let error = encode_bounded(&output, &schema, &batches, 11, Some(5)).unwrap_err();
+        assert!(
+            matches!(&error, FormatError::FileTooLarge(message) if message.contains("row 11 alone")),
+            "{error}"
+        );
+    }
 }

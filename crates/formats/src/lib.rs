@@ -17,6 +17,7 @@
 //! - [`segment`]: reading and writing Arrow IPC segments (the staged form of received rows).
 //! - [`encode`]: one segment to one block.
 //! - [`assemble`]: a file's blocks to the delivered bytes, written to any `std::io::Write`.
+//! - [`size`]: upper bounds on a delivered file's size from its blocks' sizes (splits by size).
 
 pub mod archive;
 pub mod assemble;
@@ -26,6 +27,7 @@ pub mod encode;
 pub mod format;
 pub mod pgp;
 pub mod segment;
+pub mod size;
 
 /// Errors of encoding and assembling.
 #[derive(Debug, thiserror::Error)]

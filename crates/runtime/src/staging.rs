@@ -32,6 +32,16 @@ pub fn block_key(run_id: &str, segment_index: u64) -> String {
     format!("runs/{run_id}/blocks/{segment_index:08}.block")
 }
 
+/// The staging key of block `part` of a segment encoded as several blocks (a split by size):
+/// the first is the segment's block key itself, the others `<block key>.<part>`.
+pub fn block_part_key(block_key: &str, part: usize) -> String {
+    if part == 0 {
+        block_key.to_owned()
+    } else {
+        format!("{block_key}.{part}")
+    }
+}
+
 impl Staging {
     /// A store in a local directory, created if missing.
     pub fn local(dir: &std::path::Path) -> Result<Self, StagingError> {

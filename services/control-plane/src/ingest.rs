@@ -23,6 +23,7 @@ use filedrop_core::plan::rows_until_boundary;
 use filedrop_formats::format::{Output, SchemaProblem};
 use filedrop_formats::pgp::PgpRecipient;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
+use filedrop_formats::size::SizeBound;
 use filedrop_proto::jobs::v1::EncodeTask;
 use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest};
 use filedrop_runtime::broker::{Broker, Queue};
@@ -64,7 +65,15 @@ struct Receiving<'a> {
     segment_start: u64,
     segment_count: u64,
     rows: u64,
+    /// A segment is staged when its Arrow IPC reaches this size.
+    segment_max_bytes: usize,
+    /// See `EncodeTask.max_block_bytes`.
+    max_block_bytes: u64,
 }
+
+/// In a split by size, segments stay at or under this fraction of the limit (in Arrow bytes),
+/// so that files are packed from small blocks and come out nearly full.
+const SEGMENTS_PER_SIZE_LIMIT: u64 = 8;
 
 impl Ingest {
     /// Receives one export stream; answers with the run id once every row is staged.
@@ -111,6 +120,28 @@ impl Ingest {
                 }
             })?;
 
+        let (segment_max_bytes, max_block_bytes) = match spec.bytes_per_file {
+            None => (self.config.segment_max_bytes, 0),
+            Some(limit) => {
+                let bound = SizeBound::new(&output, &schema)
+                    .map_err(|e| internal("bounding file sizes", &e))?;
+                let largest = bound.largest_block(limit).ok_or_else(|| {
+                    invalid_argument(
+                        ErrorCode::FileTooLarge,
+                        "split.megabytes_per_file: a file of this format without rows is \
+                         already larger than the limit; raise it",
+                    )
+                })?;
+                let segment_bytes = (limit / SEGMENTS_PER_SIZE_LIMIT).max(64 * 1024);
+                (
+                    self.config
+                        .segment_max_bytes
+                        .min(usize::try_from(segment_bytes).unwrap_or(usize::MAX)),
+                    largest,
+                )
+            }
+        };
+
         let run_id = uuid::Uuid::now_v7().to_string();
         let schema_bytes =
             schema_to_bytes(&schema).map_err(|e| internal("encoding the schema", &e))?;
@@ -135,6 +166,8 @@ impl Ingest {
             segment_start: 0,
             segment_count: 0,
             rows: 0,
+            segment_max_bytes,
+            max_block_bytes,
         };
         let received = async {
             let mut next = first_batch;
@@ -210,7 +243,7 @@ impl Ingest {
             offset += take;
             run.rows += take as u64;
             let full = writer.rows() >= self.config.segment_max_rows
-                || writer.size() >= self.config.segment_max_bytes
+                || writer.size() >= run.segment_max_bytes
                 || run
                     .spec
                     .rows_per_file
@@ -250,6 +283,7 @@ impl Ingest {
             row_offset: run.segment_start,
             row_count,
             encoding: Some(run.spec.encoding.clone()),
+            max_block_bytes: run.max_block_bytes,
         };
         self.broker
             .publish(Queue::Encode, &task)

@@ -13,21 +13,96 @@
 
 use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
-use filedrop_core::plan::{file_count, file_number_for};
+use filedrop_core::plan::{BlockRef, EncodedSegment, file_count, file_number_for, pack_by_size};
+use filedrop_formats::format::Output;
+use filedrop_formats::segment::schema_from_bytes;
+use filedrop_formats::size::SizeBound;
 use filedrop_proto::jobs::v1::{
     DeliveredFile, FinalizeTask, UploadTask, WorkerEvent, worker_event,
 };
 use filedrop_proto::v1::{ExportRequest, RunState};
 use filedrop_runtime::broker::{Broker, BrokerError, Outcome, Queue};
 use filedrop_runtime::secrets::SecretBox;
-use filedrop_runtime::staging::{Staging, block_key};
+use filedrop_runtime::staging::{Staging, block_key, block_part_key};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::store::{FileRecord, RunRecord, RunStore, StoreError, is_final};
+use crate::store::{FileRecord, RunRecord, RunStore, SegmentRecord, StoreError, is_final};
+
+/// Files ready to upload (number and blocks, in order), and the run's file count once known.
+type ReadyFiles = (Vec<(u64, Vec<BlockRef>)>, Option<u64>);
+
+/// Row splits: a file is ready when a later file has begun (or the stream ended) and every
+/// one of its segments is encoded.
+fn files_by_rows(
+    spec: &ExportSpec,
+    run: &RunRecord,
+    segments: &[SegmentRecord],
+    stream_ended: bool,
+) -> ReadyFiles {
+    let mut by_file: BTreeMap<u64, Vec<BlockRef>> = BTreeMap::new();
+    let mut encoded: BTreeMap<u64, bool> = BTreeMap::new();
+    for segment in segments {
+        let number = file_number_for(segment.row_offset, spec.rows_per_file);
+        let blocks = segment.block_sizes.len().max(1);
+        by_file
+            .entry(number)
+            .or_default()
+            .extend((0..blocks).map(|part| (segment.segment_index, part)));
+        *encoded.entry(number).or_insert(true) &= segment.encoded;
+    }
+    let last_started = by_file.keys().next_back().copied().unwrap_or(0);
+    let total_files =
+        stream_ended.then(|| file_count(run.rows, spec.rows_per_file, spec.skip_empty));
+    let ready = (1..=total_files.unwrap_or(last_started))
+        .filter(|number| {
+            let closed = stream_ended || *number < last_started;
+            closed && encoded.get(number).copied().unwrap_or(true)
+        })
+        .map(|number| (number, by_file.remove(&number).unwrap_or_default()))
+        .collect();
+    (ready, total_files)
+}
+
+/// Size splits: files packed from the encoded blocks' sizes (see `pack_by_size`).
+fn files_by_size(
+    spec: &ExportSpec,
+    run: &RunRecord,
+    segments: &[SegmentRecord],
+    stream_ended: bool,
+    limit: u64,
+) -> Result<ReadyFiles, RunFailure> {
+    let output = Output::from_encoding(&spec.encoding)
+        .map_err(|problem| RunFailure::internal(format!("reading the format: {problem}")))?;
+    let schema = schema_from_bytes(&run.arrow_schema)
+        .map_err(|error| RunFailure::internal(format!("the stored schema: {error}")))?;
+    let bound = SizeBound::new(&output, &schema)
+        .map_err(|error| RunFailure::internal(format!("bounding file sizes: {error}")))?;
+    let encoded: Vec<EncodedSegment> = segments
+        .iter()
+        .map(|segment| EncodedSegment {
+            index: segment.segment_index,
+            block_sizes: segment.encoded.then(|| segment.block_sizes.clone()),
+        })
+        .collect();
+    let plan = pack_by_size(
+        &encoded,
+        stream_ended,
+        spec.skip_empty,
+        run.rows,
+        |bytes, blocks| bound.file(bytes, blocks) <= limit,
+    );
+    let ready = plan
+        .files
+        .into_iter()
+        .enumerate()
+        .map(|(index, blocks)| (index as u64 + 1, blocks))
+        .collect();
+    Ok((ready, plan.total))
+}
 
 /// Errors of planning.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +170,12 @@ impl Planner {
         match &event.event {
             Some(worker_event::Event::SegmentEncoded(encoded)) => {
                 self.store
-                    .segment_encoded(run_id, encoded.segment_index, encoded.block_size)
+                    .segment_encoded(
+                        run_id,
+                        encoded.segment_index,
+                        encoded.block_size,
+                        &encoded.block_sizes,
+                    )
                     .await?;
                 self.plan(run_id).await
             }
@@ -173,19 +253,13 @@ impl Planner {
         let stream_ended =
             run.segment_count == Some(segments.len() as u64) && run.state != RunState::Receiving;
 
-        let mut by_file: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-        let mut encoded: BTreeMap<u64, bool> = BTreeMap::new();
-        for segment in &segments {
-            let number = file_number_for(segment.row_offset, spec.rows_per_file);
-            by_file
-                .entry(number)
-                .or_default()
-                .push(segment.segment_index);
-            *encoded.entry(number).or_insert(true) &= segment.encoded;
-        }
-        let last_started = by_file.keys().next_back().copied().unwrap_or(0);
-        let total_files =
-            stream_ended.then(|| file_count(run.rows, spec.rows_per_file, spec.skip_empty));
+        let (ready_files, total_files) = match spec.bytes_per_file {
+            None => files_by_rows(&spec, &run, &segments, stream_ended),
+            Some(limit) => match files_by_size(&spec, &run, &segments, stream_ended, limit) {
+                Ok(planned) => planned,
+                Err(failure) => return self.fail_run(run_id, &failure).await,
+            },
+        };
         // Sealed only when a task is published: most events publish nothing.
         let mut sealed_destination: Option<Vec<u8>> = None;
         let mut sealed = || {
@@ -194,12 +268,8 @@ impl Planner {
                 .clone()
         };
 
-        for number in 1..=total_files.unwrap_or(last_started) {
+        for (number, blocks) in ready_files {
             if files.iter().any(|file| file.file_number == number) {
-                continue;
-            }
-            let closed = stream_ended || number < last_started;
-            if !closed || !encoded.get(&number).copied().unwrap_or(true) {
                 continue;
             }
             let object_key = match spec.object_key(run_id, now, number) {
@@ -210,11 +280,9 @@ impl Planner {
                 run_id: run_id.to_owned(),
                 file_number: number,
                 object_key: object_key.clone(),
-                block_keys: by_file
-                    .get(&number)
-                    .into_iter()
-                    .flatten()
-                    .map(|segment| block_key(run_id, *segment))
+                block_keys: blocks
+                    .iter()
+                    .map(|(segment, part)| block_part_key(&block_key(run_id, *segment), *part))
                     .collect(),
                 arrow_schema: run.arrow_schema.clone(),
                 encoding: Some(spec.encoding.clone()),

@@ -66,6 +66,9 @@ pub struct SegmentRecord {
     pub row_count: u64,
     /// Whether its block is encoded.
     pub encoded: bool,
+    /// The sizes of its blocks, in order, once encoded: one block, or several in a split by
+    /// size.
+    pub block_sizes: Vec<u64>,
 }
 
 /// A planned file.
@@ -117,13 +120,23 @@ pub fn is_final(state: RunState) -> bool {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "runs".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_runs.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "runs", include_str!("../migrations/0001_runs.sql")),
+        migration(
+            2,
+            "block sizes",
+            include_str!("../migrations/0002_block_sizes.sql"),
+        ),
+    ])
 }
 
 /// Now, in Unix milliseconds.
@@ -242,17 +255,28 @@ impl RunStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records an encoded segment.
+    /// Records an encoded segment: the total size of its blocks and, when it is several
+    /// blocks, each one's size.
     pub async fn segment_encoded(
         &self,
         run_id: &str,
         segment_index: u64,
         block_size: u64,
+        block_sizes: &[u64],
     ) -> Result<(), StoreError> {
+        let block_sizes = (!block_sizes.is_empty()).then(|| {
+            block_sizes
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
         sqlx::query(
-            "UPDATE segments SET encoded = 1, block_size = ? WHERE run_id = ? AND segment_index = ?",
+            "UPDATE segments SET encoded = 1, block_size = ?, block_sizes = ? \
+             WHERE run_id = ? AND segment_index = ?",
         )
         .bind(block_size as i64)
+        .bind(block_sizes)
         .bind(run_id)
         .bind(segment_index as i64)
         .execute(&self.pool)
@@ -263,8 +287,8 @@ impl RunStore {
     /// The run's segments, in stream order.
     pub async fn segments(&self, run_id: &str) -> Result<Vec<SegmentRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT segment_index, row_offset, row_count, encoded FROM segments \
-             WHERE run_id = ? ORDER BY segment_index",
+            "SELECT segment_index, row_offset, row_count, encoded, block_size, block_sizes \
+             FROM segments WHERE run_id = ? ORDER BY segment_index",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
@@ -276,6 +300,16 @@ impl RunStore {
                 row_offset: row.get::<i64, _>("row_offset") as u64,
                 row_count: row.get::<i64, _>("row_count") as u64,
                 encoded: row.get::<i64, _>("encoded") == 1,
+                block_sizes: match row.get::<Option<String>, _>("block_sizes") {
+                    Some(sizes) => sizes
+                        .split(',')
+                        .filter_map(|size| size.parse().ok())
+                        .collect(),
+                    None => row
+                        .get::<Option<i64>, _>("block_size")
+                        .map(|size| vec![size as u64])
+                        .unwrap_or_default(),
+                },
             })
             .collect())
     }
@@ -431,8 +465,17 @@ mod tests {
         store.add_segment("r1", 0, 0, 10).await.unwrap();
         assert!(store.end_stream("r1", 10, 1).await.unwrap());
         assert!(!store.end_stream("r1", 10, 1).await.unwrap());
-        store.segment_encoded("r1", 0, 99).await.unwrap();
-        assert!(store.segments("r1").await.unwrap()[0].encoded);
+        store.add_segment("r1", 1, 10, 0).await.unwrap();
+        store.segment_encoded("r1", 0, 99, &[]).await.unwrap();
+        store.segment_encoded("r1", 1, 30, &[10, 20]).await.unwrap();
+        let segments = store.segments("r1").await.unwrap();
+        assert!(segments[0].encoded && segments[1].encoded);
+        assert_eq!(segments[0].block_sizes, [99]);
+        assert_eq!(
+            segments[1].block_sizes,
+            [10, 20],
+            "several blocks keep their sizes"
+        );
         store.add_file("r1", 1, "k").await.unwrap();
         store.add_file("r1", 1, "k").await.unwrap();
         store.file_uploaded("r1", 1, 42).await.unwrap();
