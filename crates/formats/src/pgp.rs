@@ -250,13 +250,21 @@ impl Read for PipeReader {
     }
 }
 
+/// Armored public keys for the crate's tests.
+#[cfg(test)]
+pub(crate) mod test_keys {
+    /// A Curve25519 key with an encryption subkey.
+    pub const CV25519: &str = include_str!("../testdata/cv25519-with-subkey.asc");
+    /// An RSA key with an encryption subkey.
+    pub const RSA: &str = include_str!("../testdata/rsa-with-subkey.asc");
+    /// An Ed25519 key without any subkey.
+    pub const PRIMARY_ONLY: &str = include_str!("../testdata/ed25519-primary-only.asc");
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_keys::{CV25519, PRIMARY_ONLY, RSA};
     use super::*;
-
-    const CV25519: &str = include_str!("../testdata/cv25519-with-subkey.asc");
-    const RSA: &str = include_str!("../testdata/rsa-with-subkey.asc");
-    const PRIMARY_ONLY: &str = include_str!("../testdata/ed25519-primary-only.asc");
 
     #[test]
     fn rsa_and_curve25519_keys_give_their_encryption_subkey() {

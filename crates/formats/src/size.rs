@@ -213,6 +213,10 @@ mod tests {
         RecordBatch::try_new(schema(), columns).unwrap()
     }
 
+    fn rsa_recipient() -> PgpRecipient {
+        PgpRecipient::from_armored(crate::pgp::test_keys::RSA).unwrap()
+    }
+
     fn outputs() -> Vec<Output> {
         let csv = OutputFormat::Delimited(DelimitedOptions::with_delimiter(b','));
         let array = OutputFormat::Json {
@@ -222,12 +226,7 @@ mod tests {
         let parquet = OutputFormat::Parquet {
             codec: ParquetCodec::None,
         };
-        let key = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/rsa-with-subkey.asc"
-        ))
-        .unwrap();
-        let recipient = PgpRecipient::from_armored(&key).unwrap();
+        let recipient = rsa_recipient();
         let mut outputs = Vec::new();
         for format in [csv.clone(), array] {
             for compression in [
@@ -332,14 +331,8 @@ mod tests {
                 bound(data.len() as u64)
             );
         }
-        let key = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/rsa-with-subkey.asc"
-        ))
-        .unwrap();
         let mut encrypted = Vec::new();
-        PgpRecipient::from_armored(&key)
-            .unwrap()
+        rsa_recipient()
             .encrypt(&"n".repeat(255), &mut encrypted, |pipe| {
                 std::io::Write::write_all(pipe, &data).map_err(FormatError::from)
             })
