@@ -628,6 +628,108 @@ async fn split_templates_variables_and_the_destination_name_place_the_files() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_export_delivers_a_numbered_file_set_per_value() {
+    use arrow_array::{Array, BooleanArray, Int64Array, UInt32Array};
+
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    // `active` is true, false or null: 120,000, 120,000 and 60,000 rows.
+    let sent = data::table(MULTI_BLOCK_ROWS, 50_000);
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "partitioned/", FileFormat::Csv),
+        100_000,
+    );
+    request.partition_by = vec!["active".to_owned()];
+    request.filename_template = "active={{partition.active}}/part-{{file_number}}.csv".into();
+    let accepted = client::export(&stack.url(), &request, sent.clone())
+        .await
+        .expect("accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let keys: Vec<String> = s3::list(&s3, BUCKET, "partitioned/")
+        .await
+        .into_iter()
+        .map(|object| object.key)
+        .collect();
+    // Each partition's files are numbered from 1; one marker, the partition rendered empty.
+    let expected = [
+        "partitioned/active=/part-.csv.DONE",
+        "partitioned/active=__HIVE_DEFAULT_PARTITION__/part-0000001.csv",
+        "partitioned/active=false/part-0000001.csv",
+        "partitioned/active=false/part-0000002.csv",
+        "partitioned/active=true/part-0000001.csv",
+        "partitioned/active=true/part-0000002.csv",
+    ];
+    assert_eq!(keys, expected);
+    assert_eq!(run.files, 5);
+
+    let mut read = Vec::new();
+    for key in keys.iter().filter(|key| key.ends_with(".csv")) {
+        let batch = read_csv(s3::get(&s3, BUCKET, key).await);
+        let active = batch
+            .column_by_name("active")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .unwrap();
+        let value = key.split('/').nth(1).unwrap().trim_start_matches("active=");
+        let in_partition = (0..active.len()).all(|row| match value {
+            "true" => active.is_valid(row) && active.value(row),
+            "false" => active.is_valid(row) && !active.value(row),
+            _ => active.is_null(row),
+        });
+        assert!(in_partition, "{key} holds rows of another partition");
+        // A row split within each partition: 100,000 rows, then the remainder.
+        let rows = if key.ends_with("0000001.csv") && value != "__HIVE_DEFAULT_PARTITION__" {
+            100_000
+        } else if value == "__HIVE_DEFAULT_PARTITION__" {
+            60_000
+        } else {
+            20_000
+        };
+        assert_eq!(batch.num_rows(), rows, "{key}");
+        read.push(batch);
+    }
+    let by_id = |batch: RecordBatch| {
+        let ids = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        order.sort_by_key(|&row| ids.value(row as usize));
+        arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order)).unwrap()
+    };
+    assert_eq!(by_id(data::concat(&read)), data::concat(&sent));
+
+    // Partition columns are checked when the schema arrives, before a run starts.
+    for (column, code, message) in [
+        (
+            "region",
+            None,
+            "partition_by: the data has no column \"region\"",
+        ),
+        (
+            "amount",
+            Some(ErrorCode::UnsupportedType),
+            "partition_by: column \"amount\" has type Float64",
+        ),
+    ] {
+        let mut refused = request.clone();
+        refused.partition_by = vec![column.to_owned()];
+        refused.filename_template = format!("{{{{partition.{column}}}}}-{{{{file_number}}}}.csv");
+        let status = client::export(&stack.url(), &refused, sent.clone())
+            .await
+            .expect_err("refused");
+        assert!(status.message().starts_with(message), "{status:?}");
+        assert_eq!(error_code(&status), code, "{status:?}");
+    }
+    assert_eq!(staged_files(&stack), Vec::<std::path::PathBuf>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_split_by_megabytes_keeps_every_delivered_object_at_or_under_the_limit() {
     const LIMIT: u64 = 1_000_000;
     let moto = Moto::start(&[BUCKET]);

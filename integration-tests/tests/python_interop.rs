@@ -28,6 +28,6 @@ fn pyarrow_flight_client_and_pyarrow_s3_reader() {
             ),
             ("FILEDROP_INTEROP_BUCKET", OsStr::new("interop")),
         ],
-        1,
+        2,
     );
 }

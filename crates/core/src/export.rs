@@ -3,7 +3,7 @@
 
 use crate::bucket::validate_bucket_name;
 use crate::failure::RunFailure;
-use crate::template::{BUILT_IN_VARIABLES, FilenameTemplate, TemplateValues};
+use crate::template::{BUILT_IN_VARIABLES, FilenameTemplate, PARTITION_VARIABLE, TemplateValues};
 use chrono::{DateTime, Utc};
 use filedrop_proto::jobs::v1::Encoding;
 use filedrop_proto::v1::{
@@ -32,6 +32,8 @@ const MAX_DESTINATION_NAME_CHARS: usize = 256;
 const MAX_VARIABLE_NAME_CHARS: usize = 64;
 /// Longest export variable value, in bytes.
 const MAX_VARIABLE_VALUE_BYTES: usize = 1024;
+/// Most columns an export may partition by.
+const MAX_PARTITION_COLUMNS: usize = 8;
 /// The row number column's name when none is given.
 pub const DEFAULT_ROW_NUMBER_COLUMN: &str = "row_number";
 /// Row number column names are shorter than this, in characters.
@@ -112,6 +114,8 @@ pub struct ExportSpec {
     pub bytes_per_file: Option<u64>,
     /// A run without rows delivers no file (only the marker).
     pub skip_empty: bool,
+    /// The columns the rows are partitioned by; empty when they are not.
+    pub partition_by: Vec<String>,
     /// The success marker, when one is wanted.
     pub marker: Option<Marker>,
     /// Settings that are valid but probably not what the user wants, with what to do instead.
@@ -227,11 +231,29 @@ impl ExportSpec {
             );
         }
         let variables = validate_variables(request.variables)?;
+        let partition_by = validate_partition_by(request.partition_by)?;
         let parse = |field: &'static str, source: &str| {
-            let template = FilenameTemplate::parse(source, variables.keys().map(String::as_str))
-                .map_err(|message| {
-                    InvalidRequest::new(field, ErrorCode::InvalidTemplate, message)
-                })?;
+            let partition = (!partition_by.is_empty()).then_some(PARTITION_VARIABLE);
+            let template = FilenameTemplate::parse(
+                source,
+                variables.keys().map(String::as_str).chain(partition),
+            )
+            .map_err(|message| InvalidRequest::new(field, ErrorCode::InvalidTemplate, message))?;
+            if let Some(column) = template
+                .partition_columns()
+                .iter()
+                .find(|column| !partition_by.contains(column))
+            {
+                return Err(InvalidRequest::new(
+                    field,
+                    ErrorCode::InvalidTemplate,
+                    format!(
+                        "the template uses partition.{column}, but {column:?} is not a \
+                         partition column; partition_by has {}",
+                        partition_by.join(", ")
+                    ),
+                ));
+            }
             if template.uses("destination") && destination.name.is_empty() {
                 return Err(InvalidRequest::new(
                     field,
@@ -342,6 +364,13 @@ impl ExportSpec {
             split_filename_template.as_ref(),
             split_directory_template.is_some(),
         )?;
+        check_partition_names(
+            layout,
+            &partition_by,
+            &template,
+            split_filename_template.as_ref(),
+            split_directory_template.as_ref(),
+        )?;
         let spec = Self {
             destination,
             encoding,
@@ -353,6 +382,7 @@ impl ExportSpec {
             rows_per_file,
             bytes_per_file,
             skip_empty,
+            partition_by,
             marker,
             warnings,
         };
@@ -365,7 +395,12 @@ impl ExportSpec {
         } else {
             "filename_template"
         };
-        spec.object_key(sample_run, sample_time, 1)
+        let sample_partition = spec
+            .partition_by
+            .iter()
+            .map(|column| (column.clone(), "value".to_owned()))
+            .collect();
+        spec.object_key(sample_run, sample_time, 1, &sample_partition)
             .map_err(|failure| InvalidRequest::new(field, failure.code, failure.message))?;
         spec.marker_key(sample_run, sample_time)
             .map_err(|failure| {
@@ -374,16 +409,20 @@ impl ExportSpec {
         Ok(spec)
     }
 
-    /// The key of file `file_number` of a run.
+    /// The key of file `file_number` of a run, or of a partition's file set (`partition`: the
+    /// partition's key text by column; empty when the export is not partitioned).
     pub fn object_key(
         &self,
         run_id: &str,
         now: DateTime<Utc>,
         file_number: u64,
+        partition: &BTreeMap<String, String>,
     ) -> Result<String, RunFailure> {
+        let render =
+            |template, file_number| self.render(template, run_id, now, file_number, partition);
         let mut name = match self.layout {
             Layout::ParquetDirectory { extension } => {
-                let mut directory = self.render(&self.template, run_id, now, None)?;
+                let mut directory = render(&self.template, None)?;
                 if extension && !directory.ends_with(".parquet") {
                     directory.push_str(".parquet");
                 }
@@ -394,11 +433,11 @@ impl ExportSpec {
                     .split_filename_template
                     .as_ref()
                     .unwrap_or(&self.template);
-                let file = self.render(template, run_id, now, Some(file_number))?;
+                let file = render(template, Some(file_number))?;
                 match &self.split_directory_template {
                     None => file,
                     Some(directory) => {
-                        let directory = self.render(directory, run_id, now, Some(file_number))?;
+                        let directory = render(directory, Some(file_number))?;
                         format!("{directory}/{file}")
                     }
                 }
@@ -410,7 +449,9 @@ impl ExportSpec {
         join_key(&self.destination.prefix, &name)
     }
 
-    /// The key of the success marker, if one is wanted.
+    /// The key of the success marker, if one is wanted. In a partitioned export the `.DONE`
+    /// marker's name renders every partition value empty and drops the empty folders that
+    /// leaves (`{{partition.country}}/orders.csv` → `orders.csv.DONE`): one marker for the run.
     pub fn marker_key(
         &self,
         run_id: &str,
@@ -422,7 +463,17 @@ impl ExportSpec {
                 join_key(&self.destination.prefix, "_SUCCESS").map(Some)
             }
             Some(Marker::DoneSuffix) => {
-                let name = self.render(&self.template, run_id, now, None)?;
+                let no_partition = self
+                    .partition_by
+                    .iter()
+                    .map(|column| (column.clone(), String::new()))
+                    .collect();
+                let name = self.render(&self.template, run_id, now, None, &no_partition)?;
+                let name = name
+                    .split('/')
+                    .filter(|folder| !folder.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/");
                 join_key(&self.destination.prefix, &format!("{name}.DONE")).map(Some)
             }
         }
@@ -434,6 +485,7 @@ impl ExportSpec {
         run_id: &str,
         now: DateTime<Utc>,
         file_number: Option<u64>,
+        partition: &BTreeMap<String, String>,
     ) -> Result<String, RunFailure> {
         template
             .render(&TemplateValues {
@@ -442,6 +494,7 @@ impl ExportSpec {
                 now,
                 destination: &self.destination.name,
                 variables: &self.variables,
+                partition,
             })
             .map_err(|message| RunFailure::new(ErrorCode::InvalidTemplate, message))
     }
@@ -512,6 +565,90 @@ fn check_layout(
     Ok(())
 }
 
+/// Checks that in a partitioned export the templates naming the files use every partition
+/// column, so that each partition's files get keys of their own.
+fn check_partition_names(
+    layout: Layout,
+    partition_by: &[String],
+    template: &FilenameTemplate,
+    split_filename_template: Option<&FilenameTemplate>,
+    split_directory_template: Option<&FilenameTemplate>,
+) -> Result<(), InvalidRequest> {
+    let (field, naming): (&'static str, Vec<&FilenameTemplate>) = match layout {
+        Layout::ParquetDirectory { .. } => ("filename_template", vec![template]),
+        Layout::Files => match split_filename_template {
+            Some(file) => (
+                "split.filename_template",
+                [Some(file), split_directory_template]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ),
+            None => (
+                "filename_template",
+                [Some(template), split_directory_template]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ),
+        },
+    };
+    let unused: Vec<&str> = partition_by
+        .iter()
+        .filter(|column| {
+            !naming
+                .iter()
+                .any(|template| template.partition_columns().contains(*column))
+        })
+        .map(String::as_str)
+        .collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = unused
+        .iter()
+        .map(|column| format!("{{{{partition.{column}}}}}"))
+        .collect();
+    Err(InvalidRequest::new(
+        field,
+        ErrorCode::InvalidTemplate,
+        format!(
+            "a partitioned export delivers files for each value of {}, and this template would \
+             give them one name: add {}, e.g. '{}/orders-{{{{file_number}}}}.csv'",
+            unused.join(", "),
+            placeholders.join(" and "),
+            placeholders.join("/"),
+        ),
+    ))
+}
+
+/// Checks the columns to partition by: named, each once, at most [`MAX_PARTITION_COLUMNS`].
+/// Whether the data has them is checked when its schema arrives.
+fn validate_partition_by(columns: Vec<String>) -> Result<Vec<String>, InvalidRequest> {
+    let invalid = |message: String| {
+        Err(InvalidRequest::new(
+            "partition_by",
+            ErrorCode::Unspecified,
+            message,
+        ))
+    };
+    if columns.len() > MAX_PARTITION_COLUMNS {
+        return invalid(format!(
+            "{} columns given; partition by at most {MAX_PARTITION_COLUMNS}",
+            columns.len()
+        ));
+    }
+    for (position, column) in columns.iter().enumerate() {
+        if column.trim().is_empty() {
+            return invalid("a column name is empty; name the columns to partition by".into());
+        }
+        if columns[..position].contains(column) {
+            return invalid(format!("column {column:?} is named twice; name it once"));
+        }
+    }
+    Ok(columns)
+}
+
 /// Checks the export's template variables: names a template can use, none of the built-in
 /// ones, and values of bounded size.
 fn validate_variables(
@@ -537,9 +674,9 @@ fn validate_variables(
                  'campaign_name'"
             ));
         }
-        if BUILT_IN_VARIABLES.contains(&name.as_str()) {
+        if BUILT_IN_VARIABLES.contains(&name.as_str()) || name == PARTITION_VARIABLE {
             return invalid(format!(
-                "variable {name:?} is built in ({}); choose another name",
+                "variable {name:?} is built in ({}, {PARTITION_VARIABLE}); choose another name",
                 BUILT_IN_VARIABLES.join(", ")
             ));
         }
@@ -880,7 +1017,7 @@ mod tests {
         let spec = ExportSpec::validate(request()).unwrap();
         let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         assert_eq!(
-            spec.object_key("r", now, 3).unwrap(),
+            spec.object_key("r", now, 3, &BTreeMap::new()).unwrap(),
             "daily/orders-20260102-0000003.csv"
         );
         assert_eq!(
@@ -900,7 +1037,7 @@ mod tests {
         );
         let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         assert_eq!(
-            spec.object_key("r", now, 3).unwrap(),
+            spec.object_key("r", now, 3, &BTreeMap::new()).unwrap(),
             "daily/orders-20260102-0000003.csv.pgp"
         );
         assert_eq!(
@@ -1046,8 +1183,8 @@ mod tests {
         let keys = |request: ExportRequest| {
             let spec = ExportSpec::validate(request).unwrap();
             (
-                spec.object_key("r", now, 1).unwrap(),
-                spec.object_key("r", now, 12).unwrap(),
+                spec.object_key("r", now, 1, &BTreeMap::new()).unwrap(),
+                spec.object_key("r", now, 12, &BTreeMap::new()).unwrap(),
                 spec.marker_key("r", now).unwrap().unwrap(),
             )
         };
@@ -1140,7 +1277,7 @@ mod tests {
         r.destination.as_mut().unwrap().name = "acme".into();
         let spec = ExportSpec::validate(r.clone()).unwrap();
         assert_eq!(
-            spec.object_key("r", now, 2).unwrap(),
+            spec.object_key("r", now, 2, &BTreeMap::new()).unwrap(),
             "daily/acme/2026/01/02/spring-0000002.csv"
         );
         assert_eq!(
@@ -1155,7 +1292,7 @@ mod tests {
         assert_eq!(
             ExportSpec::validate(only_directory)
                 .unwrap()
-                .object_key("r", now, 3)
+                .object_key("r", now, 3, &BTreeMap::new())
                 .unwrap(),
             "daily/acme/2026/01/02/0000003.csv"
         );
@@ -1176,6 +1313,98 @@ mod tests {
         // Without a split, one file needs no number.
         r.split = None;
         ExportSpec::validate(r).unwrap();
+    }
+
+    #[test]
+    fn partitioned_files_and_parquet_directories_are_named_by_their_values() {
+        let now = Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap();
+        let partition = BTreeMap::from([
+            ("country".to_owned(), "DE".to_owned()),
+            ("group".to_owned(), "control".to_owned()),
+        ]);
+        let mut r = request();
+        r.partition_by = vec!["country".into(), "group".into()];
+        r.filename_template =
+            "{{partition.country}}/{{partition.group}}-{{file_number}}.csv".into();
+        let spec = ExportSpec::validate(r.clone()).unwrap();
+        assert_eq!(
+            spec.object_key("r", now, 2, &partition).unwrap(),
+            "daily/DE/control-0000002.csv"
+        );
+        // One marker for the run: the partition values rendered empty, empty folders dropped.
+        assert_eq!(
+            spec.marker_key("r", now).unwrap().as_deref(),
+            Some("daily/-.csv.DONE")
+        );
+
+        // In a split, the split templates together name each partition's files.
+        r.split.as_mut().unwrap().directory_template = "country={{partition.country}}".into();
+        r.split.as_mut().unwrap().filename_template =
+            "{{partition.group}}-{{file_number}}.csv".into();
+        r.filename_template = "orders.csv".into();
+        let spec = ExportSpec::validate(r).unwrap();
+        assert_eq!(
+            spec.object_key("r", now, 1, &partition).unwrap(),
+            "daily/country=DE/control-0000001.csv"
+        );
+        assert_eq!(
+            spec.marker_key("r", now).unwrap().as_deref(),
+            Some("daily/orders.csv.DONE")
+        );
+
+        let mut parquet = parquet_request(
+            "orders/country={{partition.country}}",
+            ParquetLayout::Directory,
+        );
+        parquet.partition_by = vec!["country".into()];
+        let spec = ExportSpec::validate(parquet).unwrap();
+        let partition = BTreeMap::from([("country".to_owned(), "FR".to_owned())]);
+        assert_eq!(
+            spec.object_key("r", now, 2, &partition).unwrap(),
+            "daily/orders/country=FR.parquet/part-00001.parquet"
+        );
+        assert_eq!(
+            spec.marker_key("r", now).unwrap().as_deref(),
+            Some("daily/orders/country=.DONE")
+        );
+    }
+
+    #[test]
+    fn partitioning_needs_every_column_in_the_names_and_known_columns_only() {
+        let partitioned = |columns: &[&str], template: &str| {
+            let mut r = request();
+            r.split = None;
+            r.partition_by = columns.iter().map(|c| (*c).to_owned()).collect();
+            r.filename_template = template.into();
+            ExportSpec::validate(r)
+        };
+        let error = partitioned(&["country", "group"], "{{partition.country}}.csv").unwrap_err();
+        assert_eq!(
+            (error.field, error.code),
+            ("filename_template", ErrorCode::InvalidTemplate)
+        );
+        assert!(error.message.contains("{{partition.group}}"), "{error}");
+        let error = partitioned(&["country"], "{{partition.region}}.csv").unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("\"region\" is not a partition column"),
+            "{error}"
+        );
+        let error = partitioned(&["country", "country"], "{{partition.country}}.csv");
+        assert_eq!(error.unwrap_err().field, "partition_by");
+        let error = partitioned(&[""], "x.csv").unwrap_err();
+        assert_eq!(error.field, "partition_by");
+        let nine: Vec<String> = (0..9).map(|n| format!("c{n}")).collect();
+        let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+        assert_eq!(
+            partitioned(&nine, "x.csv").unwrap_err().field,
+            "partition_by"
+        );
+        // `partition` is reserved, even as an export variable.
+        let mut r = request();
+        r.variables.insert("partition".into(), "x".into());
+        assert_eq!(field_of(r), "variables");
     }
 
     #[test]

@@ -2,11 +2,20 @@
 //!
 //! - Row splits: the ingest cuts segments at file boundaries, so a segment belongs to exactly
 //!   one file and a file is a contiguous run of segments; files follow from row offsets.
+//! - Partitions: each partition's files are planned as above, on its own segments, and
+//!   numbered from 1 within it.
 //! - Size splits: files follow from the encoded blocks' sizes. [`pack_by_size`] fills files
 //!   with consecutive blocks, in stream order, while the file's size bound stays at or under
 //!   the limit; a file is closed when the next block does not fit, or at the end. Packing
 //!   is a pure function of the sizes, so planning it again after every event gives the same
 //!   files.
+
+/// A file's id in its run: its number when the export is not partitioned (partition 0), and
+/// otherwise the partition's index above the number's 32 bits. Derived rather than allocated,
+/// so that a file planned again (after a restart) gets the same id.
+pub fn file_id(partition_index: u64, number_in_partition: u64) -> u64 {
+    (partition_index << 32) | number_in_partition
+}
 
 /// The number (from 1) of the file holding the segment that starts at `row_offset`.
 pub fn file_number_for(row_offset: u64, rows_per_file: Option<u64>) -> u64 {
@@ -171,5 +180,12 @@ mod tests {
         assert_eq!(file_count(0, Some(250_000), false), 1);
         assert_eq!(file_count(0, None, true), 0);
         assert_eq!(file_count(10, None, true), 1);
+    }
+
+    #[test]
+    fn file_ids_are_numbers_without_partitions_and_distinct_across_partitions() {
+        assert_eq!(file_id(0, 7), 7);
+        assert_eq!(file_id(1, 1), (1 << 32) + 1);
+        assert_ne!(file_id(1, 2), file_id(2, 1));
     }
 }

@@ -6,7 +6,8 @@
 //! variables as errors.
 //!
 //! Variables: `run_id`, `file_number` (seven digits, zero-padded, from 1), `destination` (the
-//! destination's name), `now` (the run's start time, UTC) and the export's own variables.
+//! destination's name), `now` (the run's start time, UTC), the export's own variables and, in
+//! a partitioned export, `partition` (each partition column's value as `partition.<column>`).
 //! Filters on times: `local:'<IANA zone>'`, `format:'<Joda-Time pattern>'` and `next_day`.
 //! A time is a template object ([`Time`]), so that a zone chosen by `local` survives the
 //! filters after it: `next_day` moves to the same wall-clock time on the next calendar day of
@@ -24,6 +25,10 @@ use std::sync::Arc;
 /// The variables every template may use; export variables come on top.
 pub const BUILT_IN_VARIABLES: &[&str] = &["run_id", "file_number", "now", "destination"];
 
+/// The variable holding a partitioned export's partition values, known only to templates of
+/// such an export.
+pub const PARTITION_VARIABLE: &str = "partition";
+
 /// A parsed filename template, ready to render.
 #[derive(Debug, Clone)]
 pub struct FilenameTemplate {
@@ -31,6 +36,8 @@ pub struct FilenameTemplate {
     jinja: String,
     /// The variables it uses.
     used: BTreeSet<String>,
+    /// The partition columns it uses as `partition.<column>`.
+    partition_columns: BTreeSet<String>,
 }
 
 /// Values for one rendering of a template.
@@ -47,6 +54,8 @@ pub struct TemplateValues<'a> {
     pub destination: &'a str,
     /// The export's variables.
     pub variables: &'a BTreeMap<String, String>,
+    /// The partition's values by column; empty when the export is not partitioned.
+    pub partition: &'a BTreeMap<String, String>,
 }
 
 impl FilenameTemplate {
@@ -67,6 +76,16 @@ impl FilenameTemplate {
             .template_from_str(&jinja)
             .map_err(|error| format!("the template does not parse: {error}"))?;
         let used = template.undeclared_variables(false);
+        // Nested names (`partition.country`) say which partition columns are used.
+        let partition_columns = template
+            .undeclared_variables(true)
+            .into_iter()
+            .filter_map(|name| {
+                name.strip_prefix(PARTITION_VARIABLE)?
+                    .strip_prefix('.')
+                    .map(|column| column.split('.').next().unwrap_or(column).to_owned())
+            })
+            .collect();
         let known = |name: &str| {
             BUILT_IN_VARIABLES.contains(&name)
                 || extra_variables.clone().into_iter().any(|v| v == name)
@@ -89,7 +108,13 @@ impl FilenameTemplate {
         Ok(Self {
             jinja,
             used: used.into_iter().collect(),
+            partition_columns,
         })
+    }
+
+    /// The partition columns the template uses as `partition.<column>`.
+    pub fn partition_columns(&self) -> &BTreeSet<String> {
+        &self.partition_columns
     }
 
     /// Whether the template uses variable `name`.
@@ -115,6 +140,17 @@ impl FilenameTemplate {
             ),
         );
         context.insert("destination", Value::from(values.destination));
+        if !values.partition.is_empty() {
+            context.insert(
+                PARTITION_VARIABLE,
+                Value::from_iter(
+                    values
+                        .partition
+                        .iter()
+                        .map(|(column, value)| (column.as_str(), value.as_str())),
+                ),
+            );
+        }
         context.insert(
             "now",
             Value::from_object(Time(values.now.with_timezone(&Tz::UTC))),
@@ -294,6 +330,7 @@ mod tests {
                 now: DateTime::parse_from_rfc3339(now).unwrap().to_utc(),
                 destination: "acme-daily",
                 variables: &variables,
+                partition: &BTreeMap::new(),
             },
         )
     }
@@ -409,5 +446,38 @@ mod tests {
         let template = FilenameTemplate::parse("{{run_id}}-{{ file_number }}", []).unwrap();
         assert!(template.uses("file_number") && template.uses("run_id"));
         assert!(!template.uses("destination"));
+    }
+
+    #[test]
+    fn partition_values_render_by_column_and_the_columns_used_are_known() {
+        let template = FilenameTemplate::parse(
+            "{{partition.country}}/{{partition['day']}}-{{partition.group}}-{{file_number}}.csv",
+            [PARTITION_VARIABLE],
+        )
+        .unwrap();
+        assert!(template.uses(PARTITION_VARIABLE));
+        let used: Vec<&str> = template
+            .partition_columns()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(used, ["country", "group"]);
+        let partition = BTreeMap::from([
+            ("country".to_owned(), "DE".to_owned()),
+            ("day".to_owned(), "2026-05-01".to_owned()),
+            ("group".to_owned(), "control".to_owned()),
+        ]);
+        let rendered = template.render(&TemplateValues {
+            run_id: "run-1",
+            file_number: Some(2),
+            now: Utc::now(),
+            destination: "",
+            variables: &BTreeMap::new(),
+            partition: &partition,
+        });
+        assert_eq!(rendered.unwrap(), "DE/2026-05-01-control-0000002.csv");
+        // Without partitioning, `partition` is an unknown variable.
+        let error = FilenameTemplate::parse("{{partition.country}}.csv", []).unwrap_err();
+        assert!(error.contains("unknown variable(s) partition"), "{error}");
     }
 }

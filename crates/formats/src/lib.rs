@@ -17,6 +17,7 @@
 //! - [`segment`]: reading and writing Arrow IPC segments (the staged form of received rows).
 //! - [`encode`]: one segment to one block.
 //! - [`assemble`]: a file's blocks to the delivered bytes, written to any `std::io::Write`.
+//! - [`partition`]: rows grouped by the key text of their partition columns' values.
 //! - [`size`]: upper bounds on a delivered file's size from its blocks' sizes (splits by size).
 
 pub mod archive;
@@ -25,6 +26,7 @@ pub mod compress;
 pub mod delimited;
 pub mod encode;
 pub mod format;
+pub mod partition;
 pub mod pgp;
 pub mod segment;
 pub mod size;

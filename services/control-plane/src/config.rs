@@ -63,6 +63,11 @@ pub struct IngestConfig {
     pub segment_max_rows: u64,
     /// Most bytes (Arrow IPC) in a segment; bounds the memory of the ingest and the encoders.
     pub segment_max_bytes: usize,
+    /// Most distinct partitions a partitioned run may have; a stream with more fails.
+    pub max_partitions: usize,
+    /// Most bytes (Arrow IPC) held in the open segments of all partitions of a run; past it
+    /// the largest is staged early.
+    pub partition_buffer_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -70,6 +75,8 @@ impl Default for IngestConfig {
         Self {
             segment_max_rows: 131_072,
             segment_max_bytes: 32 * 1024 * 1024,
+            max_partitions: 10_000,
+            partition_buffer_bytes: 128 * 1024 * 1024,
         }
     }
 }

@@ -3,15 +3,18 @@
 //! 1. The first message's `FlightDescriptor` carries the `ExportRequest`; it is validated
 //!    before any record batch is read.
 //! 2. The schema is checked against the format when it arrives, before a run exists.
-//! 3. Batches are cut into Arrow IPC segments, bounded in rows and bytes and cut at every file
+//! 3. In a partitioned export, each batch's rows are grouped by partition, and each partition
+//!    fills segments of its own (a new partition is recorded when its first row arrives).
+//! 4. Batches are cut into Arrow IPC segments, bounded in rows and bytes and cut at every file
 //!    boundary of a row split, so a segment belongs to exactly one file. Each segment is
 //!    staged, recorded, then announced with an encode task. Awaiting each step back-pressures
-//!    the client: memory stays at about one segment.
+//!    the client: memory stays at about one segment (at most `partition_buffer_bytes` over
+//!    the open segments of a partitioned run).
 
 use crate::config::IngestConfig;
 use crate::error::{internal, invalid_argument};
 use crate::planner::Planner;
-use crate::store::RunStore;
+use crate::store::{NewSegment, RunStore};
 use arrow_array::RecordBatch;
 use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -21,6 +24,7 @@ use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
 use filedrop_core::plan::rows_until_boundary;
 use filedrop_formats::format::{Output, SchemaProblem};
+use filedrop_formats::partition::{PartitionProblem, Partitioner};
 use filedrop_formats::pgp::PgpRecipient;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_formats::size::SizeBound;
@@ -31,6 +35,7 @@ use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::staging::{Staging, block_key, segment_key};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Status, Streaming};
 use tracing::{info, warn};
@@ -56,13 +61,28 @@ pub struct Ingest {
     pub config: IngestConfig,
 }
 
+/// A partition being received (the whole run, when it is not partitioned).
+#[derive(Default)]
+struct ReceivingPartition {
+    /// The open segment.
+    segment: Option<SegmentWriter>,
+    /// The open segment's first row in the partition.
+    segment_start: u64,
+    /// Rows received.
+    rows: u64,
+}
+
 /// A run being received.
 struct Receiving<'a> {
     run_id: String,
     spec: &'a ExportSpec,
     schema: SchemaRef,
-    segment: Option<SegmentWriter>,
-    segment_start: u64,
+    /// Groups rows by partition, in a partitioned export.
+    partitioner: Option<Partitioner>,
+    /// Partition indexes by key text.
+    partition_indexes: HashMap<Vec<String>, usize>,
+    /// By index; one, 0, when the export is not partitioned.
+    partitions: Vec<ReceivingPartition>,
     segment_count: u64,
     rows: u64,
     /// A segment is staged when its Arrow IPC reaches this size.
@@ -119,6 +139,20 @@ impl Ingest {
                     invalid_argument(ErrorCode::Unspecified, problem.to_string())
                 }
             })?;
+        let partitioner = if spec.partition_by.is_empty() {
+            None
+        } else {
+            let partitioner =
+                Partitioner::new(&schema, &spec.partition_by).map_err(|problem| match problem {
+                    PartitionProblem::UnsupportedType { .. } => {
+                        invalid_argument(ErrorCode::UnsupportedType, problem.to_string())
+                    }
+                    PartitionProblem::MissingColumn { .. } => {
+                        invalid_argument(ErrorCode::Unspecified, problem.to_string())
+                    }
+                })?;
+            Some(partitioner)
+        };
 
         let (segment_max_bytes, max_block_bytes) = match spec.bytes_per_file {
             None => (self.config.segment_max_bytes, 0),
@@ -162,20 +196,30 @@ impl Ingest {
             run_id: run_id.clone(),
             spec: &spec,
             schema,
-            segment: None,
-            segment_start: 0,
+            // A run that is not partitioned is its one partition, 0, from the start (an empty
+            // run still delivers its file); partitions of a partitioned run appear with rows.
+            partitions: if partitioner.is_some() {
+                Vec::new()
+            } else {
+                vec![ReceivingPartition::default()]
+            },
+            partitioner,
+            partition_indexes: HashMap::new(),
             segment_count: 0,
             rows: 0,
             segment_max_bytes,
             max_block_bytes,
         };
-        let received = async {
+        let received: Result<(), Status> = async {
             let mut next = first_batch;
             while let Some(batch) = next {
                 self.receive_batch(&mut receiving, &batch).await?;
                 next = batches.try_next().await.map_err(stream_error)?;
             }
-            self.flush(&mut receiving).await
+            for partition in 0..receiving.partitions.len() {
+                self.flush(&mut receiving, partition).await?;
+            }
+            Ok(())
         }
         .await;
         if let Err(status) = received {
@@ -218,18 +262,108 @@ impl Ingest {
         run: &mut Receiving<'_>,
         batch: &RecordBatch,
     ) -> Result<(), Status> {
+        // Cloned (a few column positions) so that `run` can be borrowed mutably below.
+        let Some(partitioner) = run.partitioner.clone() else {
+            return self.receive_rows(run, 0, batch).await;
+        };
         let mut offset = 0;
         while offset < batch.num_rows() {
-            let in_segment = run.rows - run.segment_start;
+            // Sliced first, so that grouping copies at most a slice at a time.
+            let take = (batch.num_rows() - offset).min(MAX_SLICE_ROWS);
+            let parts = partitioner
+                .split(&batch.slice(offset, take))
+                .map_err(|e| internal("partitioning a batch", &e))?;
+            offset += take;
+            for part in parts {
+                let partition = self.partition_of(run, part.values).await?;
+                self.receive_rows(run, partition, &part.batch).await?;
+            }
+            self.stage_over_budget(run).await?;
+        }
+        Ok(())
+    }
+
+    /// The index of the partition with these key values, recorded when it is new.
+    async fn partition_of(
+        &self,
+        run: &mut Receiving<'_>,
+        values: Vec<String>,
+    ) -> Result<usize, Status> {
+        if let Some(&index) = run.partition_indexes.get(&values) {
+            return Ok(index);
+        }
+        let index = run.partitions.len();
+        if index == self.config.max_partitions {
+            return Err(invalid_argument(
+                ErrorCode::Unspecified,
+                format!(
+                    "partition_by: the data has more than {} distinct values of {}; partition \
+                     by columns with fewer values (or raise the service's \
+                     ingest.max_partitions)",
+                    self.config.max_partitions,
+                    run.spec.partition_by.join(", ")
+                ),
+            ));
+        }
+        self.store
+            .add_partition(&run.run_id, index as u64, &values)
+            .await
+            .map_err(|e| internal("recording a partition", &e))?;
+        run.partition_indexes.insert(values, index);
+        run.partitions.push(ReceivingPartition::default());
+        Ok(index)
+    }
+
+    /// Stages the largest open segments of a partitioned run while together they hold more
+    /// than the partition buffer allows.
+    async fn stage_over_budget(&self, run: &mut Receiving<'_>) -> Result<(), Status> {
+        loop {
+            let open = run
+                .partitions
+                .iter()
+                .enumerate()
+                .filter_map(|(index, partition)| {
+                    partition
+                        .segment
+                        .as_ref()
+                        .map(|segment| (index, segment.size()))
+                });
+            let (total, largest) = open.fold((0, None), |(total, largest), (index, size)| {
+                let largest = match largest {
+                    Some((_, most)) if most >= size => largest,
+                    _ => Some((index, size)),
+                };
+                (total + size, largest)
+            });
+            match largest {
+                Some((index, _)) if total > self.config.partition_buffer_bytes => {
+                    self.flush(run, index).await?;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Appends rows of one partition to its open segment, staging segments as they fill.
+    async fn receive_rows(
+        &self,
+        run: &mut Receiving<'_>,
+        partition: usize,
+        batch: &RecordBatch,
+    ) -> Result<(), Status> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let state = &mut run.partitions[partition];
+            let in_segment = state.rows - state.segment_start;
             let room = (self.config.segment_max_rows - in_segment)
-                .min(rows_until_boundary(run.rows, run.spec.rows_per_file).unwrap_or(u64::MAX));
+                .min(rows_until_boundary(state.rows, run.spec.rows_per_file).unwrap_or(u64::MAX));
             let take = (batch.num_rows() - offset)
                 .min(MAX_SLICE_ROWS)
                 .min(room as usize);
             let slice = batch.slice(offset, take);
-            let writer = match &mut run.segment {
+            let writer = match &mut state.segment {
                 Some(writer) => writer,
-                None => run.segment.insert(
+                None => state.segment.insert(
                     SegmentWriter::new(&run.schema)
                         .map_err(|e| internal("starting a segment", &e))?,
                 ),
@@ -241,47 +375,54 @@ impl Ingest {
                 )
             })?;
             offset += take;
+            state.rows += take as u64;
             run.rows += take as u64;
             let full = writer.rows() >= self.config.segment_max_rows
                 || writer.size() >= run.segment_max_bytes
                 || run
                     .spec
                     .rows_per_file
-                    .is_some_and(|rows| run.rows.is_multiple_of(rows));
+                    .is_some_and(|rows| state.rows.is_multiple_of(rows));
             if full {
-                self.flush(run).await?;
+                self.flush(run, partition).await?;
             }
         }
         Ok(())
     }
 
-    /// Stages the current segment, records it, and publishes its encode task.
-    async fn flush(&self, run: &mut Receiving<'_>) -> Result<(), Status> {
-        let Some(writer) = run.segment.take() else {
+    /// Stages a partition's open segment, records it, and publishes its encode task.
+    async fn flush(&self, run: &mut Receiving<'_>, partition: usize) -> Result<(), Status> {
+        let state = &mut run.partitions[partition];
+        let Some(writer) = state.segment.take() else {
             return Ok(());
         };
-        let row_count = writer.rows();
+        let segment = NewSegment {
+            segment_index: run.segment_count,
+            partition_index: partition as u64,
+            row_offset: state.segment_start,
+            row_count: writer.rows(),
+        };
+        state.segment_start = state.rows;
         let bytes = writer
             .finish()
             .map_err(|e| internal("finishing a segment", &e))?;
-        let index = run.segment_count;
-        let segment_key = segment_key(&run.run_id, index);
+        let segment_key = segment_key(&run.run_id, segment.segment_index);
         self.staging
             .put(&segment_key, bytes)
             .await
             .map_err(|e| internal("staging a segment", &e))?;
         // Recorded before it is announced, so its `SegmentEncoded` always finds it.
         self.store
-            .add_segment(&run.run_id, index, run.segment_start, row_count)
+            .add_segment(&run.run_id, &segment, run.rows)
             .await
             .map_err(|e| internal("recording a segment", &e))?;
         let task = EncodeTask {
             run_id: run.run_id.clone(),
-            segment_index: index,
+            segment_index: segment.segment_index,
             segment_key,
-            block_key: block_key(&run.run_id, index),
-            row_offset: run.segment_start,
-            row_count,
+            block_key: block_key(&run.run_id, segment.segment_index),
+            row_offset: segment.row_offset,
+            row_count: segment.row_count,
             encoding: Some(run.spec.encoding.clone()),
             max_block_bytes: run.max_block_bytes,
         };
@@ -290,7 +431,6 @@ impl Ingest {
             .await
             .map_err(|e| internal("queueing a segment", &e))?;
         run.segment_count += 1;
-        run.segment_start = run.rows;
         Ok(())
     }
 }

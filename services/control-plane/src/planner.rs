@@ -2,7 +2,8 @@
 //!
 //! - `SegmentEncoded` → when every segment of a file is encoded and the file can grow no more
 //!   (a later file has begun, or the stream has ended), publish its upload task. Files are
-//!   numbered densely from 1 in stream order.
+//!   numbered densely from 1 in stream order, within each partition of a partitioned export
+//!   (see `filedrop_core::plan::file_id` for their ids in the run).
 //! - `FileUploaded` → when every file is uploaded, publish the finalize task (committing).
 //! - `RunFinalized` → succeeded; staging is deleted.
 //! - `TaskFailed` → failed with the worker's error; staging is deleted.
@@ -13,7 +14,9 @@
 
 use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
-use filedrop_core::plan::{BlockRef, EncodedSegment, file_count, file_number_for, pack_by_size};
+use filedrop_core::plan::{
+    BlockRef, EncodedSegment, file_count, file_id, file_number_for, pack_by_size,
+};
 use filedrop_formats::format::Output;
 use filedrop_formats::segment::schema_from_bytes;
 use filedrop_formats::size::SizeBound;
@@ -32,15 +35,16 @@ use tracing::{info, warn};
 
 use crate::store::{FileRecord, RunRecord, RunStore, SegmentRecord, StoreError, is_final};
 
-/// Files ready to upload (number and blocks, in order), and the run's file count once known.
+/// Files of a partition ready to upload (number and blocks, in order), and the partition's
+/// file count once known.
 type ReadyFiles = (Vec<(u64, Vec<BlockRef>)>, Option<u64>);
 
 /// Row splits: a file is ready when a later file has begun (or the stream ended) and every
 /// one of its segments is encoded.
 fn files_by_rows(
     spec: &ExportSpec,
-    run: &RunRecord,
-    segments: &[SegmentRecord],
+    rows: u64,
+    segments: &[&SegmentRecord],
     stream_ended: bool,
 ) -> ReadyFiles {
     let mut by_file: BTreeMap<u64, Vec<BlockRef>> = BTreeMap::new();
@@ -55,8 +59,7 @@ fn files_by_rows(
         *encoded.entry(number).or_insert(true) &= segment.encoded;
     }
     let last_started = by_file.keys().next_back().copied().unwrap_or(0);
-    let total_files =
-        stream_ended.then(|| file_count(run.rows, spec.rows_per_file, spec.skip_empty));
+    let total_files = stream_ended.then(|| file_count(rows, spec.rows_per_file, spec.skip_empty));
     let ready = (1..=total_files.unwrap_or(last_started))
         .filter(|number| {
             let closed = stream_ended || *number < last_started;
@@ -67,20 +70,24 @@ fn files_by_rows(
     (ready, total_files)
 }
 
-/// Size splits: files packed from the encoded blocks' sizes (see `pack_by_size`).
-fn files_by_size(
-    spec: &ExportSpec,
-    run: &RunRecord,
-    segments: &[SegmentRecord],
-    stream_ended: bool,
-    limit: u64,
-) -> Result<ReadyFiles, RunFailure> {
+/// The size bound of a run's files.
+fn size_bound(spec: &ExportSpec, run: &RunRecord) -> Result<SizeBound, RunFailure> {
     let output = Output::from_encoding(&spec.encoding)
         .map_err(|problem| RunFailure::internal(format!("reading the format: {problem}")))?;
     let schema = schema_from_bytes(&run.arrow_schema)
         .map_err(|error| RunFailure::internal(format!("the stored schema: {error}")))?;
-    let bound = SizeBound::new(&output, &schema)
-        .map_err(|error| RunFailure::internal(format!("bounding file sizes: {error}")))?;
+    SizeBound::new(&output, &schema)
+        .map_err(|error| RunFailure::internal(format!("bounding file sizes: {error}")))
+}
+
+/// Size splits: files packed from the encoded blocks' sizes (see `pack_by_size`).
+fn files_by_size(
+    spec: &ExportSpec,
+    rows: u64,
+    segments: &[&SegmentRecord],
+    stream_ended: bool,
+    (bound, limit): (&SizeBound, u64),
+) -> ReadyFiles {
     let encoded: Vec<EncodedSegment> = segments
         .iter()
         .map(|segment| EncodedSegment {
@@ -92,7 +99,7 @@ fn files_by_size(
         &encoded,
         stream_ended,
         spec.skip_empty,
-        run.rows,
+        rows,
         |bytes, blocks| bound.file(bytes, blocks) <= limit,
     );
     let ready = plan
@@ -101,7 +108,7 @@ fn files_by_size(
         .enumerate()
         .map(|(index, blocks)| (index as u64 + 1, blocks))
         .collect();
-    Ok((ready, plan.total))
+    (ready, plan.total)
 }
 
 /// Errors of planning.
@@ -253,13 +260,46 @@ impl Planner {
         let stream_ended =
             run.segment_count == Some(segments.len() as u64) && run.state != RunState::Receiving;
 
-        let (ready_files, total_files) = match spec.bytes_per_file {
-            None => files_by_rows(&spec, &run, &segments, stream_ended),
-            Some(limit) => match files_by_size(&spec, &run, &segments, stream_ended, limit) {
-                Ok(planned) => planned,
+        // A run that is not partitioned is its one partition, 0, with no values.
+        let partitions = if spec.partition_by.is_empty() {
+            BTreeMap::from([(0, Vec::new())])
+        } else {
+            self.store.partitions(run_id).await?
+        };
+        let bound = match spec.bytes_per_file {
+            None => None,
+            Some(limit) => match size_bound(&spec, &run) {
+                Ok(bound) => Some((bound, limit)),
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             },
         };
+        let mut ready_files = Vec::new();
+        let mut total_files = Some(0);
+        for (&partition, values) in &partitions {
+            let segments: Vec<&SegmentRecord> = segments
+                .iter()
+                .filter(|segment| segment.partition_index == partition)
+                .collect();
+            let rows = segments.iter().map(|segment| segment.row_count).sum();
+            let (ready, total) = match &bound {
+                None => files_by_rows(&spec, rows, &segments, stream_ended),
+                Some((bound, limit)) => {
+                    files_by_size(&spec, rows, &segments, stream_ended, (bound, *limit))
+                }
+            };
+            let values: BTreeMap<String, String> = spec
+                .partition_by
+                .iter()
+                .cloned()
+                .zip(values.clone())
+                .collect();
+            ready_files.extend(
+                ready
+                    .into_iter()
+                    .map(|(number, blocks)| (partition, number, blocks, values.clone())),
+            );
+            total_files = total_files.zip(total).map(|(sum, total)| sum + total);
+        }
         // Sealed only when a task is published: most events publish nothing.
         let mut sealed_destination: Option<Vec<u8>> = None;
         let mut sealed = || {
@@ -268,17 +308,18 @@ impl Planner {
                 .clone()
         };
 
-        for (number, blocks) in ready_files {
-            if files.iter().any(|file| file.file_number == number) {
+        for (partition, number, blocks, values) in ready_files {
+            let file_number = file_id(partition, number);
+            if files.iter().any(|file| file.file_number == file_number) {
                 continue;
             }
-            let object_key = match spec.object_key(run_id, now, number) {
+            let object_key = match spec.object_key(run_id, now, number, &values) {
                 Ok(key) => key,
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };
             let task = UploadTask {
                 run_id: run_id.to_owned(),
-                file_number: number,
+                file_number,
                 object_key: object_key.clone(),
                 block_keys: blocks
                     .iter()
@@ -289,13 +330,16 @@ impl Planner {
                 sealed_destination: sealed(),
             };
             self.broker.publish(Queue::Upload, &task).await?;
-            self.store.add_file(run_id, number, &object_key).await?;
-            info!(run_id, file = number, key = %object_key, "file planned");
-            files.push(FileRecord {
-                file_number: number,
+            let file = FileRecord {
+                file_number,
+                partition_index: partition,
+                number_in_partition: number,
                 object_key,
                 uploaded_size: None,
-            });
+            };
+            self.store.add_file(run_id, &file).await?;
+            info!(run_id, partition, file = number, key = %file.object_key, "file planned");
+            files.push(file);
         }
 
         let Some(total_files) = total_files else {

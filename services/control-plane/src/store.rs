@@ -1,4 +1,4 @@
-//! The run store: runs, their segments and their files, in SQLite (the embedded default), with
+//! The run store: runs, their partitions, segments and files, in SQLite (the embedded default), with
 //! migrations embedded in the binary.
 //!
 //! State changes are conditional updates (`… WHERE state IN (…)`), so a redelivered event or
@@ -9,6 +9,7 @@ use filedrop_proto::v1::{ErrorCode, Resolution, RunState};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 use sqlx::{Row, SqlSafeStr, SqlitePool};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -60,7 +61,9 @@ pub struct RunRecord {
 pub struct SegmentRecord {
     /// Its position in the stream.
     pub segment_index: u64,
-    /// Its first row in the run.
+    /// The partition its rows belong to (0 when the export is not partitioned).
+    pub partition_index: u64,
+    /// Its first row in its partition (in the run, when the export is not partitioned).
     pub row_offset: u64,
     /// Its rows.
     pub row_count: u64,
@@ -74,12 +77,29 @@ pub struct SegmentRecord {
 /// A planned file.
 #[derive(Debug, Clone)]
 pub struct FileRecord {
-    /// Its number, from 1.
+    /// Its number in the run, from 1.
     pub file_number: u64,
+    /// The partition it belongs to.
+    pub partition_index: u64,
+    /// Its number in its partition, from 1.
+    pub number_in_partition: u64,
     /// Its key at the destination.
     pub object_key: String,
     /// Its size once uploaded.
     pub uploaded_size: Option<u64>,
+}
+
+/// A segment to record.
+#[derive(Debug, Clone)]
+pub struct NewSegment {
+    /// Its position in the stream.
+    pub segment_index: u64,
+    /// The partition its rows belong to.
+    pub partition_index: u64,
+    /// Its first row in its partition.
+    pub row_offset: u64,
+    /// Its rows.
+    pub row_count: u64,
 }
 
 /// The state's stored name.
@@ -135,6 +155,11 @@ fn migrator() -> Migrator {
             2,
             "block sizes",
             include_str!("../migrations/0002_block_sizes.sql"),
+        ),
+        migration(
+            3,
+            "partitions",
+            include_str!("../migrations/0003_partitions.sql"),
         ),
     ])
 }
@@ -208,26 +233,67 @@ impl RunStore {
         Ok(row.map(|row| run_from_row(&row)))
     }
 
-    /// Records a staged segment.
+    /// Records a partition of a partitioned run: its key text, one per partition column.
+    pub async fn add_partition(
+        &self,
+        run_id: &str,
+        partition_index: u64,
+        key_values: &[String],
+    ) -> Result<(), StoreError> {
+        let key_values = serde_json::to_string(key_values).unwrap_or_default();
+        sqlx::query(
+            "INSERT OR IGNORE INTO partitions (run_id, partition_index, key_values) \
+             VALUES (?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(partition_index as i64)
+        .bind(key_values)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The partitions of a partitioned run: each one's key text by index.
+    pub async fn partitions(&self, run_id: &str) -> Result<BTreeMap<u64, Vec<String>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT partition_index, key_values FROM partitions WHERE run_id = ? \
+             ORDER BY partition_index",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let values: String = row.get("key_values");
+                (
+                    row.get::<i64, _>("partition_index") as u64,
+                    serde_json::from_str(&values).unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    /// Records a staged segment, and that the run has received `rows_received` rows.
     pub async fn add_segment(
         &self,
         run_id: &str,
-        segment_index: u64,
-        row_offset: u64,
-        row_count: u64,
+        segment: &NewSegment,
+        rows_received: u64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT OR IGNORE INTO segments (run_id, segment_index, row_offset, row_count) \
-             VALUES (?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO segments (run_id, segment_index, partition_index, row_offset, \
+             row_count) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(run_id)
-        .bind(segment_index as i64)
-        .bind(row_offset as i64)
-        .bind(row_count as i64)
+        .bind(segment.segment_index as i64)
+        .bind(segment.partition_index as i64)
+        .bind(segment.row_offset as i64)
+        .bind(segment.row_count as i64)
         .execute(&self.pool)
         .await?;
         sqlx::query("UPDATE runs SET rows = ?, updated_at = ? WHERE run_id = ?")
-            .bind((row_offset + row_count) as i64)
+            .bind(rows_received as i64)
             .bind(now_ms())
             .bind(run_id)
             .execute(&self.pool)
@@ -287,8 +353,8 @@ impl RunStore {
     /// The run's segments, in stream order.
     pub async fn segments(&self, run_id: &str) -> Result<Vec<SegmentRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT segment_index, row_offset, row_count, encoded, block_size, block_sizes \
-             FROM segments WHERE run_id = ? ORDER BY segment_index",
+            "SELECT segment_index, partition_index, row_offset, row_count, encoded, block_size, \
+             block_sizes FROM segments WHERE run_id = ? ORDER BY segment_index",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
@@ -297,6 +363,7 @@ impl RunStore {
             .iter()
             .map(|row| SegmentRecord {
                 segment_index: row.get::<i64, _>("segment_index") as u64,
+                partition_index: row.get::<i64, _>("partition_index") as u64,
                 row_offset: row.get::<i64, _>("row_offset") as u64,
                 row_count: row.get::<i64, _>("row_count") as u64,
                 encoded: row.get::<i64, _>("encoded") == 1,
@@ -317,8 +384,8 @@ impl RunStore {
     /// The run's planned files, by number.
     pub async fn files(&self, run_id: &str) -> Result<Vec<FileRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT file_number, object_key, uploaded, size FROM files WHERE run_id = ? \
-             ORDER BY file_number",
+            "SELECT file_number, partition_index, number_in_partition, object_key, uploaded, \
+             size FROM files WHERE run_id = ? ORDER BY file_number",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
@@ -327,6 +394,11 @@ impl RunStore {
             .iter()
             .map(|row| FileRecord {
                 file_number: row.get::<i64, _>("file_number") as u64,
+                partition_index: row.get::<i64, _>("partition_index") as u64,
+                number_in_partition: row
+                    .get::<Option<i64>, _>("number_in_partition")
+                    .unwrap_or_else(|| row.get::<i64, _>("file_number"))
+                    as u64,
                 object_key: row.get("object_key"),
                 uploaded_size: (row.get::<i64, _>("uploaded") == 1)
                     .then(|| row.get::<Option<i64>, _>("size").unwrap_or(0) as u64),
@@ -335,18 +407,16 @@ impl RunStore {
     }
 
     /// Records a planned file (its upload task is published).
-    pub async fn add_file(
-        &self,
-        run_id: &str,
-        file_number: u64,
-        object_key: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn add_file(&self, run_id: &str, file: &FileRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT OR IGNORE INTO files (run_id, file_number, object_key) VALUES (?, ?, ?)",
+            "INSERT OR IGNORE INTO files (run_id, file_number, partition_index, \
+             number_in_partition, object_key) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(run_id)
-        .bind(file_number as i64)
-        .bind(object_key)
+        .bind(file.file_number as i64)
+        .bind(file.partition_index as i64)
+        .bind(file.number_in_partition as i64)
+        .bind(&file.object_key)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -462,10 +532,22 @@ mod tests {
             .await
             .unwrap();
         store.create_run("r1", b"sealed", b"schema").await.unwrap();
-        store.add_segment("r1", 0, 0, 10).await.unwrap();
+        let segment = |segment_index, partition_index, row_offset, row_count| NewSegment {
+            segment_index,
+            partition_index,
+            row_offset,
+            row_count,
+        };
+        store
+            .add_segment("r1", &segment(0, 0, 0, 10), 10)
+            .await
+            .unwrap();
         assert!(store.end_stream("r1", 10, 1).await.unwrap());
         assert!(!store.end_stream("r1", 10, 1).await.unwrap());
-        store.add_segment("r1", 1, 10, 0).await.unwrap();
+        store
+            .add_segment("r1", &segment(1, 0, 10, 0), 10)
+            .await
+            .unwrap();
         store.segment_encoded("r1", 0, 99, &[]).await.unwrap();
         store.segment_encoded("r1", 1, 30, &[10, 20]).await.unwrap();
         let segments = store.segments("r1").await.unwrap();
@@ -476,8 +558,15 @@ mod tests {
             [10, 20],
             "several blocks keep their sizes"
         );
-        store.add_file("r1", 1, "k").await.unwrap();
-        store.add_file("r1", 1, "k").await.unwrap();
+        let file = FileRecord {
+            file_number: 1,
+            partition_index: 0,
+            number_in_partition: 1,
+            object_key: "k".into(),
+            uploaded_size: None,
+        };
+        store.add_file("r1", &file).await.unwrap();
+        store.add_file("r1", &file).await.unwrap();
         store.file_uploaded("r1", 1, 42).await.unwrap();
         let run = store.get_run("r1").await.unwrap().unwrap();
         assert_eq!(
@@ -502,6 +591,50 @@ mod tests {
         let run = store.get_run("r1").await.unwrap().unwrap();
         assert_eq!(run.state, RunState::Failed);
         assert_eq!(run.failure, Some(failure));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn partitions_segments_and_files_keep_their_partition() {
+        let dir = std::env::temp_dir().join(format!("filedrop-parts-{}", std::process::id()));
+        let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
+            .await
+            .unwrap();
+        store.create_run("r1", b"sealed", b"schema").await.unwrap();
+        let values = vec!["DE".to_owned(), "a%2Fb".to_owned()];
+        store.add_partition("r1", 1, &values).await.unwrap();
+        store.add_partition("r1", 1, &values).await.unwrap();
+        assert_eq!(
+            store.partitions("r1").await.unwrap(),
+            BTreeMap::from([(1, values)])
+        );
+        let segment = NewSegment {
+            segment_index: 3,
+            partition_index: 1,
+            row_offset: 500,
+            row_count: 20,
+        };
+        store.add_segment("r1", &segment, 900).await.unwrap();
+        let stored = &store.segments("r1").await.unwrap()[0];
+        assert_eq!((stored.partition_index, stored.row_offset), (1, 500));
+        assert_eq!(store.get_run("r1").await.unwrap().unwrap().rows, 900);
+        let file = FileRecord {
+            file_number: (1 << 32) + 2,
+            partition_index: 1,
+            number_in_partition: 2,
+            object_key: "DE/2.csv".into(),
+            uploaded_size: None,
+        };
+        store.add_file("r1", &file).await.unwrap();
+        let stored = &store.files("r1").await.unwrap()[0];
+        assert_eq!(
+            (
+                stored.file_number,
+                stored.partition_index,
+                stored.number_in_partition
+            ),
+            (file.file_number, 1, 2)
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
