@@ -179,7 +179,7 @@ fn slice_rows(batches: &[RecordBatch], start: usize, len: usize) -> Vec<RecordBa
 }
 
 /// The writer properties of every Parquet block, and of empty Parquet files.
-pub(crate) fn parquet_properties(codec: ParquetCodec) -> WriterProperties {
+pub fn parquet_properties(codec: ParquetCodec) -> WriterProperties {
     let compression = match codec {
         ParquetCodec::Snappy => Compression::SNAPPY,
         ParquetCodec::Zstd => Compression::ZSTD(ZstdLevel::default()),
