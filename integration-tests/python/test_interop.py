@@ -35,36 +35,36 @@ def sample_table() -> pa.Table:
     )
 
 
-def test_pyarrow_flight_export_reads_back_through_pyarrow_s3(stack, filedrop_pb2):
-    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    table = sample_table()
-    request = filedrop_pb2.ExportRequest(
-        destination=filedrop_pb2.S3Destination(
-            endpoint_url=f"http://{stack['s3_endpoint']}",
-            region="us-east-1",
-            force_path_style=True,
-            bucket=stack["bucket"],
-            prefix="interop/",
-            access_key=filedrop_pb2.AccessKeyCredential(
-                access_key_id=stack["access_key_id"],
-                secret_access_key=stack["secret_access_key"],
-            ),
+def destination(stack, filedrop_pb2, prefix):
+    """The moto bucket of the stack, under `prefix`."""
+    return filedrop_pb2.S3Destination(
+        endpoint_url=f"http://{stack['s3_endpoint']}",
+        region="us-east-1",
+        force_path_style=True,
+        bucket=stack["bucket"],
+        prefix=prefix,
+        access_key=filedrop_pb2.AccessKeyCredential(
+            access_key_id=stack["access_key_id"],
+            secret_access_key=stack["secret_access_key"],
         ),
-        format=filedrop_pb2.FILE_FORMAT_PARQUET,
-        filename_template="{{run_id}}.parquet",
-        success_file=filedrop_pb2.SuccessFile(enabled=True),
     )
 
+
+def send(stack, filedrop_pb2, request, table, chunk_rows):
+    """Streams `table` with pyarrow's Flight client; returns the ExportAccepted."""
     client = flight.connect(stack["flight_url"])
     descriptor = flight.FlightDescriptor.for_command(request.SerializeToString())
     writer, reader = client.do_put(descriptor, table.schema)
-    writer.write_table(table, max_chunksize=50_000)
+    writer.write_table(table, max_chunksize=chunk_rows)
     writer.done_writing()
     accepted = filedrop_pb2.ExportAccepted.FromString(reader.read().to_pybytes())
     writer.close()
-    assert accepted.rows == ROWS
+    return accepted
 
-    s3 = fs.S3FileSystem(
+
+def s3_filesystem(stack):
+    """pyarrow's S3 filesystem on the stack's moto server."""
+    return fs.S3FileSystem(
         access_key=stack["access_key_id"],
         secret_key=stack["secret_access_key"],
         endpoint_override=stack["s3_endpoint"],
@@ -72,6 +72,22 @@ def test_pyarrow_flight_export_reads_back_through_pyarrow_s3(stack, filedrop_pb2
         region="us-east-1",
         force_virtual_addressing=False,
     )
+
+
+def test_pyarrow_flight_export_reads_back_through_pyarrow_s3(stack, filedrop_pb2):
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    table = sample_table()
+    request = filedrop_pb2.ExportRequest(
+        destination=destination(stack, filedrop_pb2, "interop/"),
+        format=filedrop_pb2.FILE_FORMAT_PARQUET,
+        filename_template="{{run_id}}.parquet",
+        success_file=filedrop_pb2.SuccessFile(enabled=True),
+    )
+
+    accepted = send(stack, filedrop_pb2, request, table, 50_000)
+    assert accepted.rows == ROWS
+
+    s3 = s3_filesystem(stack)
     data_path = f"{stack['bucket']}/interop/{accepted.run_id}.parquet"
     marker = f"{data_path}.DONE"
     # Wait as a downstream sensor would: for the success marker, written last.
@@ -94,17 +110,7 @@ def test_a_partitioned_parquet_export_reads_back_with_pyarrow_hive_partitioning(
         "region", pa.array([regions[i % len(regions)] for i in range(ROWS)], pa.string())
     )
     request = filedrop_pb2.ExportRequest(
-        destination=filedrop_pb2.S3Destination(
-            endpoint_url=f"http://{stack['s3_endpoint']}",
-            region="us-east-1",
-            force_path_style=True,
-            bucket=stack["bucket"],
-            prefix="partitioned/",
-            access_key=filedrop_pb2.AccessKeyCredential(
-                access_key_id=stack["access_key_id"],
-                secret_access_key=stack["secret_access_key"],
-            ),
-        ),
+        destination=destination(stack, filedrop_pb2, "partitioned/"),
         format=filedrop_pb2.FILE_FORMAT_PARQUET,
         parquet=filedrop_pb2.ParquetOptions(
             layout=filedrop_pb2.PARQUET_LAYOUT_DIRECTORY_WITHOUT_EXTENSION
@@ -116,23 +122,10 @@ def test_a_partitioned_parquet_export_reads_back_with_pyarrow_hive_partitioning(
         ),
     )
 
-    client = flight.connect(stack["flight_url"])
-    descriptor = flight.FlightDescriptor.for_command(request.SerializeToString())
-    writer, reader = client.do_put(descriptor, table.schema)
-    writer.write_table(table, max_chunksize=30_000)
-    writer.done_writing()
-    accepted = filedrop_pb2.ExportAccepted.FromString(reader.read().to_pybytes())
-    writer.close()
+    accepted = send(stack, filedrop_pb2, request, table, 30_000)
     assert accepted.rows == ROWS
 
-    s3 = fs.S3FileSystem(
-        access_key=stack["access_key_id"],
-        secret_key=stack["secret_access_key"],
-        endpoint_override=stack["s3_endpoint"],
-        scheme="http",
-        region="us-east-1",
-        force_virtual_addressing=False,
-    )
+    s3 = s3_filesystem(stack)
     root = f"{stack['bucket']}/partitioned"
     deadline = time.monotonic() + 300
     while s3.get_file_info(f"{root}/_SUCCESS").type != fs.FileType.File:
