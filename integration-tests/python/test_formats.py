@@ -12,6 +12,10 @@ describing each file. Every file is checked here:
   literal (where nulls and empty strings are told apart), pyarrow's and DuckDB's CSV readers too;
 - JSON and NDJSON: Python's `json` module, DuckDB's `read_json`, and pyarrow's NDJSON reader;
 - Parquet: pyarrow (the table must be equal, nested types included) and DuckDB.
+
+A file of a split run is checked as above against the rows it holds (`first_row`, `rows`), row
+numbers included; each split run's files together must hold the whole table in order, every
+file but the last full (by rows) or every delivered file at or under the limit (by size).
 """
 
 import csv
@@ -63,11 +67,12 @@ def test_the_matrix_directory_is_given():
 def expected_table(case) -> pa.Table:
     with ipc.open_file(DIR / case["input"]) as reader:
         table = reader.read_all()
+    first_row = case.get("first_row", 0)
     if case.get("rows") is not None:
-        table = table.slice(0, case["rows"])
+        table = table.slice(first_row, case["rows"])
     name = case["row_number"]
     if name:
-        numbers = pa.array(range(1, table.num_rows + 1), pa.int64())
+        numbers = pa.array(range(first_row + 1, first_row + table.num_rows + 1), pa.int64())
         table = table.add_column(0, pa.field(name, pa.int64(), nullable=False), numbers)
     return table
 
@@ -369,6 +374,34 @@ def check_zip64(case, table: pa.Table):
             start = header + entry.read(2 * block_length)
     doubled = pa.concat_tables([table, table])
     check_delimited_with_csv_module(case, doubled, start.decode("utf-8"))
+
+
+SPLIT_RUNS = {}
+for _case in CASES:
+    if "split" in _case:
+        SPLIT_RUNS.setdefault(_case["split"]["group"], []).append(_case)
+
+
+@pytest.mark.parametrize("group", sorted(SPLIT_RUNS), ids=lambda group: f"split-run-{group}")
+def test_a_split_runs_files_hold_the_table_in_order_within_the_limit(group):
+    files = sorted(SPLIT_RUNS[group], key=lambda case: case["split"]["index"])
+    split = files[0]["split"]
+    assert len(files) == split["files"] > 1, "the run was cut into several files"
+    with ipc.open_file(DIR / files[0]["input"]) as reader:
+        total = reader.read_all().num_rows
+    # Each file was checked against its rows (test_case): together they cover the table.
+    next_row = 0
+    for case in files:
+        assert case["first_row"] == next_row, f"{case['file']} starts at row {case['first_row']}"
+        assert case["rows"] > 0
+        next_row += case["rows"]
+    assert next_row == total
+    if split["mode"] == "rows":
+        assert [case["rows"] for case in files[:-1]] == [split["limit"]] * (len(files) - 1)
+        assert files[-1]["rows"] <= split["limit"]
+    else:
+        sizes = [(DIR / case["file"]).stat().st_size for case in files]
+        assert max(sizes) <= split["limit"], f"{sizes} over {split['limit']} bytes"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case["file"])

@@ -874,6 +874,31 @@ async fn invalid_format_options_are_refused_naming_the_setting_and_risky_ones_wa
         column_name: "row number".into(),
     });
     cases.push(("row_number.column_name", r));
+    let mut r = base.clone();
+    r.filename_template = "exports/../{{run_id}}.csv".into();
+    cases.push(("filename_template", r));
+    let mut r = base.clone();
+    r.filename_template = "{{campaign}}-{{file_number}}.csv".into();
+    cases.push(("filename_template", r));
+    for (rows, megabytes, field) in [
+        (49_999, 0, "split.rows_per_file"),
+        (10_000_001, 0, "split.rows_per_file"),
+        (0, 2001, "split.megabytes_per_file"),
+        (100_000, 10, "split.megabytes_per_file"),
+    ] {
+        let split = Split {
+            rows_per_file: rows,
+            megabytes_per_file: megabytes,
+            ..Default::default()
+        };
+        cases.push((
+            field,
+            ExportRequest {
+                split: Some(split),
+                ..base.clone()
+            },
+        ));
+    }
     for (field, request) in cases {
         let status = client::export(&stack.url(), &request, data::table(10, 10))
             .await

@@ -4,7 +4,10 @@
 //! with Python's `csv` module (the matching dialect), pyarrow, DuckDB, the standard compression
 //! tools, `unzip`, Python's `zipfile`, `tar` and Python's `tarfile`, and compares it with the
 //! input table. One zip case is over 4 GiB, to check Zip64 archives. Some cases are encrypted
-//! to a key GnuPG made, and `gpg --decrypt` opens them first.
+//! to a key GnuPG made, and `gpg --decrypt` opens them first. Split runs (by rows and by size,
+//! in every format, packing and with PGP on and off) are cut into files as the services cut
+//! them: each file is checked on its own against the rows it holds, and each run's files
+//! together against the whole table, every one at or under the size limit.
 
 use arrow_array::{
     ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, ListArray,
@@ -12,14 +15,21 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Fields, SchemaRef};
 use bytes::Bytes;
+use filedrop_core::plan::{
+    BlockRef, EncodedSegment, file_number_for, pack_by_size, rows_until_boundary,
+};
 use filedrop_formats::archive::Archive;
 use filedrop_formats::compress::StreamCompression;
 use filedrop_formats::delimited::{DelimitedOptions, LineEnding, QuoteMode};
+use filedrop_formats::encode::{EncodedBlock, encode_block, encode_bounded};
 use filedrop_formats::format::{JsonLayout, Output, OutputFormat, ParquetCodec};
 use filedrop_formats::pgp::PgpRecipient;
+use filedrop_formats::size::SizeBound;
 use filedrop_integration_tests::gpg::{Gpg, KeyKind};
 use filedrop_integration_tests::services::run_pytest;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -132,7 +142,7 @@ fn deliver(output: &Output, schema: &SchemaRef, batches: &[RecordBatch]) -> Vec<
     let blocks: Vec<Bytes> = batches
         .iter()
         .map(|batch| {
-            let block = filedrop_formats::encode::encode_block(
+            let block = encode_block(
                 output,
                 schema,
                 std::slice::from_ref(batch),
@@ -143,6 +153,11 @@ fn deliver(output: &Output, schema: &SchemaRef, batches: &[RecordBatch]) -> Vec<
             block
         })
         .collect();
+    assemble(output, schema, &blocks)
+}
+
+/// The file made of `blocks`, as the uploader assembles it.
+fn assemble(output: &Output, schema: &SchemaRef, blocks: &[Bytes]) -> Vec<u8> {
     let sizes: Vec<u64> = blocks.iter().map(|block| block.len() as u64).collect();
     filedrop_formats::assemble::assemble(
         output,
@@ -153,6 +168,150 @@ fn deliver(output: &Output, schema: &SchemaRef, batches: &[RecordBatch]) -> Vec<
         Vec::new(),
     )
     .unwrap()
+}
+
+/// How a run's rows are cut into files, as the export's `split` setting says. The limits are
+/// far under the export's minimums (50,000 rows, 1 MB), which the export validates: the
+/// library takes any limit, and small ones cut the matrix table into several files.
+#[derive(Clone, Copy, Debug)]
+enum Split {
+    /// Rows per file.
+    Rows(u64),
+    /// The most bytes a delivered file may have, and the most rows the ingest puts in a
+    /// segment (as it caps a size split's segments at a fraction of the limit): with small
+    /// segments several blocks fill a file; with large ones the encoders cut blocks.
+    Bytes { limit: u64, segment_rows: u64 },
+}
+
+/// A size split whose limit cuts `batches` into about three files of `output`, whatever the
+/// format and packing: a third of the whole table's block, what a block holds besides its
+/// rows (a Parquet block's footer, a compressed stream's header: a block of one row measures
+/// it), and what the file around it adds.
+fn about_three_files(output: &Output, batches: &[RecordBatch], segment_rows: u64) -> Split {
+    let schema = batches[0].schema();
+    let whole = encode_block(output, &schema, batches, 1).unwrap();
+    let one_row = encode_block(output, &schema, &[batches[0].slice(0, 1)], 1).unwrap();
+    let bound = SizeBound::new(output, &schema).unwrap();
+    let block = (whole.len() as u64).div_ceil(3) + one_row.len() as u64;
+    Split::Bytes {
+        limit: bound.file(block, 1),
+        segment_rows,
+    }
+}
+
+/// A file of a split run and the rows of the run it holds.
+struct SplitFile {
+    bytes: Vec<u8>,
+    rows: Range<u64>,
+}
+
+/// An encoded block and the run's rows it holds.
+struct PlacedBlock {
+    block: EncodedBlock,
+    first_row: u64,
+}
+
+/// Delivers `batches` split into files as the services do. Each batch arrives as a message;
+/// by rows, the ingest cuts segments at file boundaries and files follow from row offsets; by
+/// size, encoders cut segments into blocks that fit a file alone and the planner packs blocks
+/// into files while the file's size bound stays within the limit.
+fn deliver_split(
+    output: &Output,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    split: Split,
+) -> Vec<SplitFile> {
+    let (rows_per_file, segment_rows) = match split {
+        Split::Rows(rows) => (Some(rows), u64::MAX),
+        Split::Bytes { segment_rows, .. } => (None, segment_rows),
+    };
+    let mut segments: Vec<(u64, RecordBatch)> = Vec::new();
+    let mut offset = 0;
+    for batch in batches {
+        let mut start = 0;
+        while start < batch.num_rows() as u64 {
+            let left = (batch.num_rows() as u64 - start).min(segment_rows);
+            let take =
+                rows_until_boundary(offset, rows_per_file).map_or(left, |room| room.min(left));
+            segments.push((offset, batch.slice(start as usize, take as usize)));
+            start += take;
+            offset += take;
+        }
+    }
+    let (bound, max_block_bytes) = match split {
+        Split::Rows(_) => (None, None),
+        Split::Bytes { limit, .. } => {
+            let bound = SizeBound::new(output, schema).unwrap();
+            let largest = bound.largest_block(limit).expect("a block fits the limit");
+            (Some(bound), Some(largest))
+        }
+    };
+    let encoded: Vec<Vec<PlacedBlock>> = segments
+        .iter()
+        .map(|(offset, segment)| {
+            let blocks = encode_bounded(
+                output,
+                schema,
+                std::slice::from_ref(segment),
+                offset + 1,
+                max_block_bytes,
+            )
+            .unwrap();
+            let mut first_row = *offset;
+            blocks
+                .into_iter()
+                .map(|block| {
+                    let placed = PlacedBlock { block, first_row };
+                    first_row += placed.block.rows;
+                    placed
+                })
+                .collect()
+        })
+        .collect();
+    let files: Vec<Vec<BlockRef>> = match (split, &bound) {
+        (Split::Bytes { limit, .. }, Some(bound)) => {
+            let sizes: Vec<EncodedSegment> = encoded
+                .iter()
+                .enumerate()
+                .map(|(index, blocks)| EncodedSegment {
+                    index: index as u64,
+                    block_sizes: Some(blocks.iter().map(|b| b.block.bytes.len() as u64).collect()),
+                })
+                .collect();
+            let plan = pack_by_size(&sizes, true, false, offset, |bytes, blocks| {
+                bound.file(bytes, blocks) <= limit
+            });
+            plan.files
+        }
+        _ => {
+            let mut by_file: BTreeMap<u64, Vec<BlockRef>> = BTreeMap::new();
+            for (index, (offset, _)) in segments.iter().enumerate() {
+                by_file
+                    .entry(file_number_for(*offset, rows_per_file))
+                    .or_default()
+                    .push((index as u64, 0));
+            }
+            by_file.into_values().collect()
+        }
+    };
+    files
+        .iter()
+        .map(|refs| {
+            let placed: Vec<&PlacedBlock> = refs
+                .iter()
+                .map(|(segment, part)| &encoded[*segment as usize][*part])
+                .collect();
+            let blocks: Vec<Bytes> = placed.iter().map(|p| p.block.bytes.clone()).collect();
+            let first = placed
+                .first()
+                .expect("a file of a non-empty run has blocks");
+            let last = placed.last().expect("a file of a non-empty run has blocks");
+            SplitFile {
+                bytes: assemble(output, schema, &blocks),
+                rows: first.first_row..last.first_row + last.block.rows,
+            }
+        })
+        .collect()
 }
 
 /// The key files are delivered at: archives name their entry after it.
@@ -170,6 +329,8 @@ fn write_ipc(path: &Path, batches: &[RecordBatch]) {
 struct Matrix<'a> {
     dir: &'a Path,
     cases: Vec<Value>,
+    /// How many split runs were added.
+    split_groups: usize,
 }
 
 impl Matrix<'_> {
@@ -180,6 +341,43 @@ impl Matrix<'_> {
         case["file"] = json!(name);
         self.describe(&mut case, output, &name);
         self.cases.push(case);
+    }
+
+    /// Adds one case per file of a run split by `split`, each naming the rows it holds and the
+    /// run (`split.group`) it belongs to.
+    fn add_split(&mut self, case: Value, output: &Output, batches: &[RecordBatch], split: Split) {
+        let schema = batches[0].schema();
+        let files = deliver_split(output, &schema, batches, split);
+        assert!(
+            files.len() > 1,
+            "{split:?} cuts the table into several files"
+        );
+        let group = self.split_groups;
+        self.split_groups += 1;
+        let (mode, limit) = match split {
+            Split::Rows(rows) => ("rows", rows),
+            Split::Bytes { limit, .. } => ("bytes", limit),
+        };
+        for (index, file) in files.iter().enumerate() {
+            if let Split::Bytes { limit, .. } = split {
+                assert!(
+                    file.bytes.len() as u64 <= limit,
+                    "{} > {limit}",
+                    file.bytes.len()
+                );
+            }
+            let name = format!("case-{:04}", self.cases.len());
+            std::fs::write(self.dir.join(&name), &file.bytes).unwrap();
+            let mut case = case.clone();
+            case["first_row"] = json!(file.rows.start);
+            case["rows"] = json!(file.rows.end - file.rows.start);
+            case["split"] = json!({
+                "group": group, "index": index, "files": files.len(), "mode": mode,
+                "limit": limit,
+            });
+            self.describe(&mut case, output, &name);
+            self.cases.push(case);
+        }
     }
 
     fn describe(&self, case: &mut Value, output: &Output, file: &str) {
@@ -224,7 +422,7 @@ fn add_zip64_case(matrix: &mut Matrix<'_>, flat: &[RecordBatch]) {
         )))
     };
     let schema = flat[0].schema();
-    let block = filedrop_formats::encode::encode_block(&output, &schema, flat, 1).unwrap();
+    let block = encode_block(&output, &schema, flat, 1).unwrap();
     let repeats = (4u64 << 30).div_ceil(block.len() as u64) + 1;
     let sizes = vec![block.len() as u64; repeats as usize];
     let name = format!("case-{:04}", matrix.cases.len());
@@ -265,6 +463,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
     let mut matrix = Matrix {
         dir: &dir,
         cases: Vec::new(),
+        split_groups: 0,
     };
 
     let mut variant = 0;
@@ -435,6 +634,76 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
     };
     let case = json!({"format": "parquet", "input": "nested.arrow", "codec": "Snappy"});
     matrix.add(case, &encrypted(parquet, PACKINGS[0]), &nested);
+    // Split runs, by rows and by size: every format and packing, encrypted every other run;
+    // row numbers run across each run's files.
+    let mut run = 0;
+    for by_size in [false, true] {
+        for packing in PACKINGS {
+            for format in ["delimited", "json", "ndjson"] {
+                run += 1;
+                let delimiter = [b',', b'\t', b'|', b';'][run % 4];
+                let (output_format, input, case) = match format {
+                    "delimited" => (
+                        OutputFormat::Delimited(DelimitedOptions {
+                            null_value: Some("NULL".to_owned()),
+                            ..DelimitedOptions::with_delimiter(delimiter)
+                        }),
+                        &flat,
+                        json!({
+                            "format": "delimited", "input": "flat.arrow",
+                            "delimiter": (delimiter as char).to_string(), "header": true,
+                            "quote_mode": "SpecialCharacters", "escape": null,
+                            "null_value": "NULL", "line_ending": "lf",
+                        }),
+                    ),
+                    json_format => (
+                        OutputFormat::Json {
+                            layout: if json_format == "json" {
+                                JsonLayout::Array
+                            } else {
+                                JsonLayout::Lines
+                            },
+                            line_ending: LineEnding::Lf,
+                        },
+                        &nested,
+                        json!({"format": json_format, "input": "nested.arrow", "line_ending": "lf"}),
+                    ),
+                };
+                let output = Output {
+                    format: output_format,
+                    row_number_column: Some("row_number".to_owned()),
+                    compression: packing.0,
+                    archive: packing.1,
+                    encryption: (run % 2 == 0).then(|| recipient.clone()),
+                };
+                let split = if by_size {
+                    // Whole messages as segments (cut into blocks by the encoders), or
+                    // segments of 30 rows (packed several to a file), in turn.
+                    about_three_files(&output, input, [BLOCK_ROWS as u64, 30][(run / 3) % 2])
+                } else {
+                    Split::Rows(90)
+                };
+                matrix.add_split(case, &output, input, split);
+            }
+        }
+        for (codec, encrypted) in [(ParquetCodec::Snappy, false), (ParquetCodec::Zstd, true)] {
+            let output = Output {
+                format: OutputFormat::Parquet { codec },
+                row_number_column: Some("row_number".to_owned()),
+                compression: None,
+                archive: None,
+                encryption: encrypted.then(|| recipient.clone()),
+            };
+            let split = if by_size {
+                about_three_files(&output, &nested, if encrypted { 30 } else { 100 })
+            } else {
+                Split::Rows(90)
+            };
+            let case = json!({"format": "parquet", "input": "nested.arrow", "codec": format!("{codec:?}")});
+            matrix.add_split(case, &output, &nested, split);
+        }
+    }
+    let split_groups = matrix.split_groups;
     add_zip64_case(&mut matrix, &flat);
     let count = matrix.cases.len();
     std::fs::write(
@@ -449,7 +718,7 @@ fn every_format_and_option_reads_back_in_python_csv_pyarrow_and_duckdb() {
             ("FILEDROP_MATRIX_DIR", dir.as_os_str()),
             ("GNUPGHOME", gpg.home().as_os_str()),
         ],
-        count,
+        count + split_groups,
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,6 +5,7 @@ use crate::{Context, report};
 use bytes::Bytes;
 use filedrop_core::failure::RunFailure;
 use filedrop_formats::FormatError;
+use filedrop_formats::encode::EncodedBlock;
 use filedrop_formats::format::Output;
 use filedrop_proto::jobs::v1::{EncodeTask, Encoding, SegmentEncoded, worker_event};
 use filedrop_proto::v1::ErrorCode;
@@ -97,10 +98,13 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             .await;
         }
     };
-    let block_sizes: Vec<u64> = blocks.iter().map(|block| block.len() as u64).collect();
+    let block_sizes: Vec<u64> = blocks
+        .iter()
+        .map(|block| block.bytes.len() as u64)
+        .collect();
     for (part, block) in blocks.into_iter().enumerate() {
         let key = block_part_key(&task.block_key, part);
-        if let Err(error) = context.staging.put(&key, block).await {
+        if let Err(error) = context.staging.put(&key, block.bytes).await {
             warn!(run_id, %error, "staging write failed, will retry");
             return Outcome::Retry;
         }
@@ -135,7 +139,7 @@ fn encode(
     segment: Bytes,
     first_row_number: u64,
     max_block_bytes: Option<u64>,
-) -> Result<Vec<Bytes>, FormatError> {
+) -> Result<Vec<EncodedBlock>, FormatError> {
     let (schema, batches) = filedrop_formats::segment::read_segment(segment)?;
     filedrop_formats::encode::encode_bounded(
         output,

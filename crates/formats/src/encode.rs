@@ -112,6 +112,15 @@ fn encode_json(
     Ok(out)
 }
 
+/// A block and the number of rows it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBlock {
+    /// The block's bytes, as [`encode_block`] makes them.
+    pub bytes: Bytes,
+    /// How many of the segment's rows it holds.
+    pub rows: u64,
+}
+
 /// Encodes `batches` into blocks of at most `max_block_bytes` each (one block when it fits):
 /// a segment that encodes larger is cut into slices of consecutive rows, sized from the first
 /// attempt, each encoded the same way. A single row that does not fit is
@@ -122,16 +131,19 @@ pub fn encode_bounded(
     batches: &[RecordBatch],
     first_row_number: u64,
     max_block_bytes: Option<u64>,
-) -> Result<Vec<Bytes>, FormatError> {
-    let block = encode_block(output, schema, batches, first_row_number)?;
-    let Some(max) = max_block_bytes else {
-        return Ok(vec![block]);
-    };
-    let size = block.len() as u64;
-    if size <= max {
-        return Ok(vec![block]);
-    }
+) -> Result<Vec<EncodedBlock>, FormatError> {
+    let bytes = encode_block(output, schema, batches, first_row_number)?;
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let size = bytes.len() as u64;
+    let max = match max_block_bytes {
+        Some(max) if size > max => max,
+        _ => {
+            return Ok(vec![EncodedBlock {
+                bytes,
+                rows: rows as u64,
+            }]);
+        }
+    };
     if rows <= 1 {
         return Err(FormatError::FileTooLarge(format!(
             "row {first_row_number} alone encodes to {size} bytes, more than a file of the size \
@@ -227,15 +239,25 @@ mod tests {
         let whole = encode_block(&output, &schema, &batches, 11).unwrap();
         let blocks = encode_bounded(&output, &schema, &batches, 11, Some(1000)).unwrap();
         assert!(blocks.len() > whole.len() / 1000, "{}", blocks.len());
-        assert!(blocks.iter().all(|block| block.len() <= 1000));
-        assert_eq!(
-            blocks.concat(),
-            whole.to_vec(),
-            "the same rows, numbered the same"
-        );
+        assert!(blocks.iter().all(|block| block.bytes.len() <= 1000));
+        let joined: Vec<u8> = blocks
+            .iter()
+            .flat_map(|block| block.bytes.to_vec())
+            .collect();
+        assert_eq!(joined, whole.to_vec(), "the same rows, numbered the same");
+        for block in &blocks {
+            let lines = block.bytes.iter().filter(|byte| **byte == b'\n').count();
+            assert_eq!(block.rows, lines as u64, "each block counts its own rows");
+        }
 
         let one = encode_bounded(&output, &schema, &batches, 11, Some(whole.len() as u64));
-        assert_eq!(one.unwrap(), vec![whole]);
+        assert_eq!(
+            one.unwrap(),
+            vec![EncodedBlock {
+                bytes: whole,
+                rows: 1000
+            }]
+        );
         let error = encode_bounded(&output, &schema, &batches, 11, Some(5)).unwrap_err();
         assert!(
             matches!(&error, FormatError::FileTooLarge(message) if message.contains("row 11 alone")),
