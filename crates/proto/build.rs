@@ -5,6 +5,7 @@ use std::path::PathBuf;
 const FILES: &[&str] = &[
     "filedrop/v1/export.proto",
     "filedrop/v1/run.proto",
+    "filedrop/v1/credential.proto",
     "filedrop/jobs/v1/tasks.proto",
 ];
 

@@ -1,5 +1,8 @@
-"""Prepares a fresh moto server for filedrop: an IAM user allowed s3:*, its access key, the
-buckets asked for, and then authentication switched on (moto starts with it off).
+"""Prepares a fresh moto server for filedrop: an IAM user `filedrop` allowed s3:* and
+sts:AssumeRole (filedrop's own identity, and the key of access-key destinations), a user
+`bucket-owner` allowed iam:* and s3:* (what a bucket owner does: create roles for filedrop), their
+access keys, the buckets asked for, and then authentication switched on (moto starts with it
+off).
 
 Prints the credentials as JSON (default) or as shell assignments (--format env).
 """
@@ -11,9 +14,13 @@ import urllib.request
 import boto3
 
 ADMIN = {"aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
-S3_WRITER_POLICY = {
+FILEDROP_POLICY = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}],
+    "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}],
+}
+OWNER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["iam:*", "s3:*"], "Resource": "*"}],
 }
 
 
@@ -26,13 +33,12 @@ def main() -> None:
 
     common = {"endpoint_url": args.endpoint, "region_name": "us-east-1", **ADMIN}
     iam = boto3.client("iam", **common)
-    iam.create_user(UserName="filedrop")
-    iam.put_user_policy(
-        UserName="filedrop",
-        PolicyName="s3-writer",
-        PolicyDocument=json.dumps(S3_WRITER_POLICY),
-    )
-    key = iam.create_access_key(UserName="filedrop")["AccessKey"]
+    keys = {}
+    for user, policy in [("filedrop", FILEDROP_POLICY), ("bucket-owner", OWNER_POLICY)]:
+        iam.create_user(UserName=user)
+        iam.put_user_policy(UserName=user, PolicyName="policy", PolicyDocument=json.dumps(policy))
+        keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
+    key = keys["filedrop"]
     s3 = boto3.client("s3", **common)
     for bucket in args.bucket:
         s3.create_bucket(Bucket=bucket)
@@ -49,6 +55,8 @@ def main() -> None:
         "endpoint": args.endpoint,
         "access_key_id": key["AccessKeyId"],
         "secret_access_key": key["SecretAccessKey"],
+        "owner_access_key_id": keys["bucket-owner"]["AccessKeyId"],
+        "owner_secret_access_key": keys["bucket-owner"]["SecretAccessKey"],
     }
     if args.format == "json":
         print(json.dumps(credentials))

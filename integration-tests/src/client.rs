@@ -4,6 +4,7 @@ use arrow_array::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::{FlightClient, FlightDescriptor};
+use filedrop_proto::v1::credential_service_client::CredentialServiceClient;
 use filedrop_proto::v1::run_service_client::RunServiceClient;
 use filedrop_proto::v1::{
     AccessKeyCredential, CsvOptions, ExportAccepted, ExportRequest, FileFormat, GetRunRequest, Run,
@@ -47,6 +48,7 @@ pub fn request(
                 access_key_id: access_key_id.to_owned(),
                 secret_access_key: secret_access_key.to_owned(),
                 session_token: String::new(),
+                ..Default::default()
             }),
             ..Default::default()
         }),
@@ -153,6 +155,49 @@ fn status(error: FlightError) -> tonic::Status {
         FlightError::Tonic(status) => *status,
         other => tonic::Status::unknown(other.to_string()),
     }
+}
+
+/// Creates an iam-role-to-role credential for `role_arn`.
+pub async fn create_role_credential(
+    url: &str,
+    role_arn: &str,
+) -> Result<filedrop_proto::v1::Credential, tonic::Status> {
+    use filedrop_proto::v1::{
+        CreateCredentialRequest, RoleToRoleRequest, create_credential_request,
+    };
+    let response = CredentialServiceClient::new(channel(url).await)
+        .create_credential(CreateCredentialRequest {
+            kind: Some(create_credential_request::Kind::RoleToRole(
+                RoleToRoleRequest {
+                    role_arn: role_arn.to_owned(),
+                },
+            )),
+        })
+        .await?
+        .into_inner();
+    Ok(response.credential.expect("a credential"))
+}
+
+/// The credential `credential_id`.
+pub async fn get_credential(
+    url: &str,
+    credential_id: &str,
+) -> Result<filedrop_proto::v1::Credential, tonic::Status> {
+    let response = CredentialServiceClient::new(channel(url).await)
+        .get_credential(filedrop_proto::v1::GetCredentialRequest {
+            credential_id: credential_id.to_owned(),
+        })
+        .await?
+        .into_inner();
+    Ok(response.credential.expect("a credential"))
+}
+
+/// The same request, written with the stored credential `credential_id` instead of a key.
+pub fn with_credential(mut request: ExportRequest, credential_id: &str) -> ExportRequest {
+    let destination = request.destination.as_mut().expect("a destination");
+    destination.access_key = None;
+    destination.credential_id = credential_id.to_owned();
+    request
 }
 
 /// The run's current state.

@@ -1,5 +1,6 @@
 //! RabbitMQ and moto for tests.
 
+use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -91,23 +92,49 @@ pub struct Moto {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
-    /// The access key of an IAM user allowed `s3:*`.
+    /// The access key of the IAM user `filedrop`, allowed `s3:*` and `sts:AssumeRole`.
     pub access_key_id: String,
     /// Its secret.
     pub secret_access_key: String,
+    /// The key of the IAM user `bucket-owner`, allowed `iam:*` and `s3:*`.
+    owner_key: (String, String),
+    /// Where moto records the requests it serves, when it was started recording.
+    recording: Option<PathBuf>,
 }
 
+/// The ARN moto gives the IAM user `filedrop`.
+pub const MOTO_FILEDROP_USER_ARN: &str = "arn:aws:iam::123456789012:user/filedrop";
+
 impl Moto {
-    /// Starts moto, creates `buckets` and an IAM user with a key, and switches authentication on.
+    /// Starts moto, creates `buckets`, the IAM users `filedrop` and `bucket-owner` with their
+    /// keys, and switches authentication on.
     pub fn start(buckets: &[&str]) -> Self {
+        Self::start_with(buckets, None)
+    }
+
+    /// [`Moto::start`], recording every request moto serves (see [`Moto::assume_role_calls`]).
+    pub fn start_recording(buckets: &[&str]) -> Self {
+        let file = std::env::temp_dir().join(format!(
+            "filedrop-moto-recording-{}.jsonl",
+            uuid::Uuid::new_v4().simple()
+        ));
+        Self::start_with(buckets, Some(file))
+    }
+
+    fn start_with(buckets: &[&str], recording: Option<PathBuf>) -> Self {
         let venv = venv();
         let port = free_port();
-        let child = Command::new(venv.join("bin/moto_server"))
+        let mut server = Command::new(venv.join("bin/moto_server"));
+        server
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto_server");
+            .stderr(Stdio::null());
+        if let Some(file) = &recording {
+            server
+                .env("MOTO_ENABLE_RECORDING", "True")
+                .env("MOTO_RECORDER_FILEPATH", file);
+        }
+        let child = server.spawn().expect("starting moto_server");
         wait_for_port(port, Duration::from_secs(30), "moto_server");
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut setup = Command::new(venv.join("bin/python"));
@@ -125,15 +152,79 @@ impl Moto {
         );
         let credentials: serde_json::Value =
             serde_json::from_slice(&output.stdout).expect("moto_setup.py prints JSON");
+        let field = |name: &str| credentials[name].as_str().unwrap().to_owned();
         Self {
             child,
             endpoint,
-            access_key_id: credentials["access_key_id"].as_str().unwrap().to_owned(),
-            secret_access_key: credentials["secret_access_key"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
+            access_key_id: field("access_key_id"),
+            secret_access_key: field("secret_access_key"),
+            owner_key: (
+                field("owner_access_key_id"),
+                field("owner_secret_access_key"),
+            ),
+            recording,
         }
+    }
+
+    /// Environment variables that make filedrop's own AWS identity the IAM user `filedrop`,
+    /// with STS at this server (for the control plane and the workers).
+    pub fn identity_env(&self) -> Vec<(String, String)> {
+        [
+            ("FILEDROP_AWS_IDENTITY__SOURCE", "static"),
+            ("FILEDROP_AWS_IDENTITY__ACCESS_KEY_ID", &self.access_key_id),
+            (
+                "FILEDROP_AWS_IDENTITY__SECRET_ACCESS_KEY",
+                &self.secret_access_key,
+            ),
+            ("FILEDROP_AWS_IDENTITY__STS_ENDPOINT_URL", &self.endpoint),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+    }
+
+    fn moto_iam(&self, args: &[&str]) -> String {
+        let output = Command::new(venv().join("bin/python"))
+            .arg(crate::repo_root().join("integration-tests/python/moto_iam.py"))
+            .args(args)
+            .env("MOTO_OWNER_ACCESS_KEY_ID", &self.owner_key.0)
+            .env("MOTO_OWNER_SECRET_ACCESS_KEY", &self.owner_key.1)
+            .output()
+            .expect("running moto_iam.py");
+        assert!(
+            output.status.success(),
+            "moto_iam.py {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// Creates, as the bucket owner, the role `name` with `trust_policy` (JSON) and a policy
+    /// allowing `s3:*`; returns its ARN.
+    pub fn create_role(&self, name: &str, trust_policy: &str) -> String {
+        self.moto_iam(&[
+            "create-role",
+            "--endpoint",
+            &self.endpoint,
+            "--name",
+            name,
+            "--trust-policy",
+            trust_policy,
+        ])
+    }
+
+    /// The parameters of every STS `AssumeRole` call moto served so far (started with
+    /// [`Moto::start_recording`]).
+    pub fn assume_role_calls(&self) -> Vec<HashMap<String, String>> {
+        let file = self
+            .recording
+            .as_ref()
+            .expect("moto was started with start_recording");
+        let json = self.moto_iam(&["assume-role-calls", "--recording", &file.to_string_lossy()]);
+        serde_json::from_str(&json).expect("moto_iam.py prints JSON")
     }
 }
 
@@ -141,5 +232,8 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(file) = &self.recording {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }

@@ -15,6 +15,8 @@ pub struct StackOptions {
     pub workers: usize,
     /// Multipart part size, MiB.
     pub part_size_mib: usize,
+    /// More environment variables for every process (e.g. filedrop's own AWS identity).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -22,6 +24,7 @@ impl Default for StackOptions {
         Self {
             workers: 1,
             part_size_mib: 5,
+            env: Vec::new(),
         }
     }
 }
@@ -134,6 +137,9 @@ impl Stack {
             .stdout(Stdio::null())
             .stderr(log);
         for (key, value) in extra {
+            command.env(key, value);
+        }
+        for (key, value) in &self.options.env {
             command.env(key, value);
         }
         command

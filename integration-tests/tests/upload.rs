@@ -23,6 +23,7 @@ fn destination(moto: &Moto) -> S3Destination {
             access_key_id: moto.access_key_id.clone(),
             secret_access_key: moto.secret_access_key.clone(),
             session_token: String::new(),
+            ..Default::default()
         }),
         ..Default::default()
     }

@@ -1,6 +1,7 @@
 //! The worker's configuration (see `deploy/config/worker.example.toml`).
 
 use filedrop_runtime::settings::{BrokerConfig, LogConfig, SecretsConfig, StagingConfig};
+use filedrop_s3::credentials::AwsIdentityConfig;
 use serde::Deserialize;
 
 /// A role a worker process takes.
@@ -29,6 +30,8 @@ pub struct WorkerConfig {
     pub staging: StagingConfig,
     /// The key that opens sealed destinations.
     pub secrets: SecretsConfig,
+    /// filedrop's own AWS identity, which assumes iam-role-to-role credentials' roles.
+    pub aws_identity: AwsIdentityConfig,
     /// Logs.
     pub log: LogConfig,
 }
@@ -42,6 +45,7 @@ impl Default for WorkerConfig {
             broker: BrokerConfig::default(),
             staging: StagingConfig::default(),
             secrets: SecretsConfig::default(),
+            aws_identity: AwsIdentityConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -53,6 +57,7 @@ impl WorkerConfig {
         if self.roles.is_empty() {
             return Err("roles is empty: give at least one of \"encode\", \"upload\"".into());
         }
+        self.aws_identity.validate()?;
         if !(5..=5 * 1024).contains(&self.upload.part_size_mib) {
             return Err(format!(
                 "upload.part_size_mib is {}: S3 parts are 5 MiB to 5 GiB, so give 5 to 5120",

@@ -1,14 +1,13 @@
 //! The finalize step: check every file of the run, abort uploads a stopped worker abandoned,
 //! then write the success marker — last.
 
-use crate::uploader::{open_destination, with_attempts};
+use crate::uploader::{connect, with_attempts};
 use crate::{Context, report};
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::{FinalizeTask, RunFinalized, worker_event};
 use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_s3::S3Failure;
-use filedrop_s3::client::{ClientLimits, client_for};
 use filedrop_s3::objects::{abort_open_uploads, object_size, put_small_object};
 use prost::Message;
 use std::collections::HashSet;
@@ -34,18 +33,18 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     };
     let run_id = task.run_id.clone();
-    let destination = match open_destination(context, &task.sealed_destination) {
-        Ok(destination) => destination,
-        Err(failure) => return report::fail(context, &run_id, failure).await,
+    let connected = match connect(context, &task.sealed_destination, &run_id).await {
+        Ok(connected) => connected,
+        Err(outcome) => return outcome,
     };
-    let client = client_for(&destination, &ClientLimits::default());
-    let bucket = destination.bucket.as_str();
+    let client = &connected.client;
+    let bucket = connected.destination.bucket.as_str();
     let result = with_attempts(
         context.config.upload.attempts,
         |f: &S3Failure| f.retryable,
         || async {
             for file in &task.files {
-                let size = object_size(&client, bucket, &file.object_key).await?;
+                let size = object_size(client, bucket, &file.object_key).await?;
                 if size != Some(file.size) {
                     return Err(S3Failure {
                         failure: RunFailure::new(
@@ -64,18 +63,20 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             }
             let keys: HashSet<String> = task.files.iter().map(|f| f.object_key.clone()).collect();
             let aborted =
-                abort_open_uploads(&client, bucket, &task.destination_prefix, &keys).await?;
+                abort_open_uploads(client, bucket, &task.destination_prefix, &keys).await?;
             if aborted > 0 {
                 info!(run_id, aborted, "aborted abandoned multipart uploads");
             }
             if !task.marker_key.is_empty() {
-                put_small_object(&client, bucket, &task.marker_key, "text/plain", Vec::new())
+                put_small_object(client, bucket, &task.marker_key, "text/plain", Vec::new())
                     .await?;
             }
             Ok(())
         },
     )
     .await;
+    // The run's last task: its client is not needed any more.
+    context.destinations.forget(&run_id);
     match result {
         Ok(()) => {
             info!(run_id, marker = %task.marker_key, files = task.files.len(), "run finalized");

@@ -12,21 +12,25 @@
 //! # Layout
 //! - [`config`]: the worker's configuration.
 //! - [`encoder`]: the encode role.
+//! - [`destinations`]: sealed destinations opened, credentials resolved, a client per run.
 //! - [`uploader`]: the upload role (files).
 //! - [`finalizer`]: the finalize step (success marker).
 //! - [`report`]: publishing worker events, and the outcome of a failed task.
 
 pub mod config;
+pub mod destinations;
 pub mod encoder;
 pub mod finalizer;
 pub mod report;
 pub mod uploader;
 
 use config::{Role, WorkerConfig};
+use destinations::Destinations;
 use filedrop_runtime::broker::Broker;
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::shutdown::Shutdown;
 use filedrop_runtime::staging::Staging;
+use filedrop_s3::credentials::ServiceIdentity;
 use std::sync::Arc;
 
 /// What every handler needs.
@@ -36,8 +40,8 @@ pub struct Context {
     pub broker: Arc<Broker>,
     /// The staging store.
     pub staging: Staging,
-    /// Opens sealed destinations.
-    pub secrets: SecretBox,
+    /// Opens sealed destinations and keeps a client per run.
+    pub destinations: Arc<Destinations>,
     /// The configuration.
     pub config: Arc<WorkerConfig>,
 }
@@ -50,10 +54,11 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> anyhow::Result<()>
     let staging = Staging::local(&config.staging.dir)?;
     let secrets = SecretBox::load_or_create(&config.secrets.key_file)?;
     let broker = Broker::connect(config.broker.clone(), shutdown.clone()).await?;
+    let identity = ServiceIdentity::load(&config.aws_identity).await;
     let context = Context {
         broker: broker.clone(),
         staging,
-        secrets,
+        destinations: Arc::new(Destinations::new(identity, secrets)),
         config: Arc::new(config),
     };
     let mut roles = tokio::task::JoinSet::new();

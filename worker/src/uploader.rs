@@ -10,7 +10,6 @@ use filedrop_proto::v1::{ErrorCode, S3Destination};
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::StagingError;
 use filedrop_s3::S3Failure;
-use filedrop_s3::client::{ClientLimits, client_for};
 use filedrop_s3::upload::{PartWriter, UploadError, part_size_for, upload_stream};
 use prost::Message;
 use std::future::Future;
@@ -28,17 +27,6 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
             async move { handle(&context, &payload).await }
         })
         .await
-}
-
-/// Opens a sealed destination.
-pub fn open_destination(context: &Context, sealed: &[u8]) -> Result<S3Destination, RunFailure> {
-    let plain = context.secrets.open(sealed).map_err(|error| {
-        RunFailure::internal(format!(
-            "{error}; the control plane and the workers must share secrets.key_file"
-        ))
-    })?;
-    S3Destination::decode(plain.as_slice())
-        .map_err(|error| RunFailure::internal(format!("sealed destination is corrupt: {error}")))
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or `attempts` transient failures pass.
@@ -90,15 +78,15 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
     let prepared = task_output(task.encoding.as_ref()).and_then(|output| {
         let schema = filedrop_formats::segment::schema_from_bytes(&task.arrow_schema)
             .map_err(|error| RunFailure::internal(format!("task schema is corrupt: {error}")))?;
-        Ok((
-            output,
-            schema,
-            open_destination(context, &task.sealed_destination)?,
-        ))
+        Ok((output, schema))
     });
-    let (output, schema, destination) = match prepared {
+    let (output, schema) = match prepared {
         Ok(prepared) => prepared,
         Err(failure) => return report::fail(context, &run_id, failure).await,
+    };
+    let connected = match connect(context, &task.sealed_destination, &run_id).await {
+        Ok(connected) => connected,
+        Err(outcome) => return outcome,
     };
     let mut block_sizes = Vec::with_capacity(task.block_keys.len());
     for key in &task.block_keys {
@@ -119,11 +107,19 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         block_sizes,
     };
     let part_size = part_size_for(config.part_size_mib * 1024 * 1024, estimated_size);
-    let client = client_for(&destination, &ClientLimits::default());
     let result = with_attempts(
         config.attempts,
         |failed| matches!(failed, Failed::Destination(failure) if failure.retryable),
-        || upload_once(context, &task, &client, &destination, &parts, part_size),
+        || {
+            upload_once(
+                context,
+                &task,
+                &connected.client,
+                &connected.destination,
+                &parts,
+                part_size,
+            )
+        },
     )
     .await;
     match result {
@@ -142,6 +138,23 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         Err(Failed::Destination(failure)) => report::fail(context, &run_id, failure.failure).await,
         Err(Failed::Run(failure)) => report::fail(context, &run_id, failure).await,
         Err(Failed::RunGone) => run_gone(&task),
+    }
+}
+
+/// The destination of a task, with a client for it. A failure to reach it that may pass
+/// (STS unreachable, throttled) retries the task later; any other fails the run.
+pub async fn connect(
+    context: &Context,
+    sealed: &[u8],
+    run_id: &str,
+) -> Result<crate::destinations::Connected, Outcome> {
+    match context.destinations.connect(sealed, run_id).await {
+        Ok(connected) => Ok(connected),
+        Err(failure) if failure.retryable => {
+            warn!(run_id, error = %failure, "destination not reachable yet, will retry");
+            Err(Outcome::Retry)
+        }
+        Err(failure) => Err(report::fail(context, run_id, failure.failure).await),
     }
 }
 

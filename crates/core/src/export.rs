@@ -2,6 +2,7 @@
 //! any data is read, and the object keys of a run's files and marker.
 
 use crate::bucket::validate_bucket_name;
+use crate::credential::{validate_external_id, validate_role_arn};
 use crate::failure::RunFailure;
 use crate::template::{BUILT_IN_VARIABLES, FilenameTemplate, PARTITION_VARIABLE, TemplateValues};
 use chrono::{DateTime, Utc};
@@ -737,33 +738,71 @@ fn validate_destination(
             format!("the destination name is longer than {MAX_DESTINATION_NAME_CHARS} characters"),
         ));
     }
-    match &destination.access_key {
-        None => {
+    match (
+        &destination.access_key,
+        destination.credential_id.is_empty(),
+    ) {
+        (None, true) => {
             return Err(InvalidRequest::missing(
                 "destination.access_key",
-                "an access key id and secret",
+                "an access key id and secret, or destination.credential_id naming a stored \
+                 credential",
             ));
         }
-        Some(AccessKeyCredential {
-            access_key_id,
-            secret_access_key,
-            ..
-        }) => {
-            if access_key_id.is_empty() {
-                return Err(InvalidRequest::missing(
-                    "destination.access_key.access_key_id",
-                    "'AKIA…'",
-                ));
-            }
-            if secret_access_key.is_empty() {
-                return Err(InvalidRequest::missing(
-                    "destination.access_key.secret_access_key",
-                    "the secret of the access key",
-                ));
-            }
+        (Some(_), false) => {
+            return Err(InvalidRequest::new(
+                "destination.credential_id",
+                ErrorCode::Unspecified,
+                "give either destination.access_key or destination.credential_id, not both",
+            ));
         }
+        (None, false) => {}
+        (Some(key), true) => validate_access_key(key)?,
     }
     Ok(destination)
+}
+
+/// Checks an iam-credential: the key pair, and the role it assumes, if any.
+fn validate_access_key(key: &AccessKeyCredential) -> Result<(), InvalidRequest> {
+    if key.access_key_id.is_empty() {
+        return Err(InvalidRequest::missing(
+            "destination.access_key.access_key_id",
+            "'AKIA…'",
+        ));
+    }
+    if key.secret_access_key.is_empty() {
+        return Err(InvalidRequest::missing(
+            "destination.access_key.secret_access_key",
+            "the secret of the access key",
+        ));
+    }
+    if !key.role_arn.is_empty() {
+        validate_role_arn(&key.role_arn).map_err(|problem| {
+            InvalidRequest::new(
+                "destination.access_key.role_arn",
+                ErrorCode::Unspecified,
+                problem,
+            )
+        })?;
+    }
+    if !key.external_id.is_empty() {
+        if key.role_arn.is_empty() {
+            return Err(InvalidRequest::new(
+                "destination.access_key.external_id",
+                ErrorCode::Unspecified,
+                "an External ID goes with a role to assume: set access_key.role_arn, or leave \
+                 external_id empty",
+            ));
+        }
+        validate_external_id(&key.external_id).map_err(|problem| {
+            InvalidRequest::new(
+                "destination.access_key.external_id",
+                ErrorCode::Unspecified,
+                problem,
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks `csv.delimiter`: one ASCII character, not `"`, CR or LF, for a custom-delimited
@@ -986,6 +1025,7 @@ mod tests {
                     access_key_id: "AKIDEXAMPLE".into(),
                     secret_access_key: "secret".into(),
                     session_token: String::new(),
+                    ..Default::default()
                 }),
                 ..Default::default()
             }),
@@ -1059,6 +1099,38 @@ mod tests {
         let mut without = request();
         without.success_file = None;
         assert_eq!(ExportSpec::validate(without).unwrap().marker, None);
+    }
+
+    #[test]
+    fn a_destination_has_an_access_key_or_a_stored_credential_and_roles_are_checked() {
+        fn key(r: &mut ExportRequest) -> &mut AccessKeyCredential {
+            r.destination.as_mut().unwrap().access_key.as_mut().unwrap()
+        }
+        let mut r = request();
+        key(&mut r).role_arn = "arn:aws:iam::123456789012:role/exports".into();
+        key(&mut r).external_id = "given-by-the-owner".into();
+        assert!(ExportSpec::validate(r).is_ok());
+        let mut r = request();
+        key(&mut r).role_arn = "arn:aws:iam::123456789012:user/me".into();
+        assert_eq!(field_of(r), "destination.access_key.role_arn");
+        let mut r = request();
+        key(&mut r).external_id = "lonely".into();
+        assert_eq!(field_of(r), "destination.access_key.external_id");
+        let mut r = request();
+        key(&mut r).role_arn = "arn:aws:iam::123456789012:role/exports".into();
+        key(&mut r).external_id = "bad id".into();
+        assert_eq!(field_of(r), "destination.access_key.external_id");
+
+        let mut stored = request();
+        let destination = stored.destination.as_mut().unwrap();
+        destination.access_key = None;
+        destination.credential_id = "cred-1".into();
+        assert!(ExportSpec::validate(stored.clone()).is_ok());
+        stored.destination.as_mut().unwrap().access_key = request().destination.unwrap().access_key;
+        assert_eq!(field_of(stored), "destination.credential_id");
+        let mut neither = request();
+        neither.destination.as_mut().unwrap().access_key = None;
+        assert_eq!(field_of(neither), "destination.access_key");
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! - [`bucket`]: the S3 bucket naming rules.
 //! - [`joda`]: Joda-Time date patterns (`yyyy-MM-dd`) translated to `chrono` formats.
 //! - [`template`]: filename templates (`{{run_id}}`, `{{file_number}}`, `{{now|format:'…'}}`).
+//! - [`credential`]: role ARNs, External IDs, session names and trust policies of credentials
+//!   that assume a role.
 //! - [`export`]: an `ExportRequest` validated into an [`export::ExportSpec`], with object keys.
 //! - [`plan`]: which file each staged segment belongs to when rows are split.
 //! - [`failure`]: run failures with a stable code, a message that says what to fix, and
 //!   resolutions.
 
 pub mod bucket;
+pub mod credential;
 pub mod export;
 pub mod failure;
 pub mod joda;

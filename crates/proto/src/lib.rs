@@ -21,6 +21,8 @@ pub mod v1 {
                 .field("access_key_id", &self.access_key_id)
                 .field("secret_access_key", &set(&self.secret_access_key))
                 .field("session_token", &set(&self.session_token))
+                .field("role_arn", &self.role_arn)
+                .field("external_id", &set(&self.external_id))
                 .finish()
         }
     }
@@ -38,6 +40,7 @@ mod tests {
                     access_key_id: "AKIDEXAMPLE".into(),
                     secret_access_key: "wJalrXUtnFEMI-secret".into(),
                     session_token: "token-secret".into(),
+                    ..Default::default()
                 }),
                 ..Default::default()
             }),

@@ -1,8 +1,11 @@
-//! S3 clients for destinations.
+//! S3 clients for destinations, with the destination's access key or any credentials
+//! provider (see [`crate::credentials`]).
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, IdentityCache, Region, SharedCredentialsProvider,
+};
 use filedrop_proto::v1::S3Destination;
 use std::time::Duration;
 
@@ -37,6 +40,23 @@ pub fn client_for(destination: &S3Destination, limits: &ClientLimits) -> aws_sdk
         None,
         "filedrop-destination",
     );
+    client_with(
+        destination,
+        SharedCredentialsProvider::new(credentials),
+        limits,
+        Duration::ZERO,
+    )
+}
+
+/// A client that writes to `destination` with `credentials`. Credentials that expire
+/// (assumed roles) are cached by the client and renewed when less than `refresh_before_expiry`
+/// of their lifetime is left, so a run may outlast many lifetimes.
+pub fn client_with(
+    destination: &S3Destination,
+    credentials: SharedCredentialsProvider,
+    limits: &ClientLimits,
+    refresh_before_expiry: Duration,
+) -> aws_sdk_s3::Client {
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(destination.region.clone()))
@@ -49,6 +69,13 @@ pub fn client_for(destination: &S3Destination, limits: &ClientLimits) -> aws_sdk
                 .operation_attempt_timeout(limits.attempt_timeout)
                 .build(),
         );
+    if !refresh_before_expiry.is_zero() {
+        config = config.identity_cache(
+            IdentityCache::lazy()
+                .buffer_time(refresh_before_expiry)
+                .build(),
+        );
+    }
     if !destination.endpoint_url.is_empty() {
         config = config.endpoint_url(destination.endpoint_url.clone());
     }

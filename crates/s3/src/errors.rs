@@ -26,8 +26,11 @@ pub fn classify<E>(
     key: &str,
 ) -> S3Failure
 where
-    E: ProvideErrorMetadata,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    if let Some(failure) = crate::credentials::credentials_failure(error) {
+        return failure;
+    }
     let status = error.raw_response().map(|r| r.status().as_u16());
     let target = if key.is_empty() {
         format!("s3://{bucket}")

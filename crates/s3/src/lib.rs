@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //! - [`client`]: an `aws-sdk-s3` client for an [`S3Destination`](filedrop_proto::v1::S3Destination).
+//! - [`credentials`]: the credentials of a destination (its access key, possibly assuming a
+//!   role, or an iam-role-to-role grant assumed by filedrop's own [`credentials::ServiceIdentity`]),
+//!   and the classification of STS failures.
 //! - [`errors`]: S3 errors classified into run failure codes, retryable or permanent.
 //! - [`upload`]: [`upload::PartWriter`] (a `std::io::Write` that cuts a stream into parts) and
 //!   [`upload::upload_stream`] (parts to a multipart upload, or one `PutObject` when small).
@@ -10,6 +13,7 @@
 //!   abort abandoned uploads.
 
 pub mod client;
+pub mod credentials;
 pub mod errors;
 pub mod objects;
 pub mod upload;

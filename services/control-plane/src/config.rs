@@ -1,6 +1,7 @@
 //! The control plane's configuration (see `deploy/config/control-plane.example.toml`).
 
 use filedrop_runtime::settings::{BrokerConfig, LogConfig, SecretsConfig, StagingConfig};
+use filedrop_s3::credentials::AwsIdentityConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -20,6 +21,9 @@ pub struct ControlPlaneConfig {
     pub staging: StagingConfig,
     /// The key that seals secrets.
     pub secrets: SecretsConfig,
+    /// filedrop's own AWS identity, named in the trust policies of iam-role-to-role
+    /// credentials.
+    pub aws_identity: AwsIdentityConfig,
     /// Logs.
     pub log: LogConfig,
 }
@@ -33,6 +37,7 @@ impl Default for ControlPlaneConfig {
             broker: BrokerConfig::default(),
             staging: StagingConfig::default(),
             secrets: SecretsConfig::default(),
+            aws_identity: AwsIdentityConfig::default(),
             log: LogConfig::default(),
         }
     }

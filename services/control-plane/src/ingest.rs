@@ -119,6 +119,10 @@ impl Ingest {
                 )
             })?;
         }
+        crate::planner::resolve_access(&self.store, &spec.destination)
+            .await
+            .map_err(|error| internal("reading the credential", &error))?
+            .map_err(|failure| invalid_argument(failure.code, failure.message))?;
         let output = Output::from_encoding(&spec.encoding)
             .map_err(|problem| internal("reading the format", &problem))?;
 

@@ -6,11 +6,13 @@
 //! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
 //! - [`flight`]: the Arrow Flight service (`DoPut`).
 //! - [`runs`]: `RunService` (`GetRun`, `WatchRun`).
+//! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy).
 //! - [`planner`]: worker events into upload and finalize tasks, and run outcomes.
 //! - [`store`]: the run store (SQLite, embedded migrations).
 //! - [`error`]: the mapping of errors to gRPC statuses.
 
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod flight;
 pub mod ingest;
@@ -20,11 +22,13 @@ pub mod store;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use config::ControlPlaneConfig;
+use filedrop_proto::v1::credential_service_server::CredentialServiceServer;
 use filedrop_proto::v1::run_service_server::RunServiceServer;
 use filedrop_runtime::broker::Broker;
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::shutdown::Shutdown;
 use filedrop_runtime::staging::Staging;
+use filedrop_s3::credentials::ServiceIdentity;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -41,7 +45,12 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    config
+        .aws_identity
+        .validate()
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     let store = store::RunStore::open(&config.run_store.url).await?;
+    let identity = Arc::new(ServiceIdentity::load(&config.aws_identity).await);
     let staging = Staging::local(&config.staging.dir)?;
     let secrets = SecretBox::load_or_create(&config.secrets.key_file)?;
     let broker = Broker::connect(config.broker.clone(), shutdown.clone()).await?;
@@ -68,9 +77,16 @@ pub async fn serve(
     health
         .set_serving::<RunServiceServer<runs::RunEndpoint>>()
         .await;
+    health
+        .set_serving::<CredentialServiceServer<credentials::CredentialEndpoint>>()
+        .await;
     let flight = FlightServiceServer::new(flight::FlightEndpoint::new(ingest))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let credentials = CredentialServiceServer::new(credentials::CredentialEndpoint::new(
+        store.clone(),
+        identity,
+    ));
     let runs = RunServiceServer::new(runs::RunEndpoint::new(store, shutdown.clone()));
     info!(address = %listener.local_addr()?, "control plane listening");
     let wait = shutdown.clone();
@@ -78,6 +94,7 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(flight)
         .add_service(runs)
+        .add_service(credentials)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             wait.wait().await
         })

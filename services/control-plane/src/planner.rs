@@ -21,9 +21,10 @@ use filedrop_formats::format::Output;
 use filedrop_formats::segment::schema_from_bytes;
 use filedrop_formats::size::SizeBound;
 use filedrop_proto::jobs::v1::{
-    DeliveredFile, FinalizeTask, UploadTask, WorkerEvent, worker_event,
+    DeliveredFile, DestinationAccess, FinalizeTask, RoleGrant, UploadTask, WorkerEvent,
+    worker_event,
 };
-use filedrop_proto::v1::{ExportRequest, RunState};
+use filedrop_proto::v1::{ErrorCode, ExportRequest, RunState, S3Destination};
 use filedrop_runtime::broker::{Broker, BrokerError, Outcome, Queue};
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::staging::{Staging, block_key, block_part_key};
@@ -68,6 +69,37 @@ fn files_by_rows(
         .map(|number| (number, by_file.remove(&number).unwrap_or_default()))
         .collect();
     (ready, total_files)
+}
+
+/// `destination` with its stored credential, if it names one, resolved for the workers.
+pub async fn resolve_access(
+    store: &RunStore,
+    destination: &S3Destination,
+) -> Result<Result<DestinationAccess, RunFailure>, StoreError> {
+    let role_to_role = if destination.credential_id.is_empty() {
+        None
+    } else {
+        match store.role_credential(&destination.credential_id).await? {
+            Some(credential) => Some(RoleGrant {
+                role_arn: credential.role_arn,
+                external_id: credential.external_id,
+            }),
+            None => {
+                return Ok(Err(RunFailure::new(
+                    ErrorCode::InvalidCredentials,
+                    format!(
+                        "destination.credential_id: there is no credential {:?}; create one \
+                         with CredentialService.CreateCredential",
+                        destination.credential_id
+                    ),
+                )));
+            }
+        }
+    };
+    Ok(Ok(DestinationAccess {
+        destination: Some(destination.clone()),
+        role_to_role,
+    }))
 }
 
 /// The size bound of a run's files.
@@ -241,6 +273,26 @@ impl Planner {
             .map_err(|invalid| RunFailure::new(invalid.code, invalid.to_string()))
     }
 
+    /// The run's destination with what workers need to reach it (a stored credential
+    /// resolved), sealed; kept in `sealed` for the rest of the planning step. A credential
+    /// deleted since the export was accepted fails the run.
+    async fn sealed_access(
+        &self,
+        spec: &ExportSpec,
+        sealed: &mut Option<Vec<u8>>,
+    ) -> Result<Result<Vec<u8>, RunFailure>, StoreError> {
+        if let Some(sealed) = sealed {
+            return Ok(Ok(sealed.clone()));
+        }
+        let access = match resolve_access(&self.store, &spec.destination).await? {
+            Ok(access) => access,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let bytes = self.secrets.seal(&access.encode_to_vec());
+        *sealed = Some(bytes.clone());
+        Ok(Ok(bytes))
+    }
+
     /// Publishes whatever tasks the run is ready for.
     pub async fn plan(&self, run_id: &str) -> Result<(), PlanError> {
         let _one_at_a_time = self.lock.lock().await;
@@ -302,11 +354,6 @@ impl Planner {
         }
         // Sealed only when a task is published: most events publish nothing.
         let mut sealed_destination: Option<Vec<u8>> = None;
-        let mut sealed = || {
-            sealed_destination
-                .get_or_insert_with(|| self.secrets.seal(&spec.destination.encode_to_vec()))
-                .clone()
-        };
 
         for (partition, number, blocks, values) in ready_files {
             let file_number = file_id(partition, number);
@@ -315,6 +362,10 @@ impl Planner {
             }
             let object_key = match spec.object_key(run_id, now, number, &values) {
                 Ok(key) => key,
+                Err(failure) => return self.fail_run(run_id, &failure).await,
+            };
+            let sealed = match self.sealed_access(&spec, &mut sealed_destination).await? {
+                Ok(sealed) => sealed,
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };
             let task = UploadTask {
@@ -327,7 +378,7 @@ impl Planner {
                     .collect(),
                 arrow_schema: run.arrow_schema.clone(),
                 encoding: Some(spec.encoding.clone()),
-                sealed_destination: sealed(),
+                sealed_destination: sealed,
             };
             self.broker.publish(Queue::Upload, &task).await?;
             let file = FileRecord {
@@ -358,6 +409,10 @@ impl Planner {
                 Ok(key) => key.unwrap_or_default(),
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };
+            let sealed = match self.sealed_access(&spec, &mut sealed_destination).await? {
+                Ok(sealed) => sealed,
+                Err(failure) => return self.fail_run(run_id, &failure).await,
+            };
             let task = FinalizeTask {
                 run_id: run_id.to_owned(),
                 files: files
@@ -368,7 +423,7 @@ impl Planner {
                     })
                     .collect(),
                 marker_key,
-                sealed_destination: sealed(),
+                sealed_destination: sealed,
                 destination_prefix: spec.destination.prefix.clone(),
             };
             self.broker.publish(Queue::Finalize, &task).await?;

@@ -89,6 +89,19 @@ pub struct FileRecord {
     pub uploaded_size: Option<u64>,
 }
 
+/// A stored iam-role-to-role credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleCredentialRecord {
+    /// Its id.
+    pub credential_id: String,
+    /// The bucket owner's role.
+    pub role_arn: String,
+    /// The External ID filedrop generated for it.
+    pub external_id: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+}
+
 /// A segment to record.
 #[derive(Debug, Clone)]
 pub struct NewSegment {
@@ -161,6 +174,11 @@ fn migrator() -> Migrator {
             "partitions",
             include_str!("../migrations/0003_partitions.sql"),
         ),
+        migration(
+            4,
+            "credentials",
+            include_str!("../migrations/0004_credentials.sql"),
+        ),
     ])
 }
 
@@ -192,6 +210,44 @@ impl RunStore {
             .await?;
         migrator().run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// Records an iam-role-to-role credential.
+    pub async fn add_role_credential(
+        &self,
+        credential: &RoleCredentialRecord,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO credentials (credential_id, kind, role_arn, external_id, created_at) \
+             VALUES (?, 'iam-role-to-role', ?, ?, ?)",
+        )
+        .bind(&credential.credential_id)
+        .bind(&credential.role_arn)
+        .bind(&credential.external_id)
+        .bind(credential.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The iam-role-to-role credential `credential_id`, if there is one.
+    pub async fn role_credential(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<RoleCredentialRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT credential_id, role_arn, external_id, created_at FROM credentials \
+             WHERE credential_id = ? AND kind = 'iam-role-to-role'",
+        )
+        .bind(credential_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| RoleCredentialRecord {
+            credential_id: row.get("credential_id"),
+            role_arn: row.get("role_arn"),
+            external_id: row.get("external_id"),
+            created_at: row.get("created_at"),
+        }))
     }
 
     /// Records a new run, receiving.
@@ -635,6 +691,24 @@ mod tests {
             ),
             (file.file_number, 1, 2)
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn role_credentials_are_stored_and_found_by_id() {
+        let dir = std::env::temp_dir().join(format!("filedrop-credentials-{}", std::process::id()));
+        let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
+            .await
+            .unwrap();
+        let credential = RoleCredentialRecord {
+            credential_id: "c1".into(),
+            role_arn: "arn:aws:iam::123456789012:role/exports".into(),
+            external_id: "filedrop-0123".into(),
+            created_at: 1_700_000_000_000,
+        };
+        store.add_role_credential(&credential).await.unwrap();
+        assert_eq!(store.role_credential("c1").await.unwrap(), Some(credential));
+        assert_eq!(store.role_credential("c2").await.unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

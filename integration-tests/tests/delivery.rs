@@ -1,0 +1,180 @@
+//! Delivery to a bucket someone else owns, through the real services against moto with
+//! authentication on: filedrop's own identity (the IAM user `filedrop`) assumes the bucket
+//! owner's role with the External ID filedrop generated, and a role that does not trust it
+//! fails the run with `ROLE_ASSUMPTION_FAILED`, leaving nothing behind.
+
+use filedrop_integration_tests::services::{MOTO_FILEDROP_USER_ARN, Moto};
+use filedrop_integration_tests::stack::{Stack, StackOptions};
+use filedrop_integration_tests::{client, data, s3};
+use filedrop_proto::v1::{ErrorCode, FileFormat, RoleToRole, RunState, credential};
+use std::time::Duration;
+
+const BUCKET: &str = "owned-by-someone-else";
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn role_to_role(credential: &filedrop_proto::v1::Credential) -> &RoleToRole {
+    match &credential.kind {
+        Some(credential::Kind::RoleToRole(role)) => role,
+        other => panic!("not a role-to-role credential: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_id() {
+    let moto = Moto::start_recording(&[BUCKET]);
+    let stack = Stack::start(StackOptions {
+        env: moto.identity_env(),
+        ..StackOptions::default()
+    });
+
+    // The bucket owner asks filedrop for a credential, then creates the role it describes.
+    let role_arn = "arn:aws:iam::123456789012:role/filedrop-exports";
+    let credential = client::create_role_credential(&stack.url(), role_arn)
+        .await
+        .expect("CreateCredential");
+    let role = role_to_role(&credential);
+    assert_eq!(role.role_arn, role_arn);
+    assert_eq!(role.filedrop_principal_arn, MOTO_FILEDROP_USER_ARN);
+    assert!(role.external_id.starts_with("filedrop-"), "{role:?}");
+    let policy: serde_json::Value = serde_json::from_str(&role.trust_policy_json).unwrap();
+    let statement = &policy["Statement"][0];
+    assert_eq!(statement["Principal"]["AWS"], MOTO_FILEDROP_USER_ARN);
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["sts:ExternalId"],
+        role.external_id.as_str()
+    );
+    assert_eq!(
+        moto.create_role("filedrop-exports", &role.trust_policy_json),
+        role_arn
+    );
+    let again = client::get_credential(&stack.url(), &credential.credential_id)
+        .await
+        .expect("GetCredential");
+    assert_eq!(role_to_role(&again), role, "the same credential reads back");
+
+    let request = client::with_credential(
+        client::split(
+            client::request_to(&moto, BUCKET, "trusted/", FileFormat::Csv),
+            50_000,
+        ),
+        &credential.credential_id,
+    );
+    let accepted = client::export(&stack.url(), &request, data::table(120_000, 20_000))
+        .await
+        .expect("the export is accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let objects = s3::list(&s3, BUCKET, "trusted/").await;
+    assert_eq!(objects.len(), 4, "three files and the marker: {objects:?}");
+
+    // Every AssumeRole filedrop made carried the External ID and a session name naming the run.
+    let calls = moto.assume_role_calls();
+    assert!(!calls.is_empty(), "the role was assumed");
+    for call in &calls {
+        assert_eq!(call.get("RoleArn").map(String::as_str), Some(role_arn));
+        assert_eq!(
+            call.get("ExternalId"),
+            Some(&role.external_id),
+            "every AssumeRole carries the External ID: {call:?}"
+        );
+        assert_eq!(
+            call.get("RoleSessionName"),
+            Some(&format!("filedrop-{}", accepted.run_id)),
+            "{call:?}"
+        );
+    }
+
+    // A role that trusts filedrop only with another External ID cannot be assumed.
+    let other_arn = "arn:aws:iam::123456789012:role/expects-another-id";
+    let other = client::create_role_credential(&stack.url(), other_arn)
+        .await
+        .expect("CreateCredential");
+    let other_role = role_to_role(&other);
+    assert_ne!(
+        other_role.external_id, role.external_id,
+        "one External ID per credential"
+    );
+    let foreign_policy = other_role
+        .trust_policy_json
+        .replace(&other_role.external_id, "an-id-of-another-service");
+    moto.create_role("expects-another-id", &foreign_policy);
+    let request = client::with_credential(
+        client::request_to(&moto, BUCKET, "untrusted/", FileFormat::Csv),
+        &other.credential_id,
+    );
+    let accepted = client::export(&stack.url(), &request, data::table(1_000, 500))
+        .await
+        .expect("the export is accepted; the role is assumed by the upload");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Failed, "{run:?}");
+    let error = run.error.expect("a failed run has an error");
+    assert_eq!(error.code(), ErrorCode::RoleAssumptionFailed, "{error:?}");
+    assert!(
+        error.message.contains(other_arn) && error.message.contains("trust_policy_json"),
+        "{}",
+        error.message
+    );
+    assert!(s3::list(&s3, BUCKET, "untrusted/").await.is_empty());
+    assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
+
+    // filedrop's own secret never reaches a log.
+    for log in std::fs::read_dir(&stack.dir).unwrap().flatten() {
+        if log.path().extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(log.path()).unwrap();
+            assert!(
+                !text.contains(&moto.secret_access_key),
+                "{} logs filedrop's secret",
+                log.path().display()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_destinations_naming_them_are_checked_before_data_moves() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions {
+        env: moto.identity_env(),
+        ..StackOptions::default()
+    });
+    let status = client::create_role_credential(&stack.url(), "arn:aws:iam::123456789012:user/me")
+        .await
+        .expect_err("a user ARN is not a role");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("role_to_role.role_arn: "),
+        "{status:?}"
+    );
+    let status = client::get_credential(&stack.url(), "no-such-credential")
+        .await
+        .expect_err("an unknown credential");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    let request = client::with_credential(
+        client::request_to(&moto, BUCKET, "unknown/", FileFormat::Csv),
+        "no-such-credential",
+    );
+    let status = client::export(&stack.url(), &request, data::table(10, 10))
+        .await
+        .expect_err("an unknown credential is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("destination.credential_id: "),
+        "{status:?}"
+    );
+    let mut both = client::request_to(&moto, BUCKET, "both/", FileFormat::Csv);
+    both.destination.as_mut().unwrap().credential_id = "some-id".into();
+    let status = client::export(&stack.url(), &both, data::table(10, 10))
+        .await
+        .expect_err("a key and a credential id at once are refused");
+    assert!(
+        status.message().starts_with("destination.credential_id: "),
+        "{status:?}"
+    );
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert!(
+        s3::list(&s3, BUCKET, "").await.is_empty(),
+        "nothing is written"
+    );
+}

@@ -1,0 +1,100 @@
+//! Destinations as the upload role reaches them: the sealed access opened, its credentials
+//! resolved, and one S3 client kept per run for the run's tasks, so that a role is assumed
+//! once per run (not per file) and its credentials are renewed by the client as they age.
+
+use filedrop_core::failure::RunFailure;
+use filedrop_proto::jobs::v1::DestinationAccess;
+use filedrop_proto::v1::S3Destination;
+use filedrop_runtime::secrets::SecretBox;
+use filedrop_s3::S3Failure;
+use filedrop_s3::client::{ClientLimits, client_with};
+use filedrop_s3::credentials::{ServiceIdentity, credentials_for};
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A run's client is dropped when no task has used it for this long.
+const IDLE_CLIENT: Duration = Duration::from_secs(15 * 60);
+
+/// The destinations of the runs this worker is serving.
+#[derive(Debug)]
+pub struct Destinations {
+    identity: ServiceIdentity,
+    secrets: SecretBox,
+    clients: Mutex<HashMap<String, Connected>>,
+}
+
+/// A destination and a client that writes there.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    /// The destination.
+    pub destination: S3Destination,
+    /// A client with the destination's credentials.
+    pub client: aws_sdk_s3::Client,
+    used: Instant,
+}
+
+impl Destinations {
+    /// Destinations reached with filedrop's own `identity`, opened with `secrets`.
+    pub fn new(identity: ServiceIdentity, secrets: SecretBox) -> Self {
+        Self {
+            identity,
+            secrets,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The destination sealed in a task of `run_id`, with a client for it: the run's client
+    /// when one is kept, else a new one whose credentials were just checked.
+    pub async fn connect(&self, sealed: &[u8], run_id: &str) -> Result<Connected, S3Failure> {
+        if let Some(connected) = self.kept(run_id) {
+            return Ok(connected);
+        }
+        let access = self.open(sealed).map_err(|failure| S3Failure {
+            failure,
+            retryable: false,
+        })?;
+        let credentials = credentials_for(&access, &self.identity, run_id).await?;
+        let destination = access.destination.unwrap_or_default();
+        let client = client_with(
+            &destination,
+            credentials,
+            &ClientLimits::default(),
+            self.identity.refresh_before_expiry(),
+        );
+        let connected = Connected {
+            destination,
+            client,
+            used: Instant::now(),
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|_, kept| kept.used.elapsed() < IDLE_CLIENT);
+        clients.insert(run_id.to_owned(), connected.clone());
+        Ok(connected)
+    }
+
+    /// Forgets a run's client (when the run has ended).
+    pub fn forget(&self, run_id: &str) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.remove(run_id);
+    }
+
+    fn kept(&self, run_id: &str) -> Option<Connected> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = clients.get_mut(run_id)?;
+        kept.used = Instant::now();
+        Some(kept.clone())
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<DestinationAccess, RunFailure> {
+        let plain = self.secrets.open(sealed).map_err(|error| {
+            RunFailure::internal(format!(
+                "{error}; the control plane and the workers must share secrets.key_file"
+            ))
+        })?;
+        DestinationAccess::decode(plain.as_slice()).map_err(|error| {
+            RunFailure::internal(format!("sealed destination is corrupt: {error}"))
+        })
+    }
+}
