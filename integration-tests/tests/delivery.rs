@@ -178,3 +178,66 @@ async fn credentials_and_destinations_naming_them_are_checked_before_data_moves(
         "nothing is written"
     );
 }
+
+/// moto does not expire temporary credentials, so expiry is brought forward instead: the
+/// workers renew assumed credentials once less than 899 of their 900 seconds are left, that is
+/// after one second, and a run of several seconds (a slow stream) must renew them (each AssumeRole again with
+/// the External ID) and still deliver every file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assumed_credentials_are_renewed_during_a_long_run_which_succeeds() {
+    let moto = Moto::start_recording(&[BUCKET]);
+    let mut env = moto.identity_env();
+    env.push((
+        "FILEDROP_AWS_IDENTITY__SESSION_SECONDS".into(),
+        "900".into(),
+    ));
+    env.push((
+        "FILEDROP_AWS_IDENTITY__REFRESH_BEFORE_EXPIRY_SECS".into(),
+        "899".into(),
+    ));
+    let stack = Stack::start(StackOptions {
+        env,
+        ..StackOptions::default()
+    });
+    let role_arn = "arn:aws:iam::123456789012:role/long-runs";
+    let credential = client::create_role_credential(&stack.url(), role_arn)
+        .await
+        .expect("CreateCredential");
+    moto.create_role("long-runs", &role_to_role(&credential).trust_policy_json);
+    let request = client::with_credential(
+        client::split(
+            client::request_to(&moto, BUCKET, "long/", FileFormat::Csv),
+            50_000,
+        ),
+        &credential.credential_id,
+    );
+    let started = std::time::Instant::now();
+    // A slow stream: a file is ready every quarter of a second, for five seconds.
+    let slowly = data::table(1_000_000, 50_000)
+        .into_iter()
+        .inspect(|_| std::thread::sleep(Duration::from_millis(250)));
+    let accepted = client::export(&stack.url(), &request, slowly)
+        .await
+        .expect("the export is accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert_eq!(
+        s3::list(&s3, BUCKET, "long/").await.len(),
+        21,
+        "20 files and the marker"
+    );
+    let calls = moto.assume_role_calls();
+    assert!(
+        calls.len() >= 3,
+        "a run of {:?} renewed its credentials: {} AssumeRole calls",
+        started.elapsed(),
+        calls.len()
+    );
+    let external_id = &role_to_role(&credential).external_id;
+    assert!(
+        calls
+            .iter()
+            .all(|call| call.get("ExternalId") == Some(external_id))
+    );
+}

@@ -57,12 +57,7 @@ impl Destinations {
         })?;
         let credentials = credentials_for(&access, &self.identity, run_id).await?;
         let destination = access.destination.unwrap_or_default();
-        let client = client_with(
-            &destination,
-            credentials,
-            &ClientLimits::default(),
-            self.identity.refresh_before_expiry(),
-        );
+        let client = client_with(&destination, credentials, &ClientLimits::default());
         let connected = Connected {
             destination,
             client,

@@ -44,18 +44,15 @@ pub fn client_for(destination: &S3Destination, limits: &ClientLimits) -> aws_sdk
         destination,
         SharedCredentialsProvider::new(credentials),
         limits,
-        Duration::ZERO,
     )
 }
 
-/// A client that writes to `destination` with `credentials`. Credentials that expire
-/// (assumed roles) are cached by the client and renewed when less than `refresh_before_expiry`
-/// of their lifetime is left, so a run may outlast many lifetimes.
+/// A client that writes to `destination` with `credentials`, asked before every call: the
+/// providers of [`crate::credentials`] keep and renew credentials themselves.
 pub fn client_with(
     destination: &S3Destination,
     credentials: SharedCredentialsProvider,
     limits: &ClientLimits,
-    refresh_before_expiry: Duration,
 ) -> aws_sdk_s3::Client {
     let mut config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -68,14 +65,8 @@ pub fn client_with(
                 .connect_timeout(limits.connect_timeout)
                 .operation_attempt_timeout(limits.attempt_timeout)
                 .build(),
-        );
-    if !refresh_before_expiry.is_zero() {
-        config = config.identity_cache(
-            IdentityCache::lazy()
-                .buffer_time(refresh_before_expiry)
-                .build(),
-        );
-    }
+        )
+        .identity_cache(IdentityCache::no_cache());
     if !destination.endpoint_url.is_empty() {
         config = config.endpoint_url(destination.endpoint_url.clone());
     }

@@ -6,14 +6,16 @@
 //! - iam-role-to-role: filedrop's own identity ([`ServiceIdentity`]) assumes the bucket owner's
 //!   role with the credential's External ID and a session name naming the run.
 //!
-//! Assumed-role credentials are cached by the client that uses them and renewed before they
-//! expire (`aws_identity.refresh_before_expiry_secs`), so a run may outlast many lifetimes.
+//! Assumed-role credentials are kept ([`Renewing`]) and renewed once less than
+//! `aws_identity.refresh_before_expiry_secs` of their lifetime is left, so a run may outlast
+//! many lifetimes.
 //! Every STS failure is classified here into the run's error codes.
 
 use crate::errors::S3Failure;
 use aws_config::BehaviorVersion;
 use aws_config::sts::AssumeRoleProvider;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::future::ProvideCredentials as ProvideCredentialsFuture;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use filedrop_core::credential::session_name;
@@ -22,7 +24,7 @@ use filedrop_proto::jobs::v1::DestinationAccess;
 use filedrop_proto::v1::ErrorCode;
 use serde::Deserialize;
 use std::error::Error;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// filedrop's own AWS identity: what assumes bucket owners' roles for iam-role-to-role
 /// credentials. The secret is never printed (`Debug` shows whether it is set).
@@ -172,11 +174,6 @@ impl ServiceIdentity {
         }
     }
 
-    /// How long before expiry assumed credentials are renewed.
-    pub fn refresh_before_expiry(&self) -> Duration {
-        self.refresh_before_expiry
-    }
-
     /// The principal bucket owners trust: the configured one, or the identity's ARN as STS
     /// `GetCallerIdentity` gives it, an assumed-role session turned into its role's ARN.
     pub async fn principal_arn(&self) -> Result<String, RunFailure> {
@@ -239,10 +236,11 @@ pub async fn credentials_for(
     let (kind, provider, role_arn) = match (&access.role_to_role, &destination.access_key) {
         (Some(grant), _) => (
             Kind::RoleToRole,
-            SharedCredentialsProvider::new(
+            Renewing::shared(
                 identity
                     .assume(&grant.role_arn, &grant.external_id, run_id)
                     .await,
+                identity.refresh_before_expiry,
             ),
             grant.role_arn.clone(),
         ),
@@ -273,7 +271,7 @@ pub async fn credentials_for(
             }
             (
                 Kind::AccessKeyAssumingRole,
-                SharedCredentialsProvider::new(builder.build().await),
+                Renewing::shared(builder.build().await, identity.refresh_before_expiry),
                 key.role_arn.clone(),
             )
         }
@@ -287,6 +285,53 @@ pub async fn credentials_for(
     match provider.provide_credentials().await {
         Ok(_) => Ok(provider),
         Err(error) => Err(classify_credentials_error(&error, kind, &role_arn)),
+    }
+}
+
+/// Credentials that expire, kept and renewed once less than `refresh_before` of their lifetime
+/// is left. Renewals are one at a time, so the tasks of a run sharing a client assume the role
+/// once per renewal. (The SDK's own identity cache spreads renewals at random over half the
+/// margin; this one renews at the margin the configuration gives.)
+#[derive(Debug)]
+struct Renewing {
+    inner: SharedCredentialsProvider,
+    refresh_before: Duration,
+    kept: tokio::sync::Mutex<Option<Credentials>>,
+}
+
+impl Renewing {
+    /// `inner`'s credentials, kept and renewed, as a provider a client takes.
+    fn shared(
+        inner: impl ProvideCredentials + 'static,
+        refresh_before: Duration,
+    ) -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(Self {
+            inner: SharedCredentialsProvider::new(inner),
+            refresh_before,
+            kept: tokio::sync::Mutex::new(None),
+        })
+    }
+}
+
+impl ProvideCredentials for Renewing {
+    fn provide_credentials<'a>(&'a self) -> ProvideCredentialsFuture<'a>
+    where
+        Self: 'a,
+    {
+        ProvideCredentialsFuture::new(async move {
+            let mut kept = self.kept.lock().await;
+            if let Some(credentials) = kept.as_ref() {
+                let fresh = credentials
+                    .expiry()
+                    .is_none_or(|expiry| SystemTime::now() + self.refresh_before < expiry);
+                if fresh {
+                    return Ok(credentials.clone());
+                }
+            }
+            let credentials = self.inner.provide_credentials().await?;
+            *kept = Some(credentials.clone());
+            Ok(credentials)
+        })
     }
 }
 
@@ -417,6 +462,49 @@ mod tests {
         assert_eq!(
             role_arn_of_session("arn:aws:iam::123456789012:user/filedrop"),
             None
+        );
+    }
+
+    /// Credentials that expire in 60 seconds, counting how often they are asked for.
+    #[derive(Debug, Default)]
+    struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> ProvideCredentialsFuture<'a>
+        where
+            Self: 'a,
+        {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ProvideCredentialsFuture::ready(Ok(Credentials::new(
+                "AKID",
+                "secret",
+                None,
+                Some(SystemTime::now() + Duration::from_secs(60)),
+                "test",
+            )))
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_are_kept_until_the_renewal_margin_then_renewed() {
+        let counting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let kept = Renewing::shared(Counting(counting.clone()), Duration::from_secs(30));
+        for _ in 0..3 {
+            kept.provide_credentials().await.unwrap();
+        }
+        assert_eq!(
+            counting.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "kept"
+        );
+        let renewed = Renewing::shared(Counting(counting.clone()), Duration::from_secs(61));
+        for _ in 0..3 {
+            renewed.provide_credentials().await.unwrap();
+        }
+        assert_eq!(
+            counting.load(std::sync::atomic::Ordering::SeqCst),
+            4,
+            "renewed each time: less than the margin is always left"
         );
     }
 
