@@ -6,6 +6,7 @@ const FILES: &[&str] = &[
     "filedrop/v1/export.proto",
     "filedrop/v1/run.proto",
     "filedrop/v1/credential.proto",
+    "filedrop/v1/destination.proto",
     "filedrop/jobs/v1/tasks.proto",
 ];
 

@@ -3,6 +3,8 @@ not by pytest).
 
   moto_iam.py create-role --endpoint E --name N --trust-policy JSON
       creates role N with the trust policy and a policy allowing s3:*; prints its ARN.
+  moto_iam.py create-user --endpoint E --name N --policy JSON
+      creates user N with the policy and an access key; prints the key as JSON.
   moto_iam.py assume-role-calls --recording FILE
       prints, as a JSON list, the parameters of every STS AssumeRole call in a moto recording
       (MOTO_ENABLE_RECORDING=True, MOTO_RECORDER_FILEPATH=FILE).
@@ -24,14 +26,26 @@ S3_POLICY = {
 }
 
 
-def create_role(args) -> None:
-    iam = boto3.client(
+def owners_iam(endpoint: str):
+    return boto3.client(
         "iam",
-        endpoint_url=args.endpoint,
+        endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=os.environ["MOTO_OWNER_ACCESS_KEY_ID"],
         aws_secret_access_key=os.environ["MOTO_OWNER_SECRET_ACCESS_KEY"],
     )
+
+
+def create_user(args) -> None:
+    iam = owners_iam(args.endpoint)
+    iam.create_user(UserName=args.name)
+    iam.put_user_policy(UserName=args.name, PolicyName="policy", PolicyDocument=args.policy)
+    key = iam.create_access_key(UserName=args.name)["AccessKey"]
+    print(json.dumps({"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}))
+
+
+def create_role(args) -> None:
+    iam = owners_iam(args.endpoint)
     role = iam.create_role(RoleName=args.name, AssumeRolePolicyDocument=args.trust_policy)
     iam.put_role_policy(
         RoleName=args.name, PolicyName="s3-writer", PolicyDocument=json.dumps(S3_POLICY)
@@ -77,6 +91,11 @@ def main() -> None:
     create.add_argument("--name", required=True)
     create.add_argument("--trust-policy", required=True)
     create.set_defaults(run=create_role)
+    user = commands.add_parser("create-user")
+    user.add_argument("--endpoint", required=True)
+    user.add_argument("--name", required=True)
+    user.add_argument("--policy", required=True)
+    user.set_defaults(run=create_user)
     calls = commands.add_parser("assume-role-calls")
     calls.add_argument("--recording", required=True)
     calls.set_defaults(run=assume_role_calls)

@@ -192,6 +192,20 @@ pub async fn get_credential(
     Ok(response.credential.expect("a credential"))
 }
 
+/// Tests `destination` without sending data.
+pub async fn test_connection(
+    url: &str,
+    destination: &filedrop_proto::v1::S3Destination,
+) -> Result<filedrop_proto::v1::TestConnectionResponse, tonic::Status> {
+    use filedrop_proto::v1::destination_service_client::DestinationServiceClient;
+    Ok(DestinationServiceClient::new(channel(url).await)
+        .test_connection(filedrop_proto::v1::TestConnectionRequest {
+            destination: Some(destination.clone()),
+        })
+        .await?
+        .into_inner())
+}
+
 /// The same request, written with the stored credential `credential_id` instead of a key.
 pub fn with_credential(mut request: ExportRequest, credential_id: &str) -> ExportRequest {
     let destination = request.destination.as_mut().expect("a destination");

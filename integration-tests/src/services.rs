@@ -216,6 +216,23 @@ impl Moto {
         ])
     }
 
+    /// Creates, as the bucket owner, the IAM user `name` with `policy` (JSON) and an access
+    /// key; returns the key id and secret.
+    pub fn create_user(&self, name: &str, policy: &str) -> (String, String) {
+        let json = self.moto_iam(&[
+            "create-user",
+            "--endpoint",
+            &self.endpoint,
+            "--name",
+            name,
+            "--policy",
+            policy,
+        ]);
+        let key: serde_json::Value = serde_json::from_str(&json).expect("moto_iam.py prints JSON");
+        let field = |name: &str| key[name].as_str().expect("a key field").to_owned();
+        (field("access_key_id"), field("secret_access_key"))
+    }
+
     /// The parameters of every STS `AssumeRole` call moto served so far (started with
     /// [`Moto::start_recording`]).
     pub fn assume_role_calls(&self) -> Vec<HashMap<String, String>> {

@@ -6,7 +6,9 @@
 use filedrop_integration_tests::services::{MOTO_FILEDROP_USER_ARN, Moto};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
-use filedrop_proto::v1::{ErrorCode, FileFormat, RoleToRole, RunState, credential};
+use filedrop_proto::v1::{
+    ErrorCode, FileFormat, RoleToRole, RunState, TestConnectionResponse, credential,
+};
 use std::time::Duration;
 
 const BUCKET: &str = "owned-by-someone-else";
@@ -240,4 +242,178 @@ async fn assumed_credentials_are_renewed_during_a_long_run_which_succeeds() {
             .iter()
             .all(|call| call.get("ExternalId") == Some(external_id))
     );
+}
+
+/// The checks that passed and, when one failed, its name and code.
+fn outcome(response: &TestConnectionResponse) -> (Vec<&str>, &str, ErrorCode) {
+    (
+        response.passed.iter().map(String::as_str).collect(),
+        response.failed_check.as_str(),
+        response
+            .error
+            .as_ref()
+            .map_or(ErrorCode::Unspecified, |error| error.code()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_connection_passes_a_good_destination_and_names_each_failure_with_its_code() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions {
+        env: moto.identity_env(),
+        ..StackOptions::default()
+    });
+    let url = stack.url();
+    let good = client::request_to(&moto, BUCKET, "probe/", FileFormat::Csv)
+        .destination
+        .unwrap();
+    let response = client::test_connection(&url, &good).await.unwrap();
+    assert!(response.ok, "{response:?}");
+    assert_eq!(
+        outcome(&response),
+        (
+            vec!["bucket", "write", "delete"],
+            "",
+            ErrorCode::Unspecified
+        )
+    );
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert!(
+        s3::list(&s3, BUCKET, "").await.is_empty(),
+        "the probe object is deleted"
+    );
+
+    // A role-to-role credential, trusted and not.
+    let role_arn = "arn:aws:iam::123456789012:role/probed";
+    let credential = client::create_role_credential(&url, role_arn)
+        .await
+        .unwrap();
+    moto.create_role("probed", &role_to_role(&credential).trust_policy_json);
+    let mut with_role = good.clone();
+    with_role.access_key = None;
+    with_role.credential_id = credential.credential_id.clone();
+    let response = client::test_connection(&url, &with_role).await.unwrap();
+    assert_eq!(
+        outcome(&response),
+        (
+            vec!["credentials", "role", "bucket", "write", "delete"],
+            "",
+            ErrorCode::Unspecified
+        ),
+        "{response:?}"
+    );
+    let untrusted = client::create_role_credential(&url, "arn:aws:iam::123456789012:role/nope")
+        .await
+        .unwrap();
+    let policy = role_to_role(&untrusted)
+        .trust_policy_json
+        .replace(&role_to_role(&untrusted).external_id, "someone-elses-id");
+    moto.create_role("nope", &policy);
+    with_role.credential_id = untrusted.credential_id.clone();
+    let response = client::test_connection(&url, &with_role).await.unwrap();
+    assert_eq!(
+        outcome(&response),
+        (vec!["credentials"], "role", ErrorCode::RoleAssumptionFailed),
+        "{response:?}"
+    );
+
+    // A wrong secret, a missing bucket, a user without S3 permissions, a closed port.
+    let mut wrong_secret = good.clone();
+    wrong_secret.access_key.as_mut().unwrap().secret_access_key = "not-the-secret".into();
+    let response = client::test_connection(&url, &wrong_secret).await.unwrap();
+    assert_eq!(
+        outcome(&response),
+        (vec![], "write", ErrorCode::InvalidCredentials),
+        "{response:?}"
+    );
+    assert!(!format!("{response:?}").contains("not-the-secret"));
+    let mut missing = good.clone();
+    missing.bucket = "no-such-bucket".into();
+    let response = client::test_connection(&url, &missing).await.unwrap();
+    assert_eq!(
+        outcome(&response),
+        (vec![], "bucket", ErrorCode::BucketNotFound),
+        "{response:?}"
+    );
+    let (key_id, secret) = moto.create_user(
+        "reader",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"}]}"#,
+    );
+    let mut denied = good.clone();
+    let key = denied.access_key.as_mut().unwrap();
+    key.access_key_id = key_id;
+    key.secret_access_key = secret;
+    let response = client::test_connection(&url, &denied).await.unwrap();
+    assert_eq!(
+        outcome(&response),
+        (vec![], "write", ErrorCode::AccessDenied),
+        "{response:?}"
+    );
+    let mut unreachable = good.clone();
+    unreachable.endpoint_url = format!(
+        "http://127.0.0.1:{}",
+        filedrop_integration_tests::services::free_port()
+    );
+    let response = client::test_connection(&url, &unreachable).await.unwrap();
+    assert_eq!(
+        outcome(&response),
+        (vec![], "bucket", ErrorCode::DestinationUnreachable),
+        "{response:?}"
+    );
+    assert!(
+        s3::list(&s3, BUCKET, "").await.is_empty(),
+        "no probe is left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_destination_error_fails_the_run_with_its_code_and_leaves_nothing() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let url = stack.url();
+    let base = client::split(
+        client::request_to(&moto, BUCKET, "errors/", FileFormat::Csv),
+        50_000,
+    );
+    let (key_id, secret) = moto.create_user(
+        "no-writes",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]}"#,
+    );
+    let mut missing = base.clone();
+    missing.destination.as_mut().unwrap().bucket = "no-such-bucket".into();
+    let mut denied = base.clone();
+    let key = denied
+        .destination
+        .as_mut()
+        .unwrap()
+        .access_key
+        .as_mut()
+        .unwrap();
+    key.access_key_id = key_id;
+    key.secret_access_key = secret;
+    let mut unreachable = base.clone();
+    unreachable.destination.as_mut().unwrap().endpoint_url = format!(
+        "http://127.0.0.1:{}",
+        filedrop_integration_tests::services::free_port()
+    );
+    for (request, code, says) in [
+        (missing, ErrorCode::BucketNotFound, "no-such-bucket"),
+        (denied, ErrorCode::AccessDenied, "s3:"),
+        (unreachable, ErrorCode::DestinationUnreachable, "endpoint"),
+    ] {
+        let accepted = client::export(&url, &request, data::table(120_000, 20_000))
+            .await
+            .expect("the export is accepted; the destination answers the upload");
+        let run = client::run_to_end(&url, &accepted.run_id, RUN_TIMEOUT).await;
+        assert_eq!(run.state(), RunState::Failed, "{run:?}");
+        let error = run.error.expect("a failed run has an error");
+        assert_eq!(error.code(), code, "{error:?}");
+        assert!(error.message.contains(says), "{}", error.message);
+    }
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert!(
+        s3::list(&s3, BUCKET, "").await.is_empty(),
+        "no object is left"
+    );
+    assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
 }

@@ -692,7 +692,8 @@ fn validate_variables(
     Ok(variables.into_iter().collect())
 }
 
-fn validate_destination(
+/// Checks a destination (every `destination.*` rule of an export), with its prefix normalized.
+pub fn validate_destination(
     destination: Option<S3Destination>,
 ) -> Result<S3Destination, InvalidRequest> {
     let mut destination =

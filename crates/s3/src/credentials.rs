@@ -216,6 +216,79 @@ fn role_arn_of_session(arn: &str) -> Option<String> {
     Some(format!("{head}:role/{role}"))
 }
 
+/// Checks with STS `GetCallerIdentity` that the identity which signs (the destination's key) or
+/// assumes the role (filedrop's own) is one STS knows.
+pub async fn verify_identity(
+    access: &DestinationAccess,
+    identity: &ServiceIdentity,
+) -> Result<(), S3Failure> {
+    let destination = access.destination.clone().unwrap_or_default();
+    let (sdk_config, ours) = match (&access.role_to_role, &destination.access_key) {
+        (None, Some(key)) => (key_sdk_config(&destination, key).await, false),
+        _ => (identity.sdk_config.clone(), true),
+    };
+    let sts = aws_sdk_sts::Client::new(&sdk_config);
+    let Err(error) = sts.get_caller_identity().send().await else {
+        return Ok(());
+    };
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    let described = describe_sts_error(&error);
+    let (code, retryable, message) = match (&error, status) {
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _) => (
+            ErrorCode::DestinationUnreachable,
+            true,
+            "could not reach STS: check the endpoint URL and region".to_owned(),
+        ),
+        (_, Some(status)) if status >= 500 || status == 429 => (
+            ErrorCode::DestinationUnreachable,
+            true,
+            format!("STS failed GetCallerIdentity ({described})"),
+        ),
+        _ if ours => (
+            ErrorCode::Internal,
+            false,
+            format!(
+                "STS refused filedrop's own AWS identity ({described}): the operators must fix \
+                 aws_identity"
+            ),
+        ),
+        _ => (
+            ErrorCode::InvalidCredentials,
+            false,
+            format!(
+                "STS refused the access key ({described}): check the access key id and secret \
+                 access key (and session token), and fix the credential"
+            ),
+        ),
+    };
+    Err(S3Failure {
+        failure: RunFailure::new(code, message),
+        retryable,
+    })
+}
+
+/// An SDK configuration signing with the destination's key, calling STS at the destination's
+/// endpoint when it has one.
+async fn key_sdk_config(
+    destination: &filedrop_proto::v1::S3Destination,
+    key: &filedrop_proto::v1::AccessKeyCredential,
+) -> aws_config::SdkConfig {
+    let credentials = Credentials::new(
+        key.access_key_id.clone(),
+        key.secret_access_key.clone(),
+        (!key.session_token.is_empty()).then(|| key.session_token.clone()),
+        None,
+        "filedrop-destination",
+    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(destination.region.clone()))
+        .credentials_provider(credentials);
+    if !destination.endpoint_url.is_empty() {
+        loader = loader.endpoint_url(destination.endpoint_url.clone());
+    }
+    loader.load().await
+}
+
 /// Which credential a destination uses, for the messages of failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -245,23 +318,16 @@ pub async fn credentials_for(
             grant.role_arn.clone(),
         ),
         (None, Some(key)) => {
-            let credentials = Credentials::new(
-                key.access_key_id.clone(),
-                key.secret_access_key.clone(),
-                (!key.session_token.is_empty()).then(|| key.session_token.clone()),
-                None,
-                "filedrop-destination",
-            );
             if key.role_arn.is_empty() {
-                return Ok(SharedCredentialsProvider::new(credentials));
+                return Ok(SharedCredentialsProvider::new(Credentials::new(
+                    key.access_key_id.clone(),
+                    key.secret_access_key.clone(),
+                    (!key.session_token.is_empty()).then(|| key.session_token.clone()),
+                    None,
+                    "filedrop-destination",
+                )));
             }
-            let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                .region(Region::new(destination.region.clone()))
-                .credentials_provider(credentials);
-            if !destination.endpoint_url.is_empty() {
-                loader = loader.endpoint_url(destination.endpoint_url.clone());
-            }
-            let sdk_config = loader.load().await;
+            let sdk_config = key_sdk_config(&destination, key).await;
             let mut builder = AssumeRoleProvider::builder(&key.role_arn)
                 .session_name(session_name(run_id))
                 .session_length(identity.session_length)

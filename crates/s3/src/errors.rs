@@ -97,6 +97,11 @@ pub fn classify_code(
                  s3:{operation} there; grant it in the bucket or IAM policy and retry the run"
             ),
         ),
+        (Some("NotFound") | None, Some(404)) if operation == "HeadBucket" => (
+            ErrorCode::BucketNotFound,
+            false,
+            format!("the bucket does not exist ({described}): check the bucket name and region"),
+        ),
         (Some("NoSuchBucket"), _) => (
             ErrorCode::BucketNotFound,
             false,
@@ -176,6 +181,8 @@ mod tests {
             code_of(Some("NoSuchBucket"), Some(404)),
             (ErrorCode::BucketNotFound, false)
         );
+        let head = classify_code(Some("NotFound"), Some(404), "HeadBucket", "s3://b");
+        assert_eq!(head.failure.code, ErrorCode::BucketNotFound);
         assert_eq!(
             code_of(Some("SlowDown"), Some(503)),
             (ErrorCode::Throttled, true)

@@ -11,11 +11,14 @@
 //!   [`upload::upload_stream`] (parts to a multipart upload, or one `PutObject` when small).
 //! - [`objects`]: the small operations of the finalize step: check a file, write a marker,
 //!   abort abandoned uploads.
+//! - [`probe`]: a destination tested without sending data (credentials, role, bucket, a probe
+//!   object written and deleted).
 
 pub mod client;
 pub mod credentials;
 pub mod errors;
 pub mod objects;
+pub mod probe;
 pub mod upload;
 
 pub use errors::S3Failure;

@@ -6,6 +6,7 @@
 //! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
 //! - [`flight`]: the Arrow Flight service (`DoPut`).
 //! - [`runs`]: `RunService` (`GetRun`, `WatchRun`).
+//! - [`destinations`]: `DestinationService` (`TestConnection`).
 //! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy).
 //! - [`planner`]: worker events into upload and finalize tasks, and run outcomes.
 //! - [`store`]: the run store (SQLite, embedded migrations).
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod credentials;
+pub mod destinations;
 pub mod error;
 pub mod flight;
 pub mod ingest;
@@ -23,6 +25,7 @@ pub mod store;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use config::ControlPlaneConfig;
 use filedrop_proto::v1::credential_service_server::CredentialServiceServer;
+use filedrop_proto::v1::destination_service_server::DestinationServiceServer;
 use filedrop_proto::v1::run_service_server::RunServiceServer;
 use filedrop_runtime::broker::Broker;
 use filedrop_runtime::secrets::SecretBox;
@@ -80,9 +83,16 @@ pub async fn serve(
     health
         .set_serving::<CredentialServiceServer<credentials::CredentialEndpoint>>()
         .await;
+    health
+        .set_serving::<DestinationServiceServer<destinations::DestinationEndpoint>>()
+        .await;
     let flight = FlightServiceServer::new(flight::FlightEndpoint::new(ingest))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let destinations = DestinationServiceServer::new(destinations::DestinationEndpoint::new(
+        store.clone(),
+        identity.clone(),
+    ));
     let credentials = CredentialServiceServer::new(credentials::CredentialEndpoint::new(
         store.clone(),
         identity,
@@ -95,6 +105,7 @@ pub async fn serve(
         .add_service(flight)
         .add_service(runs)
         .add_service(credentials)
+        .add_service(destinations)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             wait.wait().await
         })
