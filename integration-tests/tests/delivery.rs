@@ -7,7 +7,8 @@ use filedrop_integration_tests::services::{MOTO_FILEDROP_USER_ARN, Moto};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{
-    ErrorCode, FileFormat, RoleToRole, RunState, TestConnectionResponse, credential,
+    ErrorCode, FileFormat, RoleToRole, RunState, ServerSideEncryption, TestConnectionResponse,
+    credential,
 };
 use std::time::Duration;
 
@@ -416,4 +417,129 @@ async fn each_destination_error_fails_the_run_with_its_code_and_leaves_nothing()
         "no object is left"
     );
     assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let mut request = client::request_to(&moto, BUCKET, "stored/", FileFormat::Csv);
+    let destination = request.destination.as_mut().unwrap();
+    destination.server_side_encryption = ServerSideEncryption::Aes256.into();
+    destination.storage_class = "STANDARD_IA".into();
+    destination.canned_acl = "bucket-owner-full-control".into();
+    destination
+        .tags
+        .insert("team".into(), "growth analytics".into());
+    destination
+        .tags
+        .insert("source".into(), "filedrop/v1".into());
+    // One file large enough for a multipart upload (5 MiB parts), then the marker.
+    let accepted = client::export(&stack.url(), &request, data::table(400_000, 50_000))
+        .await
+        .expect("the export is accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let objects = s3::list(&s3, BUCKET, "stored/").await;
+    assert_eq!(objects.len(), 2, "the file and the marker: {objects:?}");
+    assert!(
+        objects.iter().any(|o| o.size > 10 * 1024 * 1024),
+        "one object went out in parts: {objects:?}"
+    );
+    for object in &objects {
+        let head = s3
+            .head_object()
+            .bucket(BUCKET)
+            .key(&object.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256),
+            "{}",
+            object.key
+        );
+        assert_eq!(
+            head.storage_class(),
+            Some(&aws_sdk_s3::types::StorageClass::StandardIa),
+            "{}",
+            object.key
+        );
+        let tagging = s3
+            .get_object_tagging()
+            .bucket(BUCKET)
+            .key(&object.key)
+            .send()
+            .await
+            .unwrap();
+        let mut tags: Vec<(&str, &str)> = tagging
+            .tag_set()
+            .iter()
+            .map(|tag| (tag.key(), tag.value()))
+            .collect();
+        tags.sort();
+        assert_eq!(
+            tags,
+            [("source", "filedrop/v1"), ("team", "growth analytics")],
+            "{}",
+            object.key
+        );
+        let acl = s3
+            .get_object_acl()
+            .bucket(BUCKET)
+            .key(&object.key)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            acl.grants().iter().any(
+                |grant| grant.permission() == Some(&aws_sdk_s3::types::Permission::FullControl)
+            ),
+            "{}: {acl:?}",
+            object.key
+        );
+    }
+
+    // In one account the owner has full control anyway: another canned ACL shows it is sent.
+    let mut public = request.clone();
+    let destination = public.destination.as_mut().unwrap();
+    destination.canned_acl = "public-read".into();
+    destination.prefix = "public/".into();
+    let accepted = client::export(&stack.url(), &public, data::table(10, 10))
+        .await
+        .expect("the export is accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    for object in s3::list(&s3, BUCKET, "public/").await {
+        let acl = s3
+            .get_object_acl()
+            .bucket(BUCKET)
+            .key(&object.key)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            acl.grants().iter().any(|grant| {
+                grant.permission() == Some(&aws_sdk_s3::types::Permission::Read)
+                    && grant
+                        .grantee()
+                        .and_then(|grantee| grantee.uri())
+                        .is_some_and(|uri| uri.ends_with("/global/AllUsers"))
+            }),
+            "{}: {acl:?}",
+            object.key
+        );
+    }
+
+    let mut bad = request.clone();
+    bad.destination.as_mut().unwrap().storage_class = "COLD".into();
+    let status = client::export(&stack.url(), &bad, data::table(10, 10))
+        .await
+        .expect_err("an unknown storage class is refused");
+    assert!(
+        status.message().starts_with("destination.storage_class: "),
+        "{status:?}"
+    );
 }

@@ -7,6 +7,7 @@ use filedrop_integration_tests::s3;
 use filedrop_integration_tests::services::Moto;
 use filedrop_proto::v1::{AccessKeyCredential, S3Destination};
 use filedrop_s3::client::{ClientLimits, client_for};
+use filedrop_s3::objects::ObjectOptions;
 use filedrop_s3::upload::{MIN_PART_SIZE, Piece, UploadError, upload_stream};
 use tokio::sync::mpsc;
 
@@ -51,7 +52,7 @@ async fn a_multipart_upload_delivers_every_part_in_order() {
         &client,
         BUCKET,
         "whole.bin",
-        "application/octet-stream",
+        &ObjectOptions::new(&destination(&moto), "application/octet-stream"),
         receiver,
         2,
     )
@@ -87,7 +88,7 @@ async fn an_upload_whose_producer_stops_is_aborted_and_leaves_nothing() {
         &client,
         BUCKET,
         "partial.bin",
-        "application/octet-stream",
+        &ObjectOptions::new(&destination(&moto), "application/octet-stream"),
         receiver,
         2,
     )

@@ -8,7 +8,7 @@ use filedrop_proto::jobs::v1::{FinalizeTask, RunFinalized, worker_event};
 use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_s3::S3Failure;
-use filedrop_s3::objects::{abort_open_uploads, object_size, put_small_object};
+use filedrop_s3::objects::{ObjectOptions, abort_open_uploads, object_size, put_small_object};
 use prost::Message;
 use std::collections::HashSet;
 use tracing::{info, warn};
@@ -68,8 +68,14 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
                 info!(run_id, aborted, "aborted abandoned multipart uploads");
             }
             if !task.marker_key.is_empty() {
-                put_small_object(client, bucket, &task.marker_key, "text/plain", Vec::new())
-                    .await?;
+                put_small_object(
+                    client,
+                    bucket,
+                    &task.marker_key,
+                    &ObjectOptions::new(&connected.destination, "text/plain"),
+                    Vec::new(),
+                )
+                .await?;
             }
             Ok(())
         },

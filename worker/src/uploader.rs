@@ -10,6 +10,7 @@ use filedrop_proto::v1::{ErrorCode, S3Destination};
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::StagingError;
 use filedrop_s3::S3Failure;
+use filedrop_s3::objects::ObjectOptions;
 use filedrop_s3::upload::{PartWriter, UploadError, part_size_for, upload_stream};
 use prost::Message;
 use std::future::Future;
@@ -222,7 +223,7 @@ async fn upload_once(
         client,
         &destination.bucket,
         &task.object_key,
-        content_type,
+        &ObjectOptions::new(destination, content_type),
         receiver,
         context.config.upload.parts_in_flight,
     )

@@ -739,6 +739,8 @@ pub fn validate_destination(
             format!("the destination name is longer than {MAX_DESTINATION_NAME_CHARS} characters"),
         ));
     }
+    crate::object_settings::validate_object_settings(&destination)
+        .map_err(|(field, message)| InvalidRequest::new(field, ErrorCode::Unspecified, message))?;
     match (
         &destination.access_key,
         destination.credential_id.is_empty(),

@@ -8,6 +8,8 @@
 //! - [`credential`]: role ARNs, External IDs, session names and trust policies of credentials
 //!   that assume a role.
 //! - [`export`]: an `ExportRequest` validated into an [`export::ExportSpec`], with object keys.
+//! - [`object_settings`]: server-side encryption, storage class, canned ACL and tags of the
+//!   objects a destination receives.
 //! - [`plan`]: which file each staged segment belongs to when rows are split.
 //! - [`failure`]: run failures with a stable code, a message that says what to fix, and
 //!   resolutions.
@@ -17,5 +19,6 @@ pub mod credential;
 pub mod export;
 pub mod failure;
 pub mod joda;
+pub mod object_settings;
 pub mod plan;
 pub mod template;

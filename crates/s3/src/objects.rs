@@ -1,9 +1,11 @@
-//! The small object operations of the finalize step.
+//! How objects are stored ([`ObjectOptions`]), and the small object operations of the
+//! finalize step.
 
 use crate::errors::{S3Failure, classify};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectCannedAcl, ServerSideEncryption, StorageClass};
+use filedrop_proto::v1::S3Destination;
 use std::collections::HashSet;
 use tracing::{info, warn};
 
@@ -12,6 +14,82 @@ fn not_implemented<E: ProvideErrorMetadata>(
 ) -> bool {
     error.code() == Some("NotImplemented")
         || error.raw_response().map(|r| r.status().as_u16()) == Some(501)
+}
+
+/// How every object filedrop writes to a destination is stored: its content type, and the
+/// destination's server-side encryption, storage class, canned ACL and tags (validated with
+/// the export, see `filedrop_core::object_settings`).
+#[derive(Debug, Clone, Default)]
+pub struct ObjectOptions {
+    pub(crate) content_type: String,
+    pub(crate) encryption: Option<ServerSideEncryption>,
+    pub(crate) kms_key_id: Option<String>,
+    pub(crate) storage_class: Option<StorageClass>,
+    pub(crate) acl: Option<ObjectCannedAcl>,
+    /// The tags as S3's `x-amz-tagging` header wants them: a URL query, keys sorted.
+    pub(crate) tagging: Option<String>,
+}
+
+impl ObjectOptions {
+    /// The options of `destination`'s objects, with `content_type`.
+    pub fn new(destination: &S3Destination, content_type: &str) -> Self {
+        use filedrop_proto::v1::ServerSideEncryption as Sse;
+        let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+        let encryption = match Sse::try_from(destination.server_side_encryption) {
+            Ok(Sse::Aes256) => Some(ServerSideEncryption::Aes256),
+            Ok(Sse::AwsKms) => Some(ServerSideEncryption::AwsKms),
+            _ => None,
+        };
+        let mut tags: Vec<(&String, &String)> = destination.tags.iter().collect();
+        tags.sort();
+        let tagging = tags
+            .iter()
+            .map(|(key, value)| format!("{}={}", url_encode(key), url_encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        Self {
+            content_type: content_type.to_owned(),
+            encryption,
+            kms_key_id: non_empty(&destination.kms_key_id),
+            storage_class: non_empty(&destination.storage_class).map(|class| class.as_str().into()),
+            acl: non_empty(&destination.canned_acl).map(|acl| acl.as_str().into()),
+            tagging: non_empty(&tagging),
+        }
+    }
+
+    /// The same options with another content type.
+    pub fn with_content_type(&self, content_type: &str) -> Self {
+        Self {
+            content_type: content_type.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Sets `options` on a `PutObject` or `CreateMultipartUpload` request builder.
+macro_rules! with_options {
+    ($builder:expr, $options:expr) => {
+        $builder
+            .content_type(&$options.content_type)
+            .set_server_side_encryption($options.encryption.clone())
+            .set_ssekms_key_id($options.kms_key_id.clone())
+            .set_storage_class($options.storage_class.clone())
+            .set_acl($options.acl.clone())
+            .set_tagging($options.tagging.clone())
+    };
+}
+pub(crate) use with_options;
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// The size of `s3://bucket/key`, or `None` if there is no such object.
@@ -38,14 +116,10 @@ pub async fn put_small_object(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-    content_type: &str,
+    options: &ObjectOptions,
     body: impl Into<ByteStream>,
 ) -> Result<(), S3Failure> {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
+    with_options!(client.put_object().bucket(bucket).key(key), options)
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
         .body(body.into())
         .send()
@@ -116,5 +190,41 @@ pub async fn abort_open_uploads(
         }
         key_marker = page.next_key_marker().map(str::to_owned);
         upload_id_marker = page.next_upload_id_marker().map(str::to_owned);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_carry_the_destinations_settings_and_tags_as_a_sorted_query() {
+        let mut destination = S3Destination {
+            server_side_encryption: filedrop_proto::v1::ServerSideEncryption::AwsKms.into(),
+            kms_key_id: "alias/x".into(),
+            storage_class: "STANDARD_IA".into(),
+            canned_acl: "bucket-owner-full-control".into(),
+            ..Default::default()
+        };
+        destination
+            .tags
+            .insert("team".into(), "growth analytics".into());
+        destination.tags.insert("a/b".into(), "x=y".into());
+        let options = ObjectOptions::new(&destination, "text/csv");
+        assert_eq!(options.encryption, Some(ServerSideEncryption::AwsKms));
+        assert_eq!(options.kms_key_id.as_deref(), Some("alias/x"));
+        assert_eq!(options.storage_class, Some(StorageClass::StandardIa));
+        assert_eq!(options.acl, Some(ObjectCannedAcl::BucketOwnerFullControl));
+        assert_eq!(
+            options.tagging.as_deref(),
+            Some("a%2Fb=x%3Dy&team=growth%20analytics")
+        );
+        let plain = ObjectOptions::new(&S3Destination::default(), "text/plain");
+        assert_eq!(plain.encryption, None);
+        assert_eq!(plain.tagging, None);
+        assert_eq!(
+            plain.with_content_type("application/json").content_type,
+            "application/json"
+        );
     }
 }

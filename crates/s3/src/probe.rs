@@ -5,6 +5,7 @@ use crate::S3Failure;
 use crate::client::{ClientLimits, client_with};
 use crate::credentials::{ServiceIdentity, credentials_for, verify_identity};
 use crate::errors::classify;
+use crate::objects::{ObjectOptions, with_options};
 use aws_sdk_s3::primitives::ByteStream;
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::DestinationAccess;
@@ -20,7 +21,8 @@ pub enum Check {
     Role,
     /// The bucket exists (`HeadBucket`).
     Bucket,
-    /// A probe object is written under the prefix (`PutObject`).
+    /// A probe object is written under the prefix (`PutObject`), stored as the destination's
+    /// objects are (encryption, storage class, ACL, tags), so their permissions are checked too.
     Write,
     /// The probe object is deleted (`DeleteObject`).
     Delete,
@@ -108,11 +110,8 @@ async fn run_checks(
             Some(failure)
         }
     };
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(&key)
-        .content_type("text/plain")
+    let options = ObjectOptions::new(&destination, "text/plain");
+    with_options!(client.put_object().bucket(bucket).key(&key), options)
         .body(ByteStream::from_static(
             b"filedrop connection test; deleted at once\n",
         ))

@@ -9,6 +9,7 @@
 //! the key.
 
 use crate::errors::{S3Failure, classify};
+use crate::objects::{ObjectOptions, with_options};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -125,7 +126,7 @@ pub async fn upload_stream(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-    content_type: &str,
+    options: &ObjectOptions,
     mut pieces: mpsc::Receiver<Piece>,
     parts_in_flight: usize,
 ) -> Result<UploadedObject, UploadError> {
@@ -140,7 +141,7 @@ pub async fn upload_stream(
                     client,
                     bucket,
                     key,
-                    content_type,
+                    options,
                     [first, second],
                     pieces,
                     parts_in_flight,
@@ -150,7 +151,7 @@ pub async fn upload_stream(
         },
     };
     let size = first.len() as u64;
-    crate::objects::put_small_object(client, bucket, key, content_type, first).await?;
+    crate::objects::put_small_object(client, bucket, key, options, first).await?;
     Ok(UploadedObject { size })
 }
 
@@ -158,20 +159,19 @@ async fn upload_multipart(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-    content_type: &str,
+    options: &ObjectOptions,
     first_parts: [Bytes; 2],
     pieces: mpsc::Receiver<Piece>,
     parts_in_flight: usize,
 ) -> Result<UploadedObject, UploadError> {
-    let created = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
-        .checksum_algorithm(ChecksumAlgorithm::Crc32)
-        .send()
-        .await
-        .map_err(|error| classify(&error, "CreateMultipartUpload", bucket, key))?;
+    let created = with_options!(
+        client.create_multipart_upload().bucket(bucket).key(key),
+        options
+    )
+    .checksum_algorithm(ChecksumAlgorithm::Crc32)
+    .send()
+    .await
+    .map_err(|error| classify(&error, "CreateMultipartUpload", bucket, key))?;
     let upload_id = created.upload_id().unwrap_or_default().to_owned();
     debug!(bucket, key, upload_id, "multipart upload started");
     let result = upload_parts(
