@@ -76,6 +76,7 @@ pub fn request(
         success_file: Some(SuccessFile {
             enabled: true,
             name: SuccessFileName::DoneSuffix.into(),
+            ..Default::default()
         }),
         ..Default::default()
     }
@@ -204,6 +205,12 @@ pub async fn test_connection(
         })
         .await?
         .into_inner())
+}
+
+/// The key of a run's manifest under `prefix`: `manifest-<destination>-<run id>.json`, the
+/// destination being its name or, without one, its bucket.
+pub fn manifest_key(prefix: &str, destination: &str, run_id: &str) -> String {
+    format!("{prefix}manifest-{destination}-{run_id}.json")
 }
 
 /// The same request, written with the stored credential `credential_id` instead of a key.

@@ -106,7 +106,11 @@ async fn a_run_survives_the_broker_closing_every_connection() {
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "reconnect/").await;
-    assert_eq!(objects.len(), 5, "four files and a marker: {objects:?}");
+    assert_eq!(
+        objects.len(),
+        6,
+        "four files, the manifest and a marker: {objects:?}"
+    );
     assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
     for log in ["control-plane.log", "worker-1.log"] {
         let text = std::fs::read_to_string(stack.dir.join(log)).unwrap();

@@ -69,7 +69,11 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "trusted/").await;
-    assert_eq!(objects.len(), 4, "three files and the marker: {objects:?}");
+    assert_eq!(
+        objects.len(),
+        5,
+        "three files, the manifest and the marker: {objects:?}"
+    );
 
     // Every AssumeRole filedrop made carried the External ID and a session name naming the run.
     let calls = moto.assume_role_calls();
@@ -227,8 +231,8 @@ async fn assumed_credentials_are_renewed_during_a_long_run_which_succeeds() {
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     assert_eq!(
         s3::list(&s3, BUCKET, "long/").await.len(),
-        21,
-        "20 files and the marker"
+        22,
+        "20 files, the manifest and the marker"
     );
     let calls = moto.assume_role_calls();
     assert!(
@@ -442,7 +446,11 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "stored/").await;
-    assert_eq!(objects.len(), 2, "the file and the marker: {objects:?}");
+    assert_eq!(
+        objects.len(),
+        3,
+        "the file, the manifest and the marker: {objects:?}"
+    );
     assert!(
         objects.iter().any(|o| o.size > 10 * 1024 * 1024),
         "one object went out in parts: {objects:?}"
@@ -502,6 +510,20 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
         );
     }
 
+    // The manifest's SHA-256 of the file that went out in parts is that of its bytes.
+    let big = objects.iter().find(|o| o.size > 10 * 1024 * 1024).unwrap();
+    let manifest = s3::get(
+        &s3,
+        BUCKET,
+        &client::manifest_key("stored/", BUCKET, &accepted.run_id),
+    )
+    .await;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(
+        manifest["files"][0]["sha256"],
+        sha256_hex(&s3::get(&s3, BUCKET, &big.key).await).as_str()
+    );
+
     // In one account the owner has full control anyway: another canned ACL shows it is sent.
     let mut public = request.clone();
     let destination = public.destination.as_mut().unwrap();
@@ -542,4 +564,141 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
         status.message().starts_with("destination.storage_class: "),
         "{status:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifest_lists_every_delivered_object_and_the_marker_comes_last() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let mut request = client::request_to(&moto, BUCKET, "manifested/", FileFormat::Csv);
+    request.split = Some(filedrop_proto::v1::Split {
+        megabytes_per_file: 1,
+        ..Default::default()
+    });
+    // The blocks of a split by size are cut from segments: the rows per file come from them.
+    let sent = data::table(200_000, 25_000);
+    let accepted = client::export(&stack.url(), &request, sent)
+        .await
+        .expect("the export is accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let objects = s3::list(&s3, BUCKET, "manifested/").await;
+    let manifest_key = client::manifest_key("manifested/", BUCKET, &run.run_id);
+    let text = s3::get(&s3, BUCKET, &manifest_key).await;
+    let manifest: serde_json::Value = serde_json::from_slice(&text).expect("the manifest is JSON");
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    assert!(!text.contains(&moto.secret_access_key) && !text.contains(&moto.access_key_id));
+
+    assert_eq!(manifest["flowRunId"], run.run_id.as_str());
+    let scheduled = manifest["scheduledTime"].as_str().unwrap();
+    assert!(
+        scheduled.ends_with('Z') && chrono_like(scheduled),
+        "{scheduled}"
+    );
+    let files: Vec<&s3::Object> = objects
+        .iter()
+        .filter(|object| object.key.ends_with(".csv"))
+        .collect();
+    assert!(files.len() > 2, "a split by size: {} files", files.len());
+    assert_eq!(files.len() as u64, run.files);
+    let results = manifest["exportResults"].as_array().unwrap();
+    let listed = manifest["files"].as_array().unwrap();
+    assert_eq!((results.len(), listed.len()), (files.len(), files.len()));
+    let mut total_rows = 0;
+    for ((object, result), listed) in files.iter().zip(results).zip(listed) {
+        let (folder, name) = object.key.rsplit_once('/').unwrap();
+        assert_eq!(result["sinkPath"], format!("/{folder}").as_str());
+        assert_eq!(result["name"], name);
+        assert_eq!(result["size"], object.size);
+        assert_eq!(listed["key"], object.key.as_str());
+        assert_eq!(listed["size"], object.size);
+        let bytes = s3::get(&s3, BUCKET, &object.key).await;
+        assert_eq!(
+            listed["sha256"],
+            sha256_hex(&bytes).as_str(),
+            "{}",
+            object.key
+        );
+        let rows = csv_rows(bytes);
+        assert_eq!(
+            listed["rows"], rows,
+            "{}: rows besides the header",
+            object.key
+        );
+        total_rows += rows;
+    }
+    assert_eq!(manifest["rows"], total_rows);
+    assert_eq!(total_rows, 200_000);
+    let fields: Vec<&str> = manifest["schema"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|field| field["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["id", "amount", "label", "created_at", "active"]);
+    assert_eq!(manifest["settings"]["format"], "FILE_FORMAT_CSV");
+    assert_eq!(
+        manifest["settings"]["destination"]["credential"]["type"],
+        "iam-credential"
+    );
+
+    // The marker is written last: no object is newer.
+    let marker = objects
+        .iter()
+        .find(|object| object.key.ends_with(".DONE"))
+        .expect("a marker");
+    assert!(
+        objects
+            .iter()
+            .all(|object| object.last_modified <= marker.last_modified),
+        "{objects:?}"
+    );
+
+    // Without a manifest, and with a marker named by the user.
+    let mut plain = client::request_to(&moto, BUCKET, "plain/", FileFormat::Csv);
+    plain.manifest = Some(filedrop_proto::v1::ManifestOptions { disabled: true });
+    plain.success_file = Some(filedrop_proto::v1::SuccessFile {
+        enabled: true,
+        name: filedrop_proto::v1::SuccessFileName::Custom.into(),
+        custom_name: "ready/{{run_id}}.txt".into(),
+    });
+    let accepted = client::export(&stack.url(), &plain, data::table(100, 100))
+        .await
+        .expect("the export is accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let keys: Vec<String> = s3::list(&s3, BUCKET, "plain/")
+        .await
+        .into_iter()
+        .map(|object| object.key)
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], format!("plain/ready/{}.txt", run.run_id));
+    assert!(keys[1].ends_with("-0000001.csv"), "{keys:?}");
+}
+
+/// The rows of a CSV file with a header row of the sample table, read by `arrow-csv`.
+fn csv_rows(bytes: bytes::Bytes) -> u64 {
+    arrow_csv::ReaderBuilder::new(data::schema())
+        .with_header(true)
+        .build(std::io::Cursor::new(bytes))
+        .expect("a CSV reader")
+        .map(|batch| batch.expect("reading CSV").num_rows() as u64)
+        .sum()
+}
+
+/// The SHA-256 of `bytes`, lowercase hexadecimal.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// `2026-01-02T03:04:05.678Z`.
+fn chrono_like(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 24 && bytes[4] == b'-' && bytes[10] == b'T' && bytes[19] == b'.'
 }

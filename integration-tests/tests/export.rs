@@ -153,9 +153,13 @@ async fn assert_split_delivery(moto: &Moto, stack: &Stack, run: &Run, sent: &[Re
     let part = |n: u64| format!("{stem}.parquet/part-{:05}.parquet", n - 1);
     let mut expected: Vec<String> = (1..=4).map(part).collect();
     expected.push(format!("{stem}.DONE"));
+    expected.push(client::manifest_key("daily/", BUCKET, &run.run_id));
     expected.sort();
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
-    assert_eq!(keys, expected, "exactly four files and one marker");
+    assert_eq!(
+        keys, expected,
+        "exactly four files, the manifest and one marker"
+    );
 
     let marker = objects.iter().find(|o| o.key.ends_with(".DONE")).unwrap();
     assert_eq!(marker.size, 0);
@@ -221,11 +225,15 @@ async fn csv_with_header_reads_back_equal_to_the_input() {
     let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(
         keys,
-        [format!("{stem}.csv.DONE"), file.clone()],
-        "one file and its marker"
+        [
+            client::manifest_key("csv/", BUCKET, &run.run_id),
+            format!("{stem}.csv.DONE"),
+            file.clone()
+        ],
+        "one file, the manifest and the marker"
     );
     assert!(
-        objects[1].size > 5 * 1024 * 1024,
+        objects[2].size > 5 * 1024 * 1024,
         "large enough to need a multipart upload"
     );
     let bytes = s3::get(&s3, BUCKET, &file).await;
@@ -393,7 +401,11 @@ async fn an_empty_result_delivers_a_header_only_file_and_the_marker_or_only_the_
         .collect();
     assert_eq!(
         keys,
-        [format!("{stem}.csv.DONE"), format!("{stem}0000001.csv")]
+        [
+            client::manifest_key("empty/", BUCKET, &run.run_id),
+            format!("{stem}.csv.DONE"),
+            format!("{stem}0000001.csv")
+        ]
     );
     let file = s3::get(&s3, BUCKET, &format!("{stem}0000001.csv")).await;
     assert_eq!(file.as_ref(), b"id,amount,label,created_at,active\n");
@@ -414,7 +426,14 @@ async fn an_empty_result_delivers_a_header_only_file_and_the_marker_or_only_the_
         .map(|o| o.key)
         .collect();
     let stem = format!("skipped/sample-{}-{}-", run_date(&run), run.run_id);
-    assert_eq!(keys, [format!("{stem}.csv.DONE")]);
+    assert_eq!(
+        keys,
+        [
+            client::manifest_key("skipped/", BUCKET, &run.run_id),
+            format!("{stem}.csv.DONE")
+        ],
+        "the manifest, listing no file, and the marker"
+    );
     assert_eq!(
         staged_files(&stack),
         Vec::<std::path::PathBuf>::new(),
@@ -604,6 +623,7 @@ async fn split_templates_variables_and_the_destination_name_place_the_files() {
     let file = |n: u32| format!("named/acme-daily/{tokyo_date}/B-{n:07}.csv");
     let mut expected: Vec<String> = (1..=3).map(file).collect();
     expected.push(format!("named/spring sale-{}.DONE", run.run_id));
+    expected.push(client::manifest_key("named/", "acme-daily", &run.run_id));
     expected.sort();
     assert_eq!(keys, expected);
     let mut read = Vec::new();
@@ -654,6 +674,7 @@ async fn a_partitioned_export_delivers_a_numbered_file_set_per_value() {
         .map(|object| object.key)
         .collect();
     // Each partition's files are numbered from 1; one marker, the partition rendered empty.
+    let manifest = client::manifest_key("partitioned/", BUCKET, &run.run_id);
     let expected = [
         "partitioned/active=/part-.csv.DONE",
         "partitioned/active=__HIVE_DEFAULT_PARTITION__/part-0000001.csv",
@@ -661,6 +682,7 @@ async fn a_partitioned_export_delivers_a_numbered_file_set_per_value() {
         "partitioned/active=false/part-0000002.csv",
         "partitioned/active=true/part-0000001.csv",
         "partitioned/active=true/part-0000002.csv",
+        manifest.as_str(),
     ];
     assert_eq!(keys, expected);
     assert_eq!(run.files, 5);
@@ -760,7 +782,7 @@ async fn a_split_by_megabytes_keeps_every_delivered_object_at_or_under_the_limit
         let objects: Vec<_> = s3::list(&s3, BUCKET, prefix)
             .await
             .into_iter()
-            .filter(|object| !object.key.ends_with(".DONE"))
+            .filter(|object| !object.key.ends_with(".DONE") && !object.key.ends_with(".json"))
             .collect();
         assert_eq!(objects.len() as u64, run.files, "{prefix}");
         assert!(run.files >= 3, "{prefix}: {} files", run.files);

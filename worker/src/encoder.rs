@@ -102,6 +102,7 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         .iter()
         .map(|block| block.bytes.len() as u64)
         .collect();
+    let block_rows: Vec<u64> = blocks.iter().map(|block| block.rows).collect();
     for (part, block) in blocks.into_iter().enumerate() {
         let key = block_part_key(&task.block_key, part);
         if let Err(error) = context.staging.put(&key, block.bytes).await {
@@ -110,6 +111,7 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     }
     let block_size = block_sizes.iter().sum();
+    let several = block_sizes.len() > 1;
     debug!(
         run_id,
         segment = task.segment_index,
@@ -124,11 +126,8 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         worker_event::Event::SegmentEncoded(SegmentEncoded {
             segment_index: task.segment_index,
             block_size,
-            block_sizes: if block_sizes.len() > 1 {
-                block_sizes
-            } else {
-                Vec::new()
-            },
+            block_sizes: if several { block_sizes } else { Vec::new() },
+            block_rows: if several { block_rows } else { Vec::new() },
         }),
     )
     .await

@@ -1,5 +1,5 @@
 //! The finalize step: check every file of the run, abort uploads a stopped worker abandoned,
-//! then write the success marker — last.
+//! write the manifest, then the success marker — last.
 
 use crate::uploader::{connect, with_attempts};
 use crate::{Context, report};
@@ -66,6 +66,16 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
                 abort_open_uploads(client, bucket, &task.destination_prefix, &keys).await?;
             if aborted > 0 {
                 info!(run_id, aborted, "aborted abandoned multipart uploads");
+            }
+            if !task.manifest_key.is_empty() {
+                put_small_object(
+                    client,
+                    bucket,
+                    &task.manifest_key,
+                    &ObjectOptions::new(&connected.destination, "application/json"),
+                    task.manifest.clone(),
+                )
+                .await?;
             }
             if !task.marker_key.is_empty() {
                 put_small_object(

@@ -11,7 +11,7 @@ use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::StagingError;
 use filedrop_s3::S3Failure;
 use filedrop_s3::objects::ObjectOptions;
-use filedrop_s3::upload::{PartWriter, UploadError, part_size_for, upload_stream};
+use filedrop_s3::upload::{PartWriter, UploadError, UploadedObject, part_size_for, upload_stream};
 use prost::Message;
 use std::future::Future;
 use std::time::Duration;
@@ -124,7 +124,8 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
     )
     .await;
     match result {
-        Ok(size) => {
+        Ok(uploaded) => {
+            let size = uploaded.size;
             info!(run_id, file = task.file_number, key = %task.object_key, size, "file delivered");
             report::publish(
                 context,
@@ -132,6 +133,7 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
                 worker_event::Event::FileUploaded(FileUploaded {
                     file_number: task.file_number,
                     size,
+                    sha256: uploaded.sha256,
                 }),
             )
             .await
@@ -183,7 +185,7 @@ async fn upload_once(
     destination: &S3Destination,
     parts: &FileParts,
     part_size: usize,
-) -> Result<u64, Failed> {
+) -> Result<UploadedObject, Failed> {
     let (sender, receiver) = mpsc::channel(1);
     let staging = context.staging.clone();
     let block_keys = task.block_keys.clone();
@@ -230,7 +232,7 @@ async fn upload_once(
     .await;
     let assembled = assembler.await;
     match (uploaded, assembled) {
-        (Ok(object), Ok(Ok(()))) => Ok(object.size),
+        (Ok(object), Ok(Ok(()))) => Ok(object),
         (Err(UploadError::Destination(failure)), _) => Err(Failed::Destination(failure)),
         (_, Ok(Err(FormatError::Io(error)))) if error.kind() == std::io::ErrorKind::NotFound => {
             Err(Failed::RunGone)

@@ -71,12 +71,15 @@ impl InvalidRequest {
 }
 
 /// Which marker the run writes last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Marker {
     /// `<rendered filename template>.DONE`, with `{{file_number}}` rendered empty.
     DoneSuffix,
     /// `_SUCCESS` under the prefix.
     UnderscoreSuccess,
+    /// A name of the user's, rendered like the filename template (partition values and
+    /// `{{file_number}}` empty).
+    Custom(FilenameTemplate),
 }
 
 /// Where a run's files go under the prefix.
@@ -119,6 +122,8 @@ pub struct ExportSpec {
     pub partition_by: Vec<String>,
     /// The success marker, when one is wanted.
     pub marker: Option<Marker>,
+    /// Whether a manifest is written before the marker.
+    pub manifest: bool,
     /// Settings that are valid but probably not what the user wants, with what to do instead.
     pub warnings: Vec<String>,
 }
@@ -333,16 +338,36 @@ impl ExportSpec {
             }
         };
         let marker = match request.success_file {
-            Some(success) if success.enabled => Some(
-                match SuccessFileName::try_from(success.name).unwrap_or_default() {
-                    SuccessFileName::UnderscoreSuccess => Marker::UnderscoreSuccess,
-                    SuccessFileName::Unspecified | SuccessFileName::DoneSuffix => {
-                        Marker::DoneSuffix
-                    }
-                },
-            ),
+            Some(success) if success.enabled => match SuccessFileName::try_from(success.name) {
+                Ok(SuccessFileName::UnderscoreSuccess) => Some(Marker::UnderscoreSuccess),
+                Ok(SuccessFileName::Unspecified | SuccessFileName::DoneSuffix) => {
+                    Some(Marker::DoneSuffix)
+                }
+                Ok(SuccessFileName::Custom) if success.custom_name.is_empty() => {
+                    return Err(InvalidRequest::missing(
+                        "success_file.custom_name",
+                        "'READY' or '{{now|format:'yyyyMMdd'}}/_DONE'",
+                    ));
+                }
+                Ok(SuccessFileName::Custom) => Some(Marker::Custom(parse(
+                    "success_file.custom_name",
+                    &success.custom_name,
+                )?)),
+                Err(_) => {
+                    return Err(InvalidRequest::new(
+                        "success_file.name",
+                        ErrorCode::Unspecified,
+                        format!(
+                            "unknown marker name {}: use SUCCESS_FILE_NAME_DONE_SUFFIX, \
+                                 SUCCESS_FILE_NAME_UNDERSCORE_SUCCESS or SUCCESS_FILE_NAME_CUSTOM",
+                            success.name
+                        ),
+                    ));
+                }
+            },
             _ => None,
         };
+        let manifest = !request.manifest.is_some_and(|manifest| manifest.disabled);
         let skip_empty = match EmptyResult::try_from(request.empty_result) {
             Ok(EmptyResult::Unspecified | EmptyResult::WriteFile) => false,
             Ok(EmptyResult::SkipFiles) => true,
@@ -385,6 +410,7 @@ impl ExportSpec {
             skip_empty,
             partition_by,
             marker,
+            manifest,
             warnings,
         };
         // Render once with sample values, so a template that cannot render (a bad date
@@ -403,10 +429,12 @@ impl ExportSpec {
             .collect();
         spec.object_key(sample_run, sample_time, 1, &sample_partition)
             .map_err(|failure| InvalidRequest::new(field, failure.code, failure.message))?;
+        let marker_field = match spec.marker {
+            Some(Marker::Custom(_)) => "success_file.custom_name",
+            _ => "filename_template",
+        };
         spec.marker_key(sample_run, sample_time)
-            .map_err(|failure| {
-                InvalidRequest::new("filename_template", failure.code, failure.message)
-            })?;
+            .map_err(|failure| InvalidRequest::new(marker_field, failure.code, failure.message))?;
         Ok(spec)
     }
 
@@ -458,26 +486,55 @@ impl ExportSpec {
         run_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, RunFailure> {
-        match self.marker {
+        let no_partition: BTreeMap<String, String> = self
+            .partition_by
+            .iter()
+            .map(|column| (column.clone(), String::new()))
+            .collect();
+        let render_name = |template: &FilenameTemplate| {
+            let name = self.render(template, run_id, now, None, &no_partition)?;
+            Ok::<_, RunFailure>(
+                name.split('/')
+                    .filter(|folder| !folder.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            )
+        };
+        match &self.marker {
             None => Ok(None),
             Some(Marker::UnderscoreSuccess) => {
                 join_key(&self.destination.prefix, "_SUCCESS").map(Some)
             }
             Some(Marker::DoneSuffix) => {
-                let no_partition = self
-                    .partition_by
-                    .iter()
-                    .map(|column| (column.clone(), String::new()))
-                    .collect();
-                let name = self.render(&self.template, run_id, now, None, &no_partition)?;
-                let name = name
-                    .split('/')
-                    .filter(|folder| !folder.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("/");
+                let name = render_name(&self.template)?;
                 join_key(&self.destination.prefix, &format!("{name}.DONE")).map(Some)
             }
+            Some(Marker::Custom(template)) => {
+                join_key(&self.destination.prefix, &render_name(template)?).map(Some)
+            }
         }
+    }
+
+    /// The key of the run's manifest, if one is wanted: `manifest-<destination>-<run id>.json`
+    /// under the prefix, the destination being its name (or, without one, its bucket).
+    pub fn manifest_key(&self, run_id: &str) -> Result<Option<String>, RunFailure> {
+        if !self.manifest {
+            return Ok(None);
+        }
+        let destination = if self.destination.name.is_empty() {
+            &self.destination.bucket
+        } else {
+            &self.destination.name
+        };
+        let destination: String = destination
+            .chars()
+            .map(|c| if c == '/' { '-' } else { c })
+            .collect();
+        join_key(
+            &self.destination.prefix,
+            &format!("manifest-{destination}-{run_id}.json"),
+        )
+        .map(Some)
     }
 
     fn render(
@@ -1046,6 +1103,7 @@ mod tests {
             success_file: Some(SuccessFile {
                 enabled: true,
                 name: SuccessFileName::Unspecified.into(),
+                ..Default::default()
             }),
             ..Default::default()
         }
@@ -1090,6 +1148,55 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_marker_and_the_manifest_are_named_under_the_prefix() {
+        let mut custom = request();
+        let success = custom.success_file.as_mut().unwrap();
+        success.name = SuccessFileName::Custom.into();
+        success.custom_name = "{{now|format:'yyyyMMdd'}}/READY".into();
+        let spec = ExportSpec::validate(custom.clone()).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            spec.marker_key("r", now).unwrap().as_deref(),
+            Some("daily/20260102/READY")
+        );
+        assert_eq!(
+            spec.manifest_key("r").unwrap().as_deref(),
+            Some("daily/manifest-exports-r.json"),
+            "on by default, named after the bucket without a destination name"
+        );
+        custom.destination.as_mut().unwrap().name = "acme/daily".into();
+        custom.manifest = Some(filedrop_proto::v1::ManifestOptions { disabled: false });
+        assert_eq!(
+            ExportSpec::validate(custom.clone())
+                .unwrap()
+                .manifest_key("r")
+                .unwrap()
+                .as_deref(),
+            Some("daily/manifest-acme-daily-r.json")
+        );
+        custom.manifest = Some(filedrop_proto::v1::ManifestOptions { disabled: true });
+        assert_eq!(
+            ExportSpec::validate(custom.clone())
+                .unwrap()
+                .manifest_key("r")
+                .unwrap(),
+            None
+        );
+
+        let mut r = custom.clone();
+        r.success_file.as_mut().unwrap().custom_name = String::new();
+        assert_eq!(field_of(r), "success_file.custom_name");
+        let mut r = custom.clone();
+        r.success_file.as_mut().unwrap().custom_name = "../escape".into();
+        assert_eq!(field_of(r), "success_file.custom_name");
+        let mut r = custom;
+        r.success_file.as_mut().unwrap().custom_name = "{{unknown}}".into();
+        assert_eq!(field_of(r), "success_file.custom_name");
+    }
+
+    #[test]
     fn underscore_success_and_no_marker() {
         let mut with_success = request();
         with_success.success_file.as_mut().unwrap().name =
@@ -1101,7 +1208,7 @@ mod tests {
         );
         let mut without = request();
         without.success_file = None;
-        assert_eq!(ExportSpec::validate(without).unwrap().marker, None);
+        assert!(ExportSpec::validate(without).unwrap().marker.is_none());
     }
 
     #[test]

@@ -107,6 +107,43 @@ impl Write for PartWriter {
 pub struct UploadedObject {
     /// Its size in bytes.
     pub size: u64,
+    /// The SHA-256 of its bytes, lowercase hexadecimal (for the manifest, and for anyone
+    /// checking the object against it).
+    pub sha256: String,
+}
+
+/// The SHA-256 of what was sent, piece by piece, in order.
+#[derive(Default)]
+struct Digest(sha2::Sha256);
+
+impl Digest {
+    fn update(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
+
+    fn hex(self) -> String {
+        sha2::Digest::finalize(self.0)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    }
+}
+
+/// The producer's pieces, hashed in stream order as they arrive (whatever order the parts
+/// are then uploaded in).
+struct HashedPieces {
+    receiver: mpsc::Receiver<Piece>,
+    digest: Digest,
+}
+
+impl HashedPieces {
+    async fn recv(&mut self) -> Option<Piece> {
+        let piece = self.receiver.recv().await;
+        if let Some(Piece::Data(bytes)) = &piece {
+            self.digest.update(bytes);
+        }
+        piece
+    }
 }
 
 /// Why an upload did not complete. Whatever the cause, nothing is left at the key and no
@@ -127,9 +164,13 @@ pub async fn upload_stream(
     bucket: &str,
     key: &str,
     options: &ObjectOptions,
-    mut pieces: mpsc::Receiver<Piece>,
+    pieces: mpsc::Receiver<Piece>,
     parts_in_flight: usize,
 ) -> Result<UploadedObject, UploadError> {
+    let mut pieces = HashedPieces {
+        receiver: pieces,
+        digest: Digest::default(),
+    };
     let first = match pieces.recv().await {
         None => return Err(UploadError::Incomplete),
         Some(Piece::End) => Bytes::new(),
@@ -152,7 +193,10 @@ pub async fn upload_stream(
     };
     let size = first.len() as u64;
     crate::objects::put_small_object(client, bucket, key, options, first).await?;
-    Ok(UploadedObject { size })
+    Ok(UploadedObject {
+        size,
+        sha256: pieces.digest.hex(),
+    })
 }
 
 async fn upload_multipart(
@@ -161,7 +205,7 @@ async fn upload_multipart(
     key: &str,
     options: &ObjectOptions,
     first_parts: [Bytes; 2],
-    pieces: mpsc::Receiver<Piece>,
+    mut pieces: HashedPieces,
     parts_in_flight: usize,
 ) -> Result<UploadedObject, UploadError> {
     let created = with_options!(
@@ -180,7 +224,7 @@ async fn upload_multipart(
         key,
         &upload_id,
         first_parts,
-        pieces,
+        &mut pieces,
         parts_in_flight,
     )
     .await;
@@ -199,7 +243,10 @@ async fn upload_multipart(
                 .send()
                 .await
                 .map_err(|error| classify(&error, "CompleteMultipartUpload", bucket, key))?;
-            Ok(UploadedObject { size })
+            Ok(UploadedObject {
+                size,
+                sha256: pieces.digest.hex(),
+            })
         }
         Err(error) => {
             if let Err(abort_error) = client
@@ -224,7 +271,7 @@ async fn upload_parts(
     key: &str,
     upload_id: &str,
     first_parts: [Bytes; 2],
-    mut pieces: mpsc::Receiver<Piece>,
+    pieces: &mut HashedPieces,
     parts_in_flight: usize,
 ) -> Result<(Vec<CompletedPart>, u64), UploadError> {
     let upload_part = |number: i32, body: Bytes| async move {

@@ -8,6 +8,7 @@
 //! - [`runs`]: `RunService` (`GetRun`, `WatchRun`).
 //! - [`destinations`]: `DestinationService` (`TestConnection`).
 //! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy).
+//! - [`manifest`]: the manifest written before the success marker.
 //! - [`planner`]: worker events into upload and finalize tasks, and run outcomes.
 //! - [`store`]: the run store (SQLite, embedded migrations).
 //! - [`error`]: the mapping of errors to gRPC statuses.
@@ -18,6 +19,7 @@ pub mod destinations;
 pub mod error;
 pub mod flight;
 pub mod ingest;
+pub mod manifest;
 pub mod planner;
 pub mod runs;
 pub mod store;

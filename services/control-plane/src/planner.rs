@@ -34,6 +34,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use crate::manifest;
 use crate::store::{FileRecord, RunRecord, RunStore, SegmentRecord, StoreError, is_final};
 
 /// Files of a partition ready to upload (number and blocks, in order), and the partition's
@@ -214,13 +215,19 @@ impl Planner {
                         encoded.segment_index,
                         encoded.block_size,
                         &encoded.block_sizes,
+                        &encoded.block_rows,
                     )
                     .await?;
                 self.plan(run_id).await
             }
             Some(worker_event::Event::FileUploaded(uploaded)) => {
                 self.store
-                    .file_uploaded(run_id, uploaded.file_number, uploaded.size)
+                    .file_uploaded(
+                        run_id,
+                        uploaded.file_number,
+                        uploaded.size,
+                        &uploaded.sha256,
+                    )
                     .await?;
                 self.plan(run_id).await
             }
@@ -262,14 +269,17 @@ impl Planner {
         }
     }
 
-    fn spec_of(&self, run: &RunRecord) -> Result<ExportSpec, RunFailure> {
+    fn request_of(&self, run: &RunRecord) -> Result<ExportRequest, RunFailure> {
         let plain = self
             .secrets
             .open(&run.sealed_request)
             .map_err(|error| RunFailure::internal(error.to_string()))?;
-        let request = ExportRequest::decode(plain.as_slice())
-            .map_err(|error| RunFailure::internal(format!("stored request is corrupt: {error}")))?;
-        ExportSpec::validate(request)
+        ExportRequest::decode(plain.as_slice())
+            .map_err(|error| RunFailure::internal(format!("stored request is corrupt: {error}")))
+    }
+
+    fn spec_of(&self, run: &RunRecord) -> Result<ExportSpec, RunFailure> {
+        ExportSpec::validate(self.request_of(run)?)
             .map_err(|invalid| RunFailure::new(invalid.code, invalid.to_string()))
     }
 
@@ -354,6 +364,13 @@ impl Planner {
         }
         // Sealed only when a task is published: most events publish nothing.
         let mut sealed_destination: Option<Vec<u8>> = None;
+        let rows_of_block = |(segment, part): &BlockRef| {
+            segments
+                .iter()
+                .find(|record| record.segment_index == *segment)
+                .and_then(|record| record.block_rows.get(*part).copied())
+                .unwrap_or(0)
+        };
 
         for (partition, number, blocks, values) in ready_files {
             let file_number = file_id(partition, number);
@@ -386,7 +403,9 @@ impl Planner {
                 partition_index: partition,
                 number_in_partition: number,
                 object_key,
+                rows: blocks.iter().map(rows_of_block).sum(),
                 uploaded_size: None,
+                sha256: None,
             };
             self.store.add_file(run_id, &file).await?;
             info!(run_id, partition, file = number, key = %file.object_key, "file planned");
@@ -413,6 +432,17 @@ impl Planner {
                 Ok(sealed) => sealed,
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };
+            let manifest = match spec.manifest_key(run_id) {
+                Ok(None) => None,
+                Ok(Some(key)) => match self.request_of(&run).and_then(|request| {
+                    manifest::manifest_json(&request, &spec, &run, &files).map(|json| (key, json))
+                }) {
+                    Ok(manifest) => Some(manifest),
+                    Err(failure) => return self.fail_run(run_id, &failure).await,
+                },
+                Err(failure) => return self.fail_run(run_id, &failure).await,
+            };
+            let (manifest_key, manifest) = manifest.unwrap_or_default();
             let task = FinalizeTask {
                 run_id: run_id.to_owned(),
                 files: files
@@ -425,6 +455,8 @@ impl Planner {
                 marker_key,
                 sealed_destination: sealed,
                 destination_prefix: spec.destination.prefix.clone(),
+                manifest_key,
+                manifest,
             };
             self.broker.publish(Queue::Finalize, &task).await?;
             self.store

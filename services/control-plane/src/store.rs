@@ -72,6 +72,8 @@ pub struct SegmentRecord {
     /// The sizes of its blocks, in order, once encoded: one block, or several in a split by
     /// size.
     pub block_sizes: Vec<u64>,
+    /// The rows of its blocks, in order, once encoded.
+    pub block_rows: Vec<u64>,
 }
 
 /// A planned file.
@@ -85,8 +87,12 @@ pub struct FileRecord {
     pub number_in_partition: u64,
     /// Its key at the destination.
     pub object_key: String,
+    /// Its rows.
+    pub rows: u64,
     /// Its size once uploaded.
     pub uploaded_size: Option<u64>,
+    /// The SHA-256 of its bytes once uploaded, lowercase hexadecimal.
+    pub sha256: Option<String>,
 }
 
 /// A stored iam-role-to-role credential.
@@ -178,6 +184,11 @@ fn migrator() -> Migrator {
             4,
             "credentials",
             include_str!("../migrations/0004_credentials.sql"),
+        ),
+        migration(
+            5,
+            "manifest",
+            include_str!("../migrations/0005_manifest.sql"),
         ),
     ])
 }
@@ -378,27 +389,31 @@ impl RunStore {
     }
 
     /// Records an encoded segment: the total size of its blocks and, when it is several
-    /// blocks, each one's size.
+    /// blocks, each one's size and rows.
     pub async fn segment_encoded(
         &self,
         run_id: &str,
         segment_index: u64,
         block_size: u64,
         block_sizes: &[u64],
+        block_rows: &[u64],
     ) -> Result<(), StoreError> {
-        let block_sizes = (!block_sizes.is_empty()).then(|| {
-            block_sizes
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        });
+        let joined = |numbers: &[u64]| {
+            (!numbers.is_empty()).then(|| {
+                numbers
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        };
         sqlx::query(
-            "UPDATE segments SET encoded = 1, block_size = ?, block_sizes = ? \
+            "UPDATE segments SET encoded = 1, block_size = ?, block_sizes = ?, block_rows = ? \
              WHERE run_id = ? AND segment_index = ?",
         )
         .bind(block_size as i64)
-        .bind(block_sizes)
+        .bind(joined(block_sizes))
+        .bind(joined(block_rows))
         .bind(run_id)
         .bind(segment_index as i64)
         .execute(&self.pool)
@@ -410,24 +425,30 @@ impl RunStore {
     pub async fn segments(&self, run_id: &str) -> Result<Vec<SegmentRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT segment_index, partition_index, row_offset, row_count, encoded, block_size, \
-             block_sizes FROM segments WHERE run_id = ? ORDER BY segment_index",
+             block_sizes, block_rows FROM segments WHERE run_id = ? ORDER BY segment_index",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
+        let numbers = |text: String| -> Vec<u64> {
+            text.split(',')
+                .filter_map(|number| number.parse().ok())
+                .collect()
+        };
         Ok(rows
             .iter()
             .map(|row| SegmentRecord {
+                block_rows: match row.get::<Option<String>, _>("block_rows") {
+                    Some(rows) => numbers(rows),
+                    None => vec![row.get::<i64, _>("row_count") as u64],
+                },
                 segment_index: row.get::<i64, _>("segment_index") as u64,
                 partition_index: row.get::<i64, _>("partition_index") as u64,
                 row_offset: row.get::<i64, _>("row_offset") as u64,
                 row_count: row.get::<i64, _>("row_count") as u64,
                 encoded: row.get::<i64, _>("encoded") == 1,
                 block_sizes: match row.get::<Option<String>, _>("block_sizes") {
-                    Some(sizes) => sizes
-                        .split(',')
-                        .filter_map(|size| size.parse().ok())
-                        .collect(),
+                    Some(sizes) => numbers(sizes),
                     None => row
                         .get::<Option<i64>, _>("block_size")
                         .map(|size| vec![size as u64])
@@ -441,7 +462,7 @@ impl RunStore {
     pub async fn files(&self, run_id: &str) -> Result<Vec<FileRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT file_number, partition_index, number_in_partition, object_key, uploaded, \
-             size FROM files WHERE run_id = ? ORDER BY file_number",
+             size, rows, sha256 FROM files WHERE run_id = ? ORDER BY file_number",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
@@ -456,8 +477,10 @@ impl RunStore {
                     .unwrap_or_else(|| row.get::<i64, _>("file_number"))
                     as u64,
                 object_key: row.get("object_key"),
+                rows: row.get::<i64, _>("rows") as u64,
                 uploaded_size: (row.get::<i64, _>("uploaded") == 1)
                     .then(|| row.get::<Option<i64>, _>("size").unwrap_or(0) as u64),
+                sha256: row.get("sha256"),
             })
             .collect())
     }
@@ -466,27 +489,32 @@ impl RunStore {
     pub async fn add_file(&self, run_id: &str, file: &FileRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT OR IGNORE INTO files (run_id, file_number, partition_index, \
-             number_in_partition, object_key) VALUES (?, ?, ?, ?, ?)",
+             number_in_partition, object_key, rows) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(run_id)
         .bind(file.file_number as i64)
         .bind(file.partition_index as i64)
         .bind(file.number_in_partition as i64)
         .bind(&file.object_key)
+        .bind(file.rows as i64)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Records an uploaded file.
+    /// Records an uploaded file: its size and SHA-256.
     pub async fn file_uploaded(
         &self,
         run_id: &str,
         file_number: u64,
         size: u64,
+        sha256: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE files SET uploaded = 1, size = ? WHERE run_id = ? AND file_number = ?")
-            .bind(size as i64)
+        sqlx::query(
+            "UPDATE files SET uploaded = 1, size = ?, sha256 = ? WHERE run_id = ? AND file_number = ?",
+        )
+        .bind(size as i64)
+        .bind((!sha256.is_empty()).then_some(sha256))
             .bind(run_id)
             .bind(file_number as i64)
             .execute(&self.pool)
@@ -604,26 +632,40 @@ mod tests {
             .add_segment("r1", &segment(1, 0, 10, 0), 10)
             .await
             .unwrap();
-        store.segment_encoded("r1", 0, 99, &[]).await.unwrap();
-        store.segment_encoded("r1", 1, 30, &[10, 20]).await.unwrap();
+        store.segment_encoded("r1", 0, 99, &[], &[]).await.unwrap();
+        store
+            .segment_encoded("r1", 1, 30, &[10, 20], &[4, 6])
+            .await
+            .unwrap();
         let segments = store.segments("r1").await.unwrap();
         assert!(segments[0].encoded && segments[1].encoded);
         assert_eq!(segments[0].block_sizes, [99]);
+        assert_eq!(segments[0].block_rows, [10], "one block holds every row");
         assert_eq!(
-            segments[1].block_sizes,
-            [10, 20],
-            "several blocks keep their sizes"
+            (
+                segments[1].block_sizes.as_slice(),
+                segments[1].block_rows.as_slice()
+            ),
+            ([10, 20].as_slice(), [4, 6].as_slice()),
+            "several blocks keep their sizes and rows"
         );
         let file = FileRecord {
             file_number: 1,
             partition_index: 0,
             number_in_partition: 1,
             object_key: "k".into(),
+            rows: 10,
             uploaded_size: None,
+            sha256: None,
         };
         store.add_file("r1", &file).await.unwrap();
         store.add_file("r1", &file).await.unwrap();
-        store.file_uploaded("r1", 1, 42).await.unwrap();
+        store.file_uploaded("r1", 1, 42, "ab12").await.unwrap();
+        let stored = &store.files("r1").await.unwrap()[0];
+        assert_eq!(
+            (stored.rows, stored.uploaded_size, stored.sha256.as_deref()),
+            (10, Some(42), Some("ab12"))
+        );
         let run = store.get_run("r1").await.unwrap().unwrap();
         assert_eq!(
             (
@@ -679,7 +721,9 @@ mod tests {
             partition_index: 1,
             number_in_partition: 2,
             object_key: "DE/2.csv".into(),
+            rows: 0,
             uploaded_size: None,
+            sha256: None,
         };
         store.add_file("r1", &file).await.unwrap();
         let stored = &store.files("r1").await.unwrap()[0];
