@@ -102,6 +102,40 @@ pub struct Moto {
     recording: Option<PathBuf>,
 }
 
+/// An S3 endpoint on loopback that answers every request with 503 `SlowDown`
+/// (`integration-tests/python/throttling_s3.py`); stopped when dropped.
+pub struct ThrottlingS3 {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+impl ThrottlingS3 {
+    /// Starts the endpoint.
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(venv().join("bin/python"))
+            .arg(crate::repo_root().join("integration-tests/python/throttling_s3.py"))
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting throttling_s3.py");
+        wait_for_port(port, Duration::from_secs(30), "throttling_s3.py");
+        Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for ThrottlingS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The ARN moto gives the IAM user `filedrop`.
 pub const MOTO_FILEDROP_USER_ARN: &str = "arn:aws:iam::123456789012:user/filedrop";
 

@@ -3,7 +3,7 @@
 //! owner's role with the External ID filedrop generated, and a role that does not trust it
 //! fails the run with `ROLE_ASSUMPTION_FAILED`, leaving nothing behind.
 
-use filedrop_integration_tests::services::{MOTO_FILEDROP_USER_ARN, Moto};
+use filedrop_integration_tests::services::{MOTO_FILEDROP_USER_ARN, Moto, ThrottlingS3};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{
@@ -421,6 +421,27 @@ async fn each_destination_error_fails_the_run_with_its_code_and_leaves_nothing()
         "no object is left"
     );
     assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
+
+    // A store that keeps answering SlowDown: THROTTLED once the retries are spent, and the
+    // connection test says so too.
+    let throttling = ThrottlingS3::start();
+    let mut throttled = base.clone();
+    throttled.destination.as_mut().unwrap().endpoint_url = throttling.endpoint.clone();
+    let accepted = client::export(&url, &throttled, data::table(1_000, 1_000))
+        .await
+        .expect("the export is accepted");
+    let run = client::run_to_end(&url, &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Failed, "{run:?}");
+    let error = run.error.expect("a failed run has an error");
+    assert_eq!(error.code(), ErrorCode::Throttled, "{error:?}");
+    let response = client::test_connection(&url, throttled.destination.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&response),
+        (vec![], "bucket", ErrorCode::Throttled),
+        "{response:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
