@@ -17,6 +17,8 @@ pub struct StackOptions {
     pub part_size_mib: usize,
     /// More environment variables for every process (e.g. filedrop's own AWS identity).
     pub env: Vec<(String, String)>,
+    /// More environment variables for the workers only (e.g. `FILEDROP_UPLOAD__…`).
+    pub worker_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -25,6 +27,7 @@ impl Default for StackOptions {
             workers: 1,
             part_size_mib: 5,
             env: Vec::new(),
+            worker_env: Vec::new(),
         }
     }
 }
@@ -150,13 +153,20 @@ impl Stack {
     /// Starts one more worker; returns its index.
     pub fn start_worker(&mut self) -> usize {
         self.worker_starts += 1;
+        let mut env: Vec<(&str, String)> = vec![(
+            "FILEDROP_UPLOAD__PART_SIZE_MIB",
+            self.options.part_size_mib.to_string(),
+        )];
+        env.extend(
+            self.options
+                .worker_env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.clone())),
+        );
         let child = self.spawn(
             "filedrop-worker",
             &format!("worker-{}.log", self.worker_starts),
-            &[(
-                "FILEDROP_UPLOAD__PART_SIZE_MIB",
-                self.options.part_size_mib.to_string(),
-            )],
+            &env,
         );
         self.workers.push(Some(child));
         self.workers.len() - 1

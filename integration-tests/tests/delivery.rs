@@ -723,3 +723,58 @@ fn chrono_like(text: &str) -> bool {
     let bytes = text.as_bytes();
     bytes.len() == 24 && bytes[4] == b'-' && bytes[10] == b'T' && bytes[19] == b'.'
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_in_the_middle_of_a_multipart_upload_is_replaced_and_nothing_is_left_open()
+{
+    let moto = Moto::start(&[BUCKET]);
+    // One part at a time, so that the upload of a file of several parts stays open a while.
+    let mut stack = Stack::start(StackOptions {
+        worker_env: vec![("FILEDROP_UPLOAD__PARTS_IN_FLIGHT".into(), "1".into())],
+        ..StackOptions::default()
+    });
+    let request = client::request_to(&moto, BUCKET, "killed/", FileFormat::Csv);
+    let accepted = client::export(&stack.url(), &request, data::table(1_000_000, 50_000))
+        .await
+        .expect("the export is accepted");
+    // Wait for the file's multipart upload to be open (tens of MB in 5 MiB parts), then kill
+    // the worker uploading it.
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let open = loop {
+        let open = s3::open_uploads(&s3, BUCKET).await;
+        if !open.is_empty() {
+            break open;
+        }
+        let run = client::get_run(&stack.url(), &accepted.run_id).await;
+        assert!(
+            run.state() != RunState::Succeeded && std::time::Instant::now() < deadline,
+            "no multipart upload was seen open: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    stack.kill_worker(0);
+    assert!(
+        !s3::open_uploads(&s3, BUCKET).await.is_empty(),
+        "an upload is left open by the killed worker: {open:?}"
+    );
+    stack.start_worker();
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let keys: Vec<String> = s3::list(&s3, BUCKET, "killed/")
+        .await
+        .into_iter()
+        .map(|object| object.key)
+        .collect();
+    let files = keys.iter().filter(|key| key.ends_with(".csv")).count();
+    assert_eq!(
+        (files, keys.len()),
+        (1, 3),
+        "the file, the manifest and the marker, each once: {keys:?}"
+    );
+    assert_eq!(
+        s3::open_uploads(&s3, BUCKET).await,
+        Vec::<String>::new(),
+        "the abandoned upload is aborted before the marker"
+    );
+}
