@@ -778,3 +778,51 @@ async fn a_worker_killed_in_the_middle_of_a_multipart_upload_is_replaced_and_not
         "the abandoned upload is aborted before the marker"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_has_the_uploads_left_open_on_its_keys_aborted() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    // An upload left open on the run's first file's key, as by a worker that died mid-file.
+    let key = "abandoned/fixed-0000001.csv";
+    s3.create_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .expect("CreateMultipartUpload");
+    assert_eq!(s3::open_uploads(&s3, BUCKET).await, [key]);
+    // The run's key may list and abort uploads, but not write: the run fails.
+    let (key_id, secret) = moto.create_user(
+        "cannot-write",
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload", "s3:ListBucket", "s3:GetObject"], "Resource": "*"}]}"#,
+    );
+    let mut request = client::request_to(&moto, BUCKET, "abandoned/", FileFormat::Csv);
+    request.filename_template = "fixed-{{file_number}}.csv".into();
+    let access_key = request
+        .destination
+        .as_mut()
+        .unwrap()
+        .access_key
+        .as_mut()
+        .unwrap();
+    access_key.access_key_id = key_id;
+    access_key.secret_access_key = secret;
+    let accepted = client::export(&stack.url(), &request, data::table(1_000, 1_000))
+        .await
+        .expect("the export is accepted");
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Failed, "{run:?}");
+    assert_eq!(run.error.unwrap().code(), ErrorCode::AccessDenied);
+    // The failed run's keys are cleaned up after it fails.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !s3::open_uploads(&s3, BUCKET).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload left open on the failed run's key is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(s3::list(&s3, BUCKET, "abandoned/").await.is_empty());
+}

@@ -33,6 +33,9 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     };
     let run_id = task.run_id.clone();
+    if task.run_failed {
+        return abort_uploads_of_failed_run(context, &task).await;
+    }
     let connected = match connect(context, &task.sealed_destination, &run_id).await {
         Ok(connected) => connected,
         Err(outcome) => return outcome,
@@ -104,5 +107,36 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             .await
         }
         Err(failure) => report::fail(context, &run_id, failure.failure).await,
+    }
+}
+
+/// A failed run: aborts the multipart uploads still open on its files' keys. Best effort: the
+/// run has failed already, so a failure here is logged, and retried only when it may pass.
+async fn abort_uploads_of_failed_run(context: &Context, task: &FinalizeTask) -> Outcome {
+    let run_id = task.run_id.as_str();
+    let connected = match context
+        .destinations
+        .connect(&task.sealed_destination, run_id)
+        .await
+    {
+        Ok(connected) => connected,
+        Err(failure) => {
+            warn!(run_id, error = %failure, "cannot reach the failed run's destination to abort its uploads");
+            return Outcome::Ack;
+        }
+    };
+    context.destinations.forget(run_id);
+    let keys: HashSet<String> = task.files.iter().map(|f| f.object_key.clone()).collect();
+    let bucket = connected.destination.bucket.as_str();
+    match abort_open_uploads(&connected.client, bucket, &task.destination_prefix, &keys).await {
+        Ok(aborted) => {
+            info!(run_id, aborted, "failed run: open uploads aborted");
+            Outcome::Ack
+        }
+        Err(failure) if failure.retryable => Outcome::Retry,
+        Err(failure) => {
+            warn!(run_id, error = %failure, "failed run: could not abort its open uploads");
+            Outcome::Ack
+        }
     }
 }

@@ -254,12 +254,49 @@ impl Planner {
         }
     }
 
-    /// Fails a run and deletes its staging.
+    /// Fails a run, deletes its staging, and has the uploads it left open aborted.
     pub async fn fail_run(&self, run_id: &str, failure: &RunFailure) -> Result<(), PlanError> {
         if self.store.fail(run_id, failure).await? {
             warn!(run_id, code = ?failure.code, message = %failure.message, "run failed");
             self.delete_staging(run_id).await;
+            if let Err(error) = self.abort_open_uploads(run_id).await {
+                warn!(run_id, %error, "could not ask for the failed run's open uploads to be aborted");
+            }
         }
+        Ok(())
+    }
+
+    /// Asks a worker to abort the multipart uploads a failed run left open on the keys of its
+    /// planned files (`FinalizeTask.run_failed`); nothing is written.
+    async fn abort_open_uploads(&self, run_id: &str) -> Result<(), PlanError> {
+        let Some(run) = self.store.get_run(run_id).await? else {
+            return Ok(());
+        };
+        let files = self.store.files(run_id).await?;
+        let Ok(spec) = self.spec_of(&run) else {
+            return Ok(());
+        };
+        if files.is_empty() {
+            return Ok(());
+        }
+        let Ok(sealed) = self.sealed_access(&spec, &mut None).await? else {
+            return Ok(());
+        };
+        let task = FinalizeTask {
+            run_id: run_id.to_owned(),
+            files: files
+                .iter()
+                .map(|file| DeliveredFile {
+                    object_key: file.object_key.clone(),
+                    size: 0,
+                })
+                .collect(),
+            sealed_destination: sealed,
+            destination_prefix: spec.destination.prefix.clone(),
+            run_failed: true,
+            ..FinalizeTask::default()
+        };
+        self.broker.publish(Queue::Finalize, &task).await?;
         Ok(())
     }
 
@@ -457,6 +494,7 @@ impl Planner {
                 destination_prefix: spec.destination.prefix.clone(),
                 manifest_key,
                 manifest,
+                run_failed: false,
             };
             self.broker.publish(Queue::Finalize, &task).await?;
             self.store
