@@ -221,6 +221,10 @@ impl Planner {
                 self.plan(run_id).await
             }
             Some(worker_event::Event::FileUploaded(uploaded)) => {
+                // Under the planning lock: a file's task is published before its row is
+                // recorded, so a fast upload's event must wait for the planning step that
+                // published it, or its update would find no row and be lost.
+                let one_at_a_time = self.lock.lock().await;
                 self.store
                     .file_uploaded(
                         run_id,
@@ -229,6 +233,7 @@ impl Planner {
                         &uploaded.sha256,
                     )
                     .await?;
+                drop(one_at_a_time);
                 self.plan(run_id).await
             }
             Some(worker_event::Event::RunFinalized(_)) => {
