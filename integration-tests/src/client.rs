@@ -221,6 +221,19 @@ pub fn with_credential(mut request: ExportRequest, credential_id: &str) -> Expor
     request
 }
 
+/// Exports `batches` and follows the run to its end; panics if the export is refused.
+pub async fn export_to_end(
+    url: &str,
+    request: &ExportRequest,
+    batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
+    within: Duration,
+) -> Run {
+    let accepted = export(url, request, batches)
+        .await
+        .expect("the export is accepted");
+    run_to_end(url, &accepted.run_id, within).await
+}
+
 /// The run's current state.
 pub async fn get_run(url: &str, run_id: &str) -> Run {
     RunServiceClient::new(channel(url).await)

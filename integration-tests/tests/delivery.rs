@@ -62,10 +62,13 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
         ),
         &credential.credential_id,
     );
-    let accepted = client::export(&stack.url(), &request, data::table(120_000, 20_000))
-        .await
-        .expect("the export is accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::export_to_end(
+        &stack.url(),
+        &request,
+        data::table(120_000, 20_000),
+        RUN_TIMEOUT,
+    )
+    .await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "trusted/").await;
@@ -87,7 +90,7 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
         );
         assert_eq!(
             call.get("RoleSessionName"),
-            Some(&format!("filedrop-{}", accepted.run_id)),
+            Some(&format!("filedrop-{}", run.run_id)),
             "{call:?}"
         );
     }
@@ -110,10 +113,8 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
         client::request_to(&moto, BUCKET, "untrusted/", FileFormat::Csv),
         &other.credential_id,
     );
-    let accepted = client::export(&stack.url(), &request, data::table(1_000, 500))
-        .await
-        .expect("the export is accepted; the role is assumed by the upload");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run =
+        client::export_to_end(&stack.url(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
     let error = run.error.expect("a failed run has an error");
     assert_eq!(error.code(), ErrorCode::RoleAssumptionFailed, "{error:?}");
@@ -188,8 +189,8 @@ async fn credentials_and_destinations_naming_them_are_checked_before_data_moves(
 
 /// moto does not expire temporary credentials, so expiry is brought forward instead: the
 /// workers renew assumed credentials once less than 899 of their 900 seconds are left, that is
-/// after one second, and a run of several seconds (a slow stream) must renew them (each AssumeRole again with
-/// the External ID) and still deliver every file.
+/// after one second, and a run of several seconds (a slow stream) must renew them (each
+/// AssumeRole again with the External ID) and still deliver every file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assumed_credentials_are_renewed_during_a_long_run_which_succeeds() {
     let moto = Moto::start_recording(&[BUCKET]);
@@ -223,10 +224,7 @@ async fn assumed_credentials_are_renewed_during_a_long_run_which_succeeds() {
     let slowly = data::table(1_000_000, 50_000)
         .into_iter()
         .inspect(|_| std::thread::sleep(Duration::from_millis(250)));
-    let accepted = client::export(&stack.url(), &request, slowly)
-        .await
-        .expect("the export is accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::export_to_end(&stack.url(), &request, slowly, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     assert_eq!(
@@ -427,10 +425,7 @@ async fn each_destination_error_fails_the_run_with_its_code_and_leaves_nothing()
     let throttling = ThrottlingS3::start();
     let mut throttled = base.clone();
     throttled.destination.as_mut().unwrap().endpoint_url = throttling.endpoint.clone();
-    let accepted = client::export(&url, &throttled, data::table(1_000, 1_000))
-        .await
-        .expect("the export is accepted");
-    let run = client::run_to_end(&url, &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::export_to_end(&url, &throttled, data::table(1_000, 1_000), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
     let error = run.error.expect("a failed run has an error");
     assert_eq!(error.code(), ErrorCode::Throttled, "{error:?}");
@@ -460,10 +455,13 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
         .tags
         .insert("source".into(), "filedrop/v1".into());
     // One file large enough for a multipart upload (5 MiB parts), then the marker.
-    let accepted = client::export(&stack.url(), &request, data::table(400_000, 50_000))
-        .await
-        .expect("the export is accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::export_to_end(
+        &stack.url(),
+        &request,
+        data::table(400_000, 50_000),
+        RUN_TIMEOUT,
+    )
+    .await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "stored/").await;
@@ -536,7 +534,7 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
     let manifest = s3::get(
         &s3,
         BUCKET,
-        &client::manifest_key("stored/", BUCKET, &accepted.run_id),
+        &client::manifest_key("stored/", BUCKET, &run.run_id),
     )
     .await;
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
@@ -550,10 +548,7 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
     let destination = public.destination.as_mut().unwrap();
     destination.canned_acl = "public-read".into();
     destination.prefix = "public/".into();
-    let accepted = client::export(&stack.url(), &public, data::table(10, 10))
-        .await
-        .expect("the export is accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::export_to_end(&stack.url(), &public, data::table(10, 10), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     for object in s3::list(&s3, BUCKET, "public/").await {
         let acl = s3
@@ -598,10 +593,7 @@ async fn the_manifest_lists_every_delivered_object_and_the_marker_comes_last() {
     });
     // The blocks of a split by size are cut from segments: the rows per file come from them.
     let sent = data::table(200_000, 25_000);
-    let accepted = client::export(&stack.url(), &request, sent)
-        .await
-        .expect("the export is accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::export_to_end(&stack.url(), &request, sent, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "manifested/").await;
@@ -684,10 +676,7 @@ async fn the_manifest_lists_every_delivered_object_and_the_marker_comes_last() {
         name: filedrop_proto::v1::SuccessFileName::Custom.into(),
         custom_name: "ready/{{run_id}}.txt".into(),
     });
-    let accepted = client::export(&stack.url(), &plain, data::table(100, 100))
-        .await
-        .expect("the export is accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::export_to_end(&stack.url(), &plain, data::table(100, 100), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let keys: Vec<String> = s3::list(&s3, BUCKET, "plain/")
         .await
@@ -809,10 +798,13 @@ async fn a_failed_run_has_the_uploads_left_open_on_its_keys_aborted() {
         .unwrap();
     access_key.access_key_id = key_id;
     access_key.secret_access_key = secret;
-    let accepted = client::export(&stack.url(), &request, data::table(1_000, 1_000))
-        .await
-        .expect("the export is accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::export_to_end(
+        &stack.url(),
+        &request,
+        data::table(1_000, 1_000),
+        RUN_TIMEOUT,
+    )
+    .await;
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
     assert_eq!(run.error.unwrap().code(), ErrorCode::AccessDenied);
     // The failed run's keys are cleaned up after it fails.
