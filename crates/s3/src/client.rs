@@ -3,9 +3,7 @@
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, IdentityCache, Region, SharedCredentialsProvider,
-};
+use aws_sdk_s3::config::{BehaviorVersion, IdentityCache, Region, SharedCredentialsProvider};
 use filedrop_proto::v1::S3Destination;
 use std::time::Duration;
 
@@ -33,16 +31,9 @@ impl Default for ClientLimits {
 /// A client that writes to `destination` with its access key.
 pub fn client_for(destination: &S3Destination, limits: &ClientLimits) -> aws_sdk_s3::Client {
     let key = destination.access_key.clone().unwrap_or_default();
-    let credentials = Credentials::new(
-        key.access_key_id,
-        key.secret_access_key,
-        (!key.session_token.is_empty()).then_some(key.session_token),
-        None,
-        "filedrop-destination",
-    );
     client_with(
         destination,
-        SharedCredentialsProvider::new(credentials),
+        SharedCredentialsProvider::new(crate::credentials::key_credentials(&key)),
         limits,
     )
 }

@@ -21,7 +21,7 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use filedrop_core::credential::session_name;
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::DestinationAccess;
-use filedrop_proto::v1::ErrorCode;
+use filedrop_proto::v1::{AccessKeyCredential, ErrorCode};
 use serde::Deserialize;
 use std::error::Error;
 use std::time::{Duration, SystemTime};
@@ -142,7 +142,8 @@ pub enum AwsIdentitySource {
 #[derive(Debug, Clone)]
 pub struct ServiceIdentity {
     sdk_config: aws_config::SdkConfig,
-    principal_arn: String,
+    /// The configured principal, or the one STS named, once asked.
+    principal_arn: tokio::sync::OnceCell<String>,
     session_length: Duration,
     refresh_before_expiry: Duration,
 }
@@ -168,7 +169,11 @@ impl ServiceIdentity {
         };
         Self {
             sdk_config: loader.load().await,
-            principal_arn: config.principal_arn.clone(),
+            principal_arn: if config.principal_arn.is_empty() {
+                tokio::sync::OnceCell::new()
+            } else {
+                tokio::sync::OnceCell::new_with(Some(config.principal_arn.clone()))
+            },
             session_length: Duration::from_secs(config.session_seconds),
             refresh_before_expiry: Duration::from_secs(config.refresh_before_expiry_secs),
         }
@@ -177,9 +182,13 @@ impl ServiceIdentity {
     /// The principal bucket owners trust: the configured one, or the identity's ARN as STS
     /// `GetCallerIdentity` gives it, an assumed-role session turned into its role's ARN.
     pub async fn principal_arn(&self) -> Result<String, RunFailure> {
-        if !self.principal_arn.is_empty() {
-            return Ok(self.principal_arn.clone());
-        }
+        self.principal_arn
+            .get_or_try_init(|| self.caller_arn())
+            .await
+            .cloned()
+    }
+
+    async fn caller_arn(&self) -> Result<String, RunFailure> {
         let sts = aws_sdk_sts::Client::new(&self.sdk_config);
         let identity = sts.get_caller_identity().send().await.map_err(|error| {
             RunFailure::new(
@@ -267,22 +276,26 @@ pub async fn verify_identity(
     })
 }
 
-/// An SDK configuration signing with the destination's key, calling STS at the destination's
-/// endpoint when it has one.
-async fn key_sdk_config(
-    destination: &filedrop_proto::v1::S3Destination,
-    key: &filedrop_proto::v1::AccessKeyCredential,
-) -> aws_config::SdkConfig {
-    let credentials = Credentials::new(
+/// A destination's access key as SDK credentials (its session token, if any, included).
+pub fn key_credentials(key: &AccessKeyCredential) -> Credentials {
+    Credentials::new(
         key.access_key_id.clone(),
         key.secret_access_key.clone(),
         (!key.session_token.is_empty()).then(|| key.session_token.clone()),
         None,
         "filedrop-destination",
-    );
+    )
+}
+
+/// An SDK configuration signing with the destination's key, calling STS at the destination's
+/// endpoint when it has one.
+async fn key_sdk_config(
+    destination: &filedrop_proto::v1::S3Destination,
+    key: &AccessKeyCredential,
+) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(destination.region.clone()))
-        .credentials_provider(credentials);
+        .credentials_provider(key_credentials(key));
     if !destination.endpoint_url.is_empty() {
         loader = loader.endpoint_url(destination.endpoint_url.clone());
     }
@@ -319,13 +332,7 @@ pub async fn credentials_for(
         ),
         (None, Some(key)) => {
             if key.role_arn.is_empty() {
-                return Ok(SharedCredentialsProvider::new(Credentials::new(
-                    key.access_key_id.clone(),
-                    key.secret_access_key.clone(),
-                    (!key.session_token.is_empty()).then(|| key.session_token.clone()),
-                    None,
-                    "filedrop-destination",
-                )));
+                return Ok(SharedCredentialsProvider::new(key_credentials(key)));
             }
             let sdk_config = key_sdk_config(&destination, key).await;
             let mut builder = AssumeRoleProvider::builder(&key.role_arn)

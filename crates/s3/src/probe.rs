@@ -99,15 +99,14 @@ async fn run_checks(
 
     // HEAD answers carry no body: a 404 is a missing bucket, but a 403 may be a bad key as
     // well as a missing s3:ListBucket. The write below tells them apart.
-    let head = client.head_bucket().bucket(bucket).send().await;
-    let head_failure = match head {
-        Ok(_) => None,
+    let head_denied = match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => false,
         Err(error) => {
             let failure = classify(&error, "HeadBucket", bucket, "");
             if failure.failure.code != ErrorCode::AccessDenied {
                 return Err((Check::Bucket, failure));
             }
-            Some(failure)
+            true
         }
     };
     let options = ObjectOptions::new(&destination, "text/plain");
@@ -125,7 +124,7 @@ async fn run_checks(
         .send()
         .await
         .map_err(|error| classify(&error, "DeleteObject", bucket, &key));
-    if head_failure.is_some() {
+    if head_denied {
         return Err((
             Check::Bucket,
             S3Failure {
