@@ -3,7 +3,8 @@
 # on request, s3s-fs. Installs what is missing.
 #
 #   deploy/local/services.sh install           Python tools (virtualenv), file tools (gzip, zstd,
-#                                              bzip2, unzip, tar, gpg) and RabbitMQ if missing
+#                                              bzip2, unzip, tar, gpg), RabbitMQ and s3s-fs if
+#                                              missing
 #   deploy/local/services.sh start [SERVICE]   rabbitmq and moto (default), or one of
 #                                              rabbitmq | moto | s3s-fs
 #   deploy/local/services.sh stop [SERVICE]
@@ -120,18 +121,28 @@ start_moto() {
   log "moto ready: credentials in $STATE/moto.env, bucket filedrop-demo"
 }
 
+# s3s-fs, an S3 server on a directory that checks checksums and conditional writes; the
+# integration tests start their own from there.
+install_s3s() {
+  if [[ -x "$S3S_BIN" ]] && "$S3S_BIN" --version 2>/dev/null | grep -qF "$S3S_VERSION"; then
+    return 0
+  fi
+  log "installing s3s-fs $S3S_VERSION (cargo install, a few minutes)"
+  # Built apart from the project's target directory, so its features do not disturb the
+  # project's build cache.
+  env -u CARGO_TARGET_DIR cargo install --locked --force s3s-fs --version "$S3S_VERSION" \
+    --features binary
+}
+
 start_s3s() {
   if port_open "$S3S_PORT"; then
     log "s3s-fs already listening on 127.0.0.1:$S3S_PORT"
     return 0
   fi
-  if ! command -v s3s-fs >/dev/null; then
-    log "installing s3s-fs $S3S_VERSION (cargo install, a few minutes)"
-    cargo install --locked s3s-fs --version "$S3S_VERSION" --features binary
-  fi
+  install_s3s
   mkdir -p "$STATE/s3s-fs/filedrop-demo"
   log "starting s3s-fs on 127.0.0.1:$S3S_PORT"
-  nohup s3s-fs --host 127.0.0.1 --port "$S3S_PORT" --access-key filedrop-local \
+  nohup "$S3S_BIN" --host 127.0.0.1 --port "$S3S_PORT" --access-key filedrop-local \
     --secret-key filedrop-local-secret "$STATE/s3s-fs" >"$STATE/s3s-fs.log" 2>&1 &
   echo $! >"$STATE/s3s-fs.pid"
   wait_port "$S3S_PORT" 30 s3s-fs
@@ -149,7 +160,7 @@ status() {
 command="${1:-status}"
 service="${2:-}"
 case "$command" in
-  install) install_python; install_file_tools; install_rabbitmq ;;
+  install) install_python; install_file_tools; install_rabbitmq; install_s3s ;;
   start)
     case "$service" in
       "") start_rabbitmq; start_moto ;;

@@ -84,3 +84,22 @@ pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
     let schema = batches.first().map(|b| b.schema()).unwrap_or_else(schema);
     arrow_select::concat::concat_batches(&schema, batches).expect("batches share a schema")
 }
+
+/// The rows of a CSV file of the sample table, read with a header by arrow-csv.
+pub fn csv_rows(bytes: bytes::Bytes) -> u64 {
+    arrow_csv::ReaderBuilder::new(schema())
+        .with_header(true)
+        .build(std::io::Cursor::new(bytes))
+        .expect("a CSV reader")
+        .map(|batch| batch.expect("reading CSV").num_rows() as u64)
+        .sum()
+}
+
+/// The SHA-256 of `bytes`, lowercase hexadecimal (as manifests give it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}

@@ -1,4 +1,4 @@
-//! RabbitMQ and moto for tests.
+//! The servers tests run against: RabbitMQ, moto, s3s-fs, and a fault-injecting proxy.
 
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
@@ -102,37 +102,185 @@ pub struct Moto {
     recording: Option<PathBuf>,
 }
 
-/// An S3 endpoint on loopback that answers every request with 503 `SlowDown`
-/// (`integration-tests/python/throttling_s3.py`); stopped when dropped.
-pub struct ThrottlingS3 {
+/// The faults a [`FaultProxy`] injects.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The first temporary credentials seen get this many requests through; later requests
+    /// signed with them are answered `ExpiredToken`.
+    pub expire_session_after: Option<u32>,
+    /// The body of this upload request (PutObject or UploadPart, counted from 1) has a byte
+    /// flipped on the way.
+    pub corrupt_upload: Option<u32>,
+    /// Every request is answered 503 `SlowDown` (no upstream is needed).
+    pub throttle: bool,
+    /// Serve HTTPS with a certificate of a private CA ([`FaultProxy::ca_file`]).
+    pub tls: bool,
+}
+
+/// A request the proxy saw.
+#[derive(Debug, Clone)]
+pub struct ProxiedRequest {
+    /// `PUT`, `POST`, …
+    pub method: String,
+    /// `/bucket/key`.
+    pub path: String,
+    /// The query string.
+    pub query: String,
+    /// The status answered.
+    pub status: u16,
+    /// The fault injected, if any: `expired-token`, `corrupted-upload`, `throttled`.
+    pub fault: Option<String>,
+}
+
+/// A proxy on loopback in front of an S3 server that injects [`Faults`] and records every
+/// request (`integration-tests/python/s3_fault_proxy.py`); stopped when dropped.
+pub struct FaultProxy {
     child: Child,
+    /// `http://127.0.0.1:<port>` (`https://` with TLS): a destination's endpoint URL.
+    pub endpoint: String,
+    log: PathBuf,
+    tls_dir: Option<PathBuf>,
+}
+
+impl FaultProxy {
+    /// Starts the proxy in front of `upstream` (an endpoint URL; `None` with `faults.throttle`).
+    pub fn start(upstream: Option<&str>, faults: &Faults) -> Self {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!(
+            "filedrop-proxy-{}.jsonl",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut command = Command::new(venv().join("bin/python"));
+        command
+            .arg(crate::repo_root().join("integration-tests/python/s3_fault_proxy.py"))
+            .args(["--port", &port.to_string()])
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(upstream) = upstream {
+            command.args(["--upstream", upstream]);
+        }
+        if let Some(after) = faults.expire_session_after {
+            command.args(["--expire-session-after", &after.to_string()]);
+        }
+        if let Some(upload) = faults.corrupt_upload {
+            command.args(["--corrupt-upload", &upload.to_string()]);
+        }
+        if faults.throttle {
+            command.arg("--throttle");
+        }
+        let tls_dir = faults.tls.then(|| log.with_extension("tls"));
+        if let Some(dir) = &tls_dir {
+            command.arg("--tls-dir").arg(dir);
+        }
+        let child = command.spawn().expect("starting s3_fault_proxy.py");
+        wait_for_port(port, Duration::from_secs(30), "s3_fault_proxy.py");
+        let scheme = if faults.tls { "https" } else { "http" };
+        Self {
+            child,
+            endpoint: format!("{scheme}://127.0.0.1:{port}"),
+            log,
+            tls_dir,
+        }
+    }
+
+    /// The private CA that signed the proxy's certificate (PEM), with [`Faults::tls`].
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls_dir
+            .as_ref()
+            .expect("the proxy was started with TLS")
+            .join("ca.pem")
+    }
+
+    /// Every request the proxy answered so far, in order.
+    pub fn requests(&self) -> Vec<ProxiedRequest> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let entry: serde_json::Value =
+                    serde_json::from_str(line).expect("the proxy logs JSON lines");
+                let text = |name: &str| entry[name].as_str().unwrap_or_default().to_owned();
+                ProxiedRequest {
+                    method: text("method"),
+                    path: text("path"),
+                    query: text("query"),
+                    status: entry["status"].as_u64().unwrap_or_default() as u16,
+                    fault: entry["fault"].as_str().map(str::to_owned),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+        if let Some(dir) = &self.tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// An s3s-fs server (an S3 server on a directory, checking checksums, signatures and
+/// conditional writes) for one test, with its own directory; stopped when dropped.
+pub struct S3sFs {
+    child: Child,
+    dir: PathBuf,
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
 }
 
-impl ThrottlingS3 {
-    /// Starts the endpoint.
-    pub fn start() -> Self {
+impl S3sFs {
+    /// The access key s3s-fs is started with.
+    pub const ACCESS_KEY_ID: &str = "filedrop-test";
+    /// Its secret.
+    pub const SECRET_ACCESS_KEY: &str = "filedrop-test-secret";
+
+    /// Starts s3s-fs with `buckets` (installed by `deploy/local/services.sh install`).
+    pub fn start(buckets: &[&str]) -> Self {
+        let home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cargo")
+            });
+        let binary = home.join("bin/s3s-fs");
+        assert!(
+            binary.exists(),
+            "s3s-fs is not installed at {}: run `bash deploy/local/services.sh install`",
+            binary.display()
+        );
+        let dir =
+            std::env::temp_dir().join(format!("filedrop-s3s-fs-{}", uuid::Uuid::new_v4().simple()));
+        for bucket in buckets {
+            std::fs::create_dir_all(dir.join(bucket)).expect("creating a bucket directory");
+        }
         let port = free_port();
-        let child = Command::new(venv().join("bin/python"))
-            .arg(crate::repo_root().join("integration-tests/python/throttling_s3.py"))
-            .args(["--port", &port.to_string()])
+        let child = Command::new(binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", Self::ACCESS_KEY_ID])
+            .args(["--secret-key", Self::SECRET_ACCESS_KEY])
+            .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("starting throttling_s3.py");
-        wait_for_port(port, Duration::from_secs(30), "throttling_s3.py");
+            .expect("starting s3s-fs");
+        wait_for_port(port, Duration::from_secs(30), "s3s-fs");
         Self {
             child,
+            dir,
             endpoint: format!("http://127.0.0.1:{port}"),
         }
     }
 }
 
-impl Drop for ThrottlingS3 {
+impl Drop for S3sFs {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

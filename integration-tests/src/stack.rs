@@ -152,6 +152,12 @@ impl Stack {
 
     /// Starts one more worker; returns its index.
     pub fn start_worker(&mut self) -> usize {
+        self.start_worker_with(&[])
+    }
+
+    /// Starts one more worker with `env` on top of the stack's (e.g. `FILEDROP_ROLES`);
+    /// returns its index.
+    pub fn start_worker_with(&mut self, extra: &[(&str, &str)]) -> usize {
         self.worker_starts += 1;
         let mut env: Vec<(&str, String)> = vec![(
             "FILEDROP_UPLOAD__PART_SIZE_MIB",
@@ -162,6 +168,11 @@ impl Stack {
                 .worker_env
                 .iter()
                 .map(|(name, value)| (name.as_str(), value.clone())),
+        );
+        env.extend(
+            extra
+                .iter()
+                .map(|(name, value)| (*name, (*value).to_owned())),
         );
         let child = self.spawn(
             "filedrop-worker",
@@ -199,6 +210,77 @@ impl Stack {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Takes `count` messages off the stack's `queue` (`upload`, `finalize`, …), waiting for
+    /// them up to `within`; returns their payloads in queue order.
+    pub async fn take_tasks(&self, queue: &str, count: usize, within: Duration) -> Vec<Vec<u8>> {
+        let connection =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                .await
+                .expect("connecting to RabbitMQ");
+        let channel = connection.create_channel().await.expect("a channel");
+        let name = format!("{}.{queue}", self.namespace);
+        let deadline = std::time::Instant::now() + within;
+        let mut payloads = Vec::new();
+        while payloads.len() < count {
+            let got = channel
+                .basic_get(
+                    name.as_str().into(),
+                    lapin::options::BasicGetOptions::default(),
+                )
+                .await
+                .expect("basic.get");
+            match got {
+                Some(message) => {
+                    payloads.push(message.delivery.data.clone());
+                    message
+                        .delivery
+                        .ack(lapin::options::BasicAckOptions::default())
+                        .await
+                        .expect("ack");
+                }
+                None => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{name} held {} of the {count} messages expected within {within:?}",
+                        payloads.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let _ = connection.close(0, "done".into()).await;
+        payloads
+    }
+
+    /// Publishes `payloads` to the stack's task `queue`, in order, as the control plane does.
+    pub async fn publish_tasks(&self, queue: &str, payloads: &[Vec<u8>]) {
+        let connection =
+            lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                .await
+                .expect("connecting to RabbitMQ");
+        let channel = connection.create_channel().await.expect("a channel");
+        channel
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .expect("publisher confirms");
+        let exchange = format!("{}.tasks", self.namespace);
+        for payload in payloads {
+            channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    queue.into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    payload,
+                    lapin::BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .expect("publishing")
+                .await
+                .expect("the broker confirms");
+        }
+        let _ = connection.close(0, "done".into()).await;
     }
 
     /// Kills a worker at once (SIGKILL), as a crash would.

@@ -3,7 +3,7 @@
 //! owner's role with the External ID filedrop generated, and a role that does not trust it
 //! fails the run with `ROLE_ASSUMPTION_FAILED`, leaving nothing behind.
 
-use filedrop_integration_tests::services::{MOTO_FILEDROP_USER_ARN, Moto, ThrottlingS3};
+use filedrop_integration_tests::services::{FaultProxy, Faults, MOTO_FILEDROP_USER_ARN, Moto};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{
@@ -247,6 +247,176 @@ async fn assumed_credentials_are_renewed_during_a_long_run_which_succeeds() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_the_store_refuses_as_expired_mid_run_are_renewed_and_the_run_succeeds() {
+    let moto = Moto::start_recording(&[BUCKET]);
+    // The store refuses the first assumed credentials after three requests, as S3 refuses a
+    // session that expired before the clock said it would.
+    let proxy = FaultProxy::start(
+        Some(&moto.endpoint),
+        &Faults {
+            expire_session_after: Some(3),
+            ..Faults::default()
+        },
+    );
+    let stack = Stack::start(StackOptions {
+        env: moto.identity_env(),
+        ..StackOptions::default()
+    });
+    let role_arn = "arn:aws:iam::123456789012:role/expiring";
+    let credential = client::create_role_credential(&stack.url(), role_arn)
+        .await
+        .expect("CreateCredential");
+    moto.create_role("expiring", &role_to_role(&credential).trust_policy_json);
+    let mut request = client::with_credential(
+        client::split(
+            client::request_to(&moto, BUCKET, "expiring/", FileFormat::Csv),
+            50_000,
+        ),
+        &credential.credential_id,
+    );
+    request.destination.as_mut().unwrap().endpoint_url = proxy.endpoint.clone();
+    let run = client::export_to_end(
+        &stack.url(),
+        &request,
+        data::table(250_000, 50_000),
+        RUN_TIMEOUT,
+    )
+    .await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let refused = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.fault.as_deref() == Some("expired-token"))
+        .count();
+    assert!(refused >= 1, "the store refused the first credentials");
+    assert!(
+        moto.assume_role_calls().len() >= 2,
+        "the role was assumed again"
+    );
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert_eq!(
+        s3::list(&s3, BUCKET, "expiring/").await.len(),
+        7,
+        "five files, the manifest and the marker"
+    );
+    assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_task_is_delivered_twice_is_written_once_and_counted_done() {
+    let moto = Moto::start(&[BUCKET]);
+    let proxy = FaultProxy::start(Some(&moto.endpoint), &Faults::default());
+    // Encoders only, at first: the upload tasks wait in their queue.
+    let mut stack = Stack::start(StackOptions {
+        worker_env: vec![("FILEDROP_ROLES".into(), "encode".into())],
+        ..StackOptions::default()
+    });
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "twice/", FileFormat::Csv),
+        50_000,
+    );
+    request.destination.as_mut().unwrap().endpoint_url = proxy.endpoint.clone();
+    let accepted = client::export(&stack.url(), &request, data::table(150_000, 50_000))
+        .await
+        .expect("the export is accepted");
+    // Every upload task comes twice in a row, as a broker delivers a task again when it
+    // cannot tell that it was done.
+    let tasks = stack
+        .take_tasks("upload", 3, Duration::from_secs(120))
+        .await;
+    let twice: Vec<Vec<u8>> = tasks
+        .iter()
+        .flat_map(|task| [task.clone(), task.clone()])
+        .collect();
+    stack.publish_tasks("upload", &twice).await;
+    stack.start_worker_with(&[
+        ("FILEDROP_ROLES", "upload"),
+        ("FILEDROP_UPLOAD__CONCURRENCY", "1"),
+    ]);
+    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let objects = s3::list(&s3, BUCKET, "twice/").await;
+    assert_eq!(
+        objects.len(),
+        5,
+        "three files, manifest, marker: {objects:?}"
+    );
+    let requests = proxy.requests();
+    for object in objects.iter().filter(|o| o.key.ends_with(".csv")) {
+        let path = format!("/{BUCKET}/{}", object.key);
+        let writes = requests
+            .iter()
+            .filter(|r| r.path == path)
+            .filter(|r| {
+                (r.method == "PUT" && !r.query.contains("partNumber"))
+                    || (r.method == "POST" && r.query.contains("uploads"))
+            })
+            .count();
+        assert_eq!(writes, 1, "{} was written {writes} times", object.key);
+    }
+    let log = std::fs::read_to_string(stack.dir.join("worker-2.log")).unwrap();
+    let counted = log.matches("counted done, not uploaded again").count();
+    // The copies of the first two files come before the third file is uploaded; the third
+    // file's copy may find the run finished already.
+    assert!(counted >= 2, "{counted} tasks were found done:\n{log}");
+    assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_is_written_once_its_ca_is_trusted() {
+    let moto = Moto::start(&[BUCKET]);
+    let https = FaultProxy::start(
+        Some(&moto.endpoint),
+        &Faults {
+            tls: true,
+            ..Faults::default()
+        },
+    );
+    let mut request = client::request_to(&moto, BUCKET, "tls/", FileFormat::Csv);
+    request.destination.as_mut().unwrap().endpoint_url = https.endpoint.clone();
+
+    // A private CA that nobody named: refused, and the message says how to trust it.
+    let stack = Stack::start(StackOptions::default());
+    let run =
+        client::export_to_end(&stack.url(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Failed, "{run:?}");
+    let error = run.error.expect("a failed run has an error");
+    assert_eq!(error.code(), ErrorCode::DestinationUnreachable, "{error:?}");
+    assert!(error.message.contains("SSL_CERT_FILE"), "{}", error.message);
+    drop(stack);
+
+    // The same CA named by SSL_CERT_FILE, as the system's roots are loaded: delivered.
+    let ca = https.ca_file().to_string_lossy().into_owned();
+    let stack = Stack::start(StackOptions {
+        env: vec![("SSL_CERT_FILE".into(), ca)],
+        ..StackOptions::default()
+    });
+    let response = client::test_connection(&stack.url(), request.destination.as_ref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome(&response),
+        (
+            vec!["bucket", "write", "delete"],
+            "",
+            ErrorCode::Unspecified
+        ),
+        "{response:?}"
+    );
+    let run =
+        client::export_to_end(&stack.url(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert_eq!(
+        s3::list(&s3, BUCKET, "tls/").await.len(),
+        3,
+        "the file, the manifest and the marker"
+    );
+}
+
 /// The checks that passed and, when one failed, its name and code.
 fn outcome(response: &TestConnectionResponse) -> (Vec<&str>, &str, ErrorCode) {
     (
@@ -422,7 +592,13 @@ async fn each_destination_error_fails_the_run_with_its_code_and_leaves_nothing()
 
     // A store that keeps answering SlowDown: THROTTLED once the retries are spent, and the
     // connection test says so too.
-    let throttling = ThrottlingS3::start();
+    let throttling = FaultProxy::start(
+        None,
+        &Faults {
+            throttle: true,
+            ..Faults::default()
+        },
+    );
     let mut throttled = base.clone();
     throttled.destination.as_mut().unwrap().endpoint_url = throttling.endpoint.clone();
     let run = client::export_to_end(&url, &throttled, data::table(1_000, 1_000), RUN_TIMEOUT).await;
@@ -540,7 +716,7 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(
         manifest["files"][0]["sha256"],
-        sha256_hex(&s3::get(&s3, BUCKET, &big.key).await).as_str()
+        data::sha256_hex(&s3::get(&s3, BUCKET, &big.key).await).as_str()
     );
 
     // In one account the owner has full control anyway: another canned ACL shows it is sent.
@@ -629,11 +805,11 @@ async fn the_manifest_lists_every_delivered_object_and_the_marker_comes_last() {
         let bytes = s3::get(&s3, BUCKET, &object.key).await;
         assert_eq!(
             listed["sha256"],
-            sha256_hex(&bytes).as_str(),
+            data::sha256_hex(&bytes).as_str(),
             "{}",
             object.key
         );
-        let rows = csv_rows(bytes);
+        let rows = data::csv_rows(bytes);
         assert_eq!(
             listed["rows"], rows,
             "{}: rows besides the header",
@@ -689,23 +865,8 @@ async fn the_manifest_lists_every_delivered_object_and_the_marker_comes_last() {
 }
 
 /// The rows of a CSV file with a header row of the sample table, read by `arrow-csv`.
-fn csv_rows(bytes: bytes::Bytes) -> u64 {
-    arrow_csv::ReaderBuilder::new(data::schema())
-        .with_header(true)
-        .build(std::io::Cursor::new(bytes))
-        .expect("a CSV reader")
-        .map(|batch| batch.expect("reading CSV").num_rows() as u64)
-        .sum()
-}
 
 /// The SHA-256 of `bytes`, lowercase hexadecimal.
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
-}
 
 /// `2026-01-02T03:04:05.678Z`.
 fn chrono_like(text: &str) -> bool {

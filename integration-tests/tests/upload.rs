@@ -7,7 +7,7 @@ use filedrop_integration_tests::s3;
 use filedrop_integration_tests::services::Moto;
 use filedrop_proto::v1::{AccessKeyCredential, S3Destination};
 use filedrop_s3::client::{ClientLimits, client_for};
-use filedrop_s3::objects::ObjectOptions;
+use filedrop_s3::objects::{Expect, ObjectOptions};
 use filedrop_s3::upload::{MIN_PART_SIZE, Piece, UploadError, upload_stream};
 use tokio::sync::mpsc;
 
@@ -53,6 +53,7 @@ async fn a_multipart_upload_delivers_every_part_in_order() {
         BUCKET,
         "whole.bin",
         &ObjectOptions::new(&destination(&moto), "application/octet-stream"),
+        &Expect::Nothing,
         receiver,
         2,
     )
@@ -89,6 +90,7 @@ async fn an_upload_whose_producer_stops_is_aborted_and_leaves_nothing() {
         BUCKET,
         "partial.bin",
         &ObjectOptions::new(&destination(&moto), "application/octet-stream"),
+        &Expect::Nothing,
         receiver,
         2,
     )

@@ -8,11 +8,13 @@ use filedrop_proto::v1::S3Destination;
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_s3::S3Failure;
 use filedrop_s3::client::{ClientLimits, client_with};
-use filedrop_s3::credentials::{ServiceIdentity, credentials_for};
+use filedrop_s3::credentials::{Renewal, ServiceIdentity, credentials_for};
 use prost::Message;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tracing::warn;
 
 /// A run's client is dropped when no task has used it for this long.
 const IDLE_CLIENT: Duration = Duration::from_secs(15 * 60);
@@ -32,7 +34,56 @@ pub struct Connected {
     pub destination: S3Destination,
     /// A client with the destination's credentials.
     pub client: aws_sdk_s3::Client,
+    /// Renews the client's credentials early, when they are an assumed role's.
+    renewal: Option<Renewal>,
     used: Instant,
+}
+
+impl Connected {
+    /// Runs `attempt` until it succeeds, fails for good, or `attempts` attempts have failed.
+    /// A transient destination failure is tried again after a pause that doubles; credentials
+    /// the destination refused as expired are renewed and tried again at once, when they can
+    /// be renewed (an assumed role's). `destination_failure` finds the destination's failure
+    /// in `E`, if that is what failed.
+    pub async fn with_attempts<T, E, F, Fut>(
+        &self,
+        attempts: u32,
+        destination_failure: impl Fn(&E) -> Option<&S3Failure>,
+        mut attempt: F,
+    ) -> Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut pause = Duration::from_millis(500);
+        let mut number = 1;
+        loop {
+            let started = Instant::now();
+            let failed = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(failed) => failed,
+            };
+            let failure = destination_failure(&failed);
+            let renew = failure.is_some_and(|f| f.credentials_expired);
+            let again = match (&self.renewal, renew) {
+                (Some(_), true) => true,
+                _ => failure.is_some_and(|f| f.retryable),
+            };
+            if !again || number >= attempts.max(1) {
+                return Err(failed);
+            }
+            warn!(attempt = number, error = %failed, "destination failure, trying again");
+            match (&self.renewal, renew) {
+                (Some(renewal), true) => renewal.renew_obtained_before(started).await,
+                _ => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+            number += 1;
+        }
+    }
 }
 
 impl Destinations {
@@ -51,16 +102,14 @@ impl Destinations {
         if let Some(connected) = self.kept(run_id) {
             return Ok(connected);
         }
-        let access = self.open(sealed).map_err(|failure| S3Failure {
-            failure,
-            retryable: false,
-        })?;
+        let access = self.open(sealed).map_err(S3Failure::permanent)?;
         let credentials = credentials_for(&access, &self.identity, run_id).await?;
         let destination = access.destination.unwrap_or_default();
-        let client = client_with(&destination, credentials, &ClientLimits::default());
+        let client = client_with(&destination, credentials.provider, &ClientLimits::default());
         let connected = Connected {
             destination,
             client,
+            renewal: credentials.renewal,
             used: Instant::now(),
         };
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,14 +1,14 @@
 //! The finalize step: check every file of the run, abort uploads a stopped worker abandoned,
 //! write the manifest, then the success marker — last.
 
-use crate::uploader::{connect, with_attempts};
+use crate::uploader::connect;
 use crate::{Context, report};
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::{FinalizeTask, RunFinalized, worker_event};
 use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_s3::S3Failure;
-use filedrop_s3::objects::{ObjectOptions, abort_open_uploads, object_size, put_small_object};
+use filedrop_s3::objects::{ObjectOptions, abort_open_uploads, put_small_object, stored_object};
 use prost::Message;
 use std::collections::HashSet;
 use tracing::{info, warn};
@@ -42,15 +42,17 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
     };
     let client = &connected.client;
     let bucket = connected.destination.bucket.as_str();
-    let result = with_attempts(
-        context.config.upload.attempts,
-        |f: &S3Failure| f.retryable,
-        || async {
-            for file in &task.files {
-                let size = object_size(client, bucket, &file.object_key).await?;
-                if size != Some(file.size) {
-                    return Err(S3Failure {
-                        failure: RunFailure::new(
+    let result = connected
+        .with_attempts(
+            context.config.upload.attempts,
+            |failure: &S3Failure| Some(failure),
+            || async {
+                for file in &task.files {
+                    let size = stored_object(client, bucket, &file.object_key)
+                        .await?
+                        .map(|object| object.size);
+                    if size != Some(file.size) {
+                        return Err(S3Failure::permanent(RunFailure::new(
                             ErrorCode::Internal,
                             format!(
                                 "s3://{bucket}/{} is {} where {} bytes were delivered; something \
@@ -59,41 +61,42 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
                                 size.map_or("missing".to_owned(), |s| format!("{s} bytes")),
                                 file.size
                             ),
-                        ),
-                        retryable: false,
-                    });
+                        )));
+                    }
                 }
-            }
-            let keys: HashSet<String> = task.files.iter().map(|f| f.object_key.clone()).collect();
-            let aborted =
-                abort_open_uploads(client, bucket, &task.destination_prefix, &keys).await?;
-            if aborted > 0 {
-                info!(run_id, aborted, "aborted abandoned multipart uploads");
-            }
-            if !task.manifest_key.is_empty() {
-                put_small_object(
-                    client,
-                    bucket,
-                    &task.manifest_key,
-                    &ObjectOptions::new(&connected.destination, "application/json"),
-                    task.manifest.clone(),
-                )
-                .await?;
-            }
-            if !task.marker_key.is_empty() {
-                put_small_object(
-                    client,
-                    bucket,
-                    &task.marker_key,
-                    &ObjectOptions::new(&connected.destination, "text/plain"),
-                    Vec::new(),
-                )
-                .await?;
-            }
-            Ok(())
-        },
-    )
-    .await;
+                let keys: HashSet<String> =
+                    task.files.iter().map(|f| f.object_key.clone()).collect();
+                let aborted =
+                    abort_open_uploads(client, bucket, &task.destination_prefix, &keys).await?;
+                if aborted > 0 {
+                    info!(run_id, aborted, "aborted abandoned multipart uploads");
+                }
+                if !task.manifest_key.is_empty() {
+                    put_small_object(
+                        client,
+                        bucket,
+                        &task.manifest_key,
+                        &ObjectOptions::new(&connected.destination, "application/json"),
+                        task.manifest.clone(),
+                        None,
+                    )
+                    .await?;
+                }
+                if !task.marker_key.is_empty() {
+                    put_small_object(
+                        client,
+                        bucket,
+                        &task.marker_key,
+                        &ObjectOptions::new(&connected.destination, "text/plain"),
+                        Vec::new(),
+                        None,
+                    )
+                    .await?;
+                }
+                Ok(())
+            },
+        )
+        .await;
     // The run's last task: its client is not needed any more.
     context.destinations.forget(&run_id);
     match result {

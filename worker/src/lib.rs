@@ -6,13 +6,15 @@
 //!   `RunFinalized`.
 //!
 //! Every task may arrive twice: keys are deterministic, so doing it again gives the same
-//! result. A task that cannot succeed reports `TaskFailed` (which fails the run) and is
+//! result, and a file already delivered is found by its receipt and not uploaded again. A task that cannot succeed reports `TaskFailed` (which fails the run) and is
 //! dead-lettered.
 //!
 //! # Layout
 //! - [`config`]: the worker's configuration.
 //! - [`encoder`]: the encode role.
-//! - [`destinations`]: sealed destinations opened, credentials resolved, a client per run.
+//! - [`destinations`]: sealed destinations opened, credentials resolved, a client per run, and
+//!   the attempts at a destination call (transient failures retried, expired credentials
+//!   renewed).
 //! - [`uploader`]: the upload role (files).
 //! - [`finalizer`]: the finalize step (success marker).
 //! - [`report`]: publishing worker events, and the outcome of a failed task.

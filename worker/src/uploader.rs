@@ -1,20 +1,24 @@
 //! The upload role: a file's blocks, assembled in order, streamed to the destination.
+//!
+//! A delivered file leaves a receipt in staging (`DeliveryReceipt`: key, size, SHA-256, entity
+//! tag). A task delivered again finds it, checks that the same object is still at the key,
+//! and counts the file delivered without uploading it twice. Every write carries what the key
+//! held when it was looked at as a precondition, so two copies of a task never both replace
+//! the object: the later one is refused, looks again, and finds the receipt.
 
 use crate::encoder::task_output;
 use crate::{Context, report};
 use filedrop_core::failure::RunFailure;
 use filedrop_formats::FormatError;
 use filedrop_formats::format::Output;
-use filedrop_proto::jobs::v1::{FileUploaded, UploadTask, worker_event};
-use filedrop_proto::v1::{ErrorCode, S3Destination};
+use filedrop_proto::jobs::v1::{DeliveryReceipt, FileUploaded, UploadTask, worker_event};
+use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
-use filedrop_runtime::staging::StagingError;
+use filedrop_runtime::staging::{StagingError, receipt_key};
 use filedrop_s3::S3Failure;
-use filedrop_s3::objects::ObjectOptions;
+use filedrop_s3::objects::{Expect, ObjectOptions, StoredObject, stored_object};
 use filedrop_s3::upload::{PartWriter, UploadError, UploadedObject, part_size_for, upload_stream};
 use prost::Message;
-use std::future::Future;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -28,31 +32,6 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
             async move { handle(&context, &payload).await }
         })
         .await
-}
-
-/// Runs `attempt` until it succeeds, fails for good, or `attempts` transient failures pass.
-pub async fn with_attempts<T, E, F, Fut>(
-    attempts: u32,
-    is_transient: impl Fn(&E) -> bool,
-    mut attempt: F,
-) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut pause = Duration::from_millis(500);
-    for number in 1..=attempts.max(1) {
-        match attempt().await {
-            Err(failure) if is_transient(&failure) && number < attempts => {
-                warn!(attempt = number, error = %failure, "transient destination failure, retrying");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            other => return other,
-        }
-    }
-    unreachable!("the last attempt returns")
 }
 
 /// What an upload attempt ended with, beyond success.
@@ -108,32 +87,32 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         block_sizes,
     };
     let part_size = part_size_for(config.part_size_mib * 1024 * 1024, estimated_size);
-    let result = with_attempts(
-        config.attempts,
-        |failed| matches!(failed, Failed::Destination(failure) if failure.retryable),
-        || {
-            upload_once(
-                context,
-                &task,
-                &connected.client,
-                &connected.destination,
-                &parts,
-                part_size,
-            )
-        },
-    )
-    .await;
+    let result = connected
+        .with_attempts(
+            config.attempts,
+            |failed| match failed {
+                Failed::Destination(failure) => Some(failure),
+                _ => None,
+            },
+            || deliver_once(context, &task, &connected, &parts, part_size),
+        )
+        .await;
     match result {
-        Ok(uploaded) => {
-            let size = uploaded.size;
-            info!(run_id, file = task.file_number, key = %task.object_key, size, "file delivered");
+        Ok(Delivery { receipt, earlier }) => {
+            let size = receipt.size;
+            if earlier {
+                info!(run_id, file = task.file_number, key = %task.object_key, size,
+                    "file was delivered before; counted done, not uploaded again");
+            } else {
+                info!(run_id, file = task.file_number, key = %task.object_key, size, "file delivered");
+            }
             report::publish(
                 context,
                 &run_id,
                 worker_event::Event::FileUploaded(FileUploaded {
                     file_number: task.file_number,
                     size,
-                    sha256: uploaded.sha256,
+                    sha256: receipt.sha256,
                 }),
             )
             .await
@@ -177,15 +156,98 @@ struct FileParts {
     block_sizes: Vec<u64>,
 }
 
+/// A delivered file.
+struct Delivery {
+    receipt: DeliveryReceipt,
+    /// Delivered by an earlier copy of the task, not by this one.
+    earlier: bool,
+}
+
+/// Delivers the file unless its receipt shows it delivered and the object it names is still
+/// at the key; then leaves the receipt.
+async fn deliver_once(
+    context: &Context,
+    task: &UploadTask,
+    connected: &crate::destinations::Connected,
+    parts: &FileParts,
+    part_size: usize,
+) -> Result<Delivery, Failed> {
+    let receipt_key = receipt_key(&task.run_id, task.file_number);
+    let receipt = read_receipt(context, &receipt_key).await;
+    let stored = stored_object(
+        &connected.client,
+        &connected.destination.bucket,
+        &task.object_key,
+    )
+    .await
+    .map_err(Failed::Destination)?;
+    if let (Some(receipt), Some(stored)) = (&receipt, &stored)
+        && receipt_matches(receipt, &task.object_key, stored)
+    {
+        return Ok(Delivery {
+            receipt: receipt.clone(),
+            earlier: true,
+        });
+    }
+    let uploaded = upload_once(
+        context,
+        task,
+        connected,
+        &Expect::found(stored.as_ref()),
+        parts,
+        part_size,
+    )
+    .await?;
+    let receipt = DeliveryReceipt {
+        object_key: task.object_key.clone(),
+        size: uploaded.size,
+        sha256: uploaded.sha256,
+        e_tag: uploaded.e_tag,
+    };
+    if let Err(error) = context
+        .staging
+        .put(&receipt_key, receipt.encode_to_vec().into())
+        .await
+    {
+        // Without it a redelivered task uploads the file again, to the same key.
+        warn!(run_id = %task.run_id, file = task.file_number, %error, "could not keep the delivery receipt");
+    }
+    Ok(Delivery {
+        receipt,
+        earlier: false,
+    })
+}
+
+/// Whether `receipt` describes the object `stored` at `object_key`.
+fn receipt_matches(receipt: &DeliveryReceipt, object_key: &str, stored: &StoredObject) -> bool {
+    receipt.object_key == object_key
+        && receipt.size == stored.size
+        && !receipt.e_tag.is_empty()
+        && receipt.e_tag == stored.e_tag
+}
+
+/// The receipt at `key`, if there is a readable one (any doubt means uploading again).
+async fn read_receipt(context: &Context, key: &str) -> Option<DeliveryReceipt> {
+    match context.staging.get(key).await {
+        Ok(bytes) => DeliveryReceipt::decode(bytes).ok(),
+        Err(StagingError::NotFound { .. }) => None,
+        Err(error) => {
+            warn!(key, %error, "could not read a delivery receipt; the file is uploaded again");
+            None
+        }
+    }
+}
+
 /// Assembles the file on a blocking thread while its parts are uploaded.
 async fn upload_once(
     context: &Context,
     task: &UploadTask,
-    client: &aws_sdk_s3::Client,
-    destination: &S3Destination,
+    connected: &crate::destinations::Connected,
+    expect: &Expect,
     parts: &FileParts,
     part_size: usize,
 ) -> Result<UploadedObject, Failed> {
+    let destination = &connected.destination;
     let (sender, receiver) = mpsc::channel(1);
     let staging = context.staging.clone();
     let block_keys = task.block_keys.clone();
@@ -222,10 +284,11 @@ async fn upload_once(
         Ok::<(), FormatError>(())
     });
     let uploaded = upload_stream(
-        client,
+        &connected.client,
         &destination.bucket,
         &task.object_key,
         &ObjectOptions::new(destination, content_type),
+        expect,
         receiver,
         context.config.upload.parts_in_flight,
     )

@@ -4,6 +4,7 @@
 //! ```text
 //! runs/<run id>/segments/<segment:08>.arrows   Arrow IPC stream of received rows
 //! runs/<run id>/blocks/<segment:08>.block      the segment, encoded
+//! runs/<run id>/receipts/<file:08>.receipt     a delivered file (`DeliveryReceipt`)
 //! ```
 
 use bytes::Bytes;
@@ -30,6 +31,11 @@ pub fn segment_key(run_id: &str, segment_index: u64) -> String {
 /// Key of the block encoded from a run's segment.
 pub fn block_key(run_id: &str, segment_index: u64) -> String {
     format!("runs/{run_id}/blocks/{segment_index:08}.block")
+}
+
+/// Key of the receipt of a run's delivered file.
+pub fn receipt_key(run_id: &str, file_number: u64) -> String {
+    format!("runs/{run_id}/receipts/{file_number:08}.receipt")
 }
 
 /// The staging key of block `part` of a segment encoded as several blocks (a split by size):

@@ -24,7 +24,7 @@ use filedrop_proto::jobs::v1::DestinationAccess;
 use filedrop_proto::v1::{AccessKeyCredential, ErrorCode};
 use serde::Deserialize;
 use std::error::Error;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// filedrop's own AWS identity: what assumes bucket owners' roles for iam-role-to-role
 /// credentials. The secret is never printed (`Debug` shows whether it is set).
@@ -270,9 +270,11 @@ pub async fn verify_identity(
             ),
         ),
     };
-    Err(S3Failure {
-        failure: RunFailure::new(code, message),
-        retryable,
+    let failure = RunFailure::new(code, message);
+    Err(if retryable {
+        S3Failure::transient(failure)
+    } else {
+        S3Failure::permanent(failure)
     })
 }
 
@@ -311,13 +313,23 @@ enum Kind {
     Renewal,
 }
 
+/// A destination's credentials as a client takes them, and, when they are an assumed role's,
+/// the means to renew them before their time.
+#[derive(Debug, Clone)]
+pub struct DestinationCredentials {
+    /// What a client signs with.
+    pub provider: SharedCredentialsProvider,
+    /// Renews assumed-role credentials early; `None` for a fixed key.
+    pub renewal: Option<Renewal>,
+}
+
 /// The credentials of `access` for `run_id`, checked once (an assumed role is assumed now, so
 /// a trust policy or External ID problem fails here with a clear code, before any upload).
 pub async fn credentials_for(
     access: &DestinationAccess,
     identity: &ServiceIdentity,
     run_id: &str,
-) -> Result<SharedCredentialsProvider, S3Failure> {
+) -> Result<DestinationCredentials, S3Failure> {
     let destination = access.destination.clone().unwrap_or_default();
     let (kind, provider, role_arn) = match (&access.role_to_role, &destination.access_key) {
         (Some(grant), _) => (
@@ -332,7 +344,10 @@ pub async fn credentials_for(
         ),
         (None, Some(key)) => {
             if key.role_arn.is_empty() {
-                return Ok(SharedCredentialsProvider::new(key_credentials(key)));
+                return Ok(DestinationCredentials {
+                    provider: SharedCredentialsProvider::new(key_credentials(key)),
+                    renewal: None,
+                });
             }
             let sdk_config = key_sdk_config(&destination, key).await;
             let mut builder = AssumeRoleProvider::builder(&key.role_arn)
@@ -349,14 +364,17 @@ pub async fn credentials_for(
             )
         }
         (None, None) => {
-            return Err(S3Failure {
-                failure: RunFailure::internal("the destination carries no credential"),
-                retryable: false,
-            });
+            return Err(S3Failure::permanent(RunFailure::internal(
+                "the destination carries no credential",
+            )));
         }
     };
+    let (provider, renewal) = provider;
     match provider.provide_credentials().await {
-        Ok(_) => Ok(provider),
+        Ok(_) => Ok(DestinationCredentials {
+            provider,
+            renewal: Some(renewal),
+        }),
         Err(error) => Err(classify_credentials_error(&error, kind, &role_arn)),
     }
 }
@@ -369,20 +387,49 @@ pub async fn credentials_for(
 struct Renewing {
     inner: SharedCredentialsProvider,
     refresh_before: Duration,
-    kept: tokio::sync::Mutex<Option<Credentials>>,
+    kept: std::sync::Arc<tokio::sync::Mutex<Option<Kept>>>,
+}
+
+/// Credentials as they were obtained.
+#[derive(Debug)]
+struct Kept {
+    credentials: Credentials,
+    obtained: Instant,
+}
+
+/// Renews a destination's assumed-role credentials before their time: when the destination
+/// refuses them as expired (its clock, or a revoked session, may disagree with their expiry).
+#[derive(Debug, Clone)]
+pub struct Renewal {
+    kept: std::sync::Arc<tokio::sync::Mutex<Option<Kept>>>,
+}
+
+impl Renewal {
+    /// Drops the credentials obtained before `refused_since` (when the refused request's
+    /// attempt began), so the next request assumes the role again. Credentials obtained since
+    /// are kept: several requests refused together renew once.
+    pub async fn renew_obtained_before(&self, refused_since: Instant) {
+        let mut kept = self.kept.lock().await;
+        if kept.as_ref().is_some_and(|k| k.obtained <= refused_since) {
+            *kept = None;
+        }
+    }
 }
 
 impl Renewing {
-    /// `inner`'s credentials, kept and renewed, as a provider a client takes.
+    /// `inner`'s credentials, kept and renewed, as a provider a client takes, and the handle
+    /// that renews them early.
     fn shared(
         inner: impl ProvideCredentials + 'static,
         refresh_before: Duration,
-    ) -> SharedCredentialsProvider {
-        SharedCredentialsProvider::new(Self {
+    ) -> (SharedCredentialsProvider, Renewal) {
+        let kept = std::sync::Arc::new(tokio::sync::Mutex::new(None));
+        let provider = SharedCredentialsProvider::new(Self {
             inner: SharedCredentialsProvider::new(inner),
             refresh_before,
-            kept: tokio::sync::Mutex::new(None),
-        })
+            kept: kept.clone(),
+        });
+        (provider, Renewal { kept })
     }
 }
 
@@ -393,7 +440,7 @@ impl ProvideCredentials for Renewing {
     {
         ProvideCredentialsFuture::new(async move {
             let mut kept = self.kept.lock().await;
-            if let Some(credentials) = kept.as_ref() {
+            if let Some(Kept { credentials, .. }) = kept.as_ref() {
                 let fresh = credentials
                     .expiry()
                     .is_none_or(|expiry| SystemTime::now() + self.refresh_before < expiry);
@@ -402,7 +449,10 @@ impl ProvideCredentials for Renewing {
                 }
             }
             let credentials = self.inner.provide_credentials().await?;
-            *kept = Some(credentials.clone());
+            *kept = Some(Kept {
+                credentials: credentials.clone(),
+                obtained: Instant::now(),
+            });
             Ok(credentials)
         })
     }
@@ -482,9 +532,11 @@ fn classify_credentials_error(error: &CredentialsError, kind: Kind, role_arn: &s
             },
         ),
     };
-    S3Failure {
-        failure: RunFailure::new(code, message),
-        retryable,
+    let failure = RunFailure::new(code, message);
+    if retryable {
+        S3Failure::transient(failure)
+    } else {
+        S3Failure::permanent(failure)
     }
 }
 
@@ -561,7 +613,7 @@ mod tests {
     #[tokio::test]
     async fn credentials_are_kept_until_the_renewal_margin_then_renewed() {
         let counting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let kept = Renewing::shared(Counting(counting.clone()), Duration::from_secs(30));
+        let (kept, _) = Renewing::shared(Counting(counting.clone()), Duration::from_secs(30));
         for _ in 0..3 {
             kept.provide_credentials().await.unwrap();
         }
@@ -570,7 +622,7 @@ mod tests {
             1,
             "kept"
         );
-        let renewed = Renewing::shared(Counting(counting.clone()), Duration::from_secs(61));
+        let (renewed, _) = Renewing::shared(Counting(counting.clone()), Duration::from_secs(61));
         for _ in 0..3 {
             renewed.provide_credentials().await.unwrap();
         }
@@ -579,6 +631,25 @@ mod tests {
             4,
             "renewed each time: less than the margin is always left"
         );
+    }
+
+    #[tokio::test]
+    async fn credentials_refused_as_expired_are_renewed_once() {
+        let counting = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, renewal) = Renewing::shared(Counting(counting.clone()), Duration::from_secs(30));
+        let asked = || counting.load(std::sync::atomic::Ordering::SeqCst);
+        kept.provide_credentials().await.unwrap();
+        let refused_since = Instant::now();
+        // Two requests refused together: one renewal.
+        renewal.renew_obtained_before(refused_since).await;
+        kept.provide_credentials().await.unwrap();
+        renewal.renew_obtained_before(refused_since).await;
+        kept.provide_credentials().await.unwrap();
+        assert_eq!(asked(), 2);
+        // A refusal of the renewed credentials renews again.
+        renewal.renew_obtained_before(Instant::now()).await;
+        kept.provide_credentials().await.unwrap();
+        assert_eq!(asked(), 3);
     }
 
     #[test]

@@ -13,6 +13,30 @@ pub struct S3Failure {
     pub failure: RunFailure,
     /// Whether trying again later may succeed.
     pub retryable: bool,
+    /// The destination refused temporary credentials as expired (`ExpiredToken`): a client
+    /// whose credentials can be renewed renews them and tries again at once; with a fixed
+    /// session token the failure is permanent.
+    pub credentials_expired: bool,
+}
+
+impl S3Failure {
+    /// A failure that trying again will not mend.
+    pub fn permanent(failure: RunFailure) -> Self {
+        Self {
+            failure,
+            retryable: false,
+            credentials_expired: false,
+        }
+    }
+
+    /// A failure that may pass if tried again later.
+    pub fn transient(failure: RunFailure) -> Self {
+        Self {
+            failure,
+            retryable: true,
+            credentials_expired: false,
+        }
+    }
 }
 
 /// Classifies an SDK error from `operation` (e.g. `PutObject`) on `s3://bucket/key`.
@@ -38,21 +62,42 @@ where
         format!("s3://{bucket}/{key}")
     };
     match error {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            return S3Failure {
-                failure: RunFailure::new(
-                    ErrorCode::DestinationUnreachable,
-                    format!(
-                        "could not reach the destination for {operation} on {target}: check the \
-                         endpoint URL and region, and that the store is up"
-                    ),
+        SdkError::DispatchFailure(_) if untrusted_certificate(error) => {
+            return S3Failure::permanent(RunFailure::new(
+                ErrorCode::DestinationUnreachable,
+                format!(
+                    "the destination's TLS certificate is not trusted ({operation} on {target}): \
+                     it must be valid for the endpoint's host name and chain to a CA in the \
+                     system's store, or to one the operators name with SSL_CERT_FILE"
                 ),
-                retryable: true,
-            };
+            ));
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            return S3Failure::transient(RunFailure::new(
+                ErrorCode::DestinationUnreachable,
+                format!(
+                    "could not reach the destination for {operation} on {target}: check the \
+                     endpoint URL and region, and that the store is up"
+                ),
+            ));
         }
         _ => {}
     }
     classify_code(error.code(), status, operation, &target)
+}
+
+/// Whether a call failed because the TLS handshake refused the server's certificate (the
+/// TLS library's error sits deep in the chain, named only in its text).
+fn untrusted_certificate(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let text = error.to_string();
+        if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// Classifies by S3 error code and HTTP status; split out so it is tested without the SDK.
@@ -69,14 +114,43 @@ pub fn classify_code(
             status.map_or("error".to_owned(), |s| s.to_string())
         ),
     };
+    // A HEAD answer has no body, so S3 cannot name its reason: a bare 400 there is, in
+    // practice, a session token that expired.
+    let bare_head_400 = code.is_none() && status == Some(400) && operation.starts_with("Head");
+    let credentials_expired =
+        matches!(code, Some("ExpiredToken" | "TokenRefreshRequired")) || bare_head_400;
     let (code, retryable, message) = match (code, status) {
+        (Some("ExpiredToken" | "TokenRefreshRequired"), _) => (
+            ErrorCode::InvalidCredentials,
+            false,
+            format!(
+                "the destination refused the credential's session token as expired \
+                 ({described}): give the credential a fresh session token, or a role to assume \
+                 (filedrop renews assumed roles' credentials itself), and retry the run"
+            ),
+        ),
+        _ if bare_head_400 => (
+            ErrorCode::InvalidCredentials,
+            false,
+            format!(
+                "the destination refused the request ({described}) without a reason, as it \
+                 answers HEAD requests; the usual cause is an expired session token: give the \
+                 credential a fresh one, or a role to assume, and retry the run"
+            ),
+        ),
+        (Some("BadDigest" | "XAmzContentSHA256Mismatch" | "XAmzContentChecksumMismatch"), _) => (
+            ErrorCode::DestinationUnreachable,
+            true,
+            format!(
+                "the destination received bytes that do not match their checksum \
+                 ({described}): they were damaged on the way"
+            ),
+        ),
         (
             Some(
                 "InvalidAccessKeyId"
                 | "SignatureDoesNotMatch"
                 | "InvalidToken"
-                | "ExpiredToken"
-                | "TokenRefreshRequired"
                 | "InvalidSecurity"
                 | "InvalidClientTokenId",
             ),
@@ -87,6 +161,15 @@ pub fn classify_code(
             format!(
                 "the destination refused the credential ({described}): check the access key id \
                  and secret access key (and session token), fix the credential and retry the run"
+            ),
+        ),
+        (Some("PreconditionFailed" | "ConditionalRequestConflict"), _) | (_, Some(412)) => (
+            ErrorCode::Internal,
+            true,
+            format!(
+                "{target} changed while filedrop wrote it ({described}): something else writes \
+                 the same key; filedrop looks again before it retries, and a run whose keys \
+                 keep changing fails — give each export its own prefix"
             ),
         ),
         (Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem"), _) => (
@@ -150,6 +233,7 @@ pub fn classify_code(
     S3Failure {
         failure: RunFailure::new(code, message),
         retryable,
+        credentials_expired,
     }
 }
 
@@ -195,6 +279,24 @@ mod tests {
         assert_eq!(
             code_of(Some("KMS.NotFoundException"), Some(400)),
             (ErrorCode::KmsKeyError, false)
+        );
+        let expired = classify_code(Some("ExpiredToken"), Some(400), "UploadPart", "s3://b/k");
+        assert_eq!(expired.failure.code, ErrorCode::InvalidCredentials);
+        assert!(expired.credentials_expired && !expired.retryable);
+        assert!(
+            !classify_code(Some("InvalidToken"), None, "PutObject", "s3://b/k").credentials_expired
+        );
+        let head = classify_code(None, Some(400), "HeadObject", "s3://b/k");
+        assert!(head.credentials_expired, "a HEAD answer cannot say why");
+        assert_eq!(head.failure.code, ErrorCode::InvalidCredentials);
+        assert!(!classify_code(None, Some(400), "PutObject", "s3://b/k").credentials_expired);
+        assert_eq!(
+            code_of(Some("BadDigest"), Some(400)),
+            (ErrorCode::DestinationUnreachable, true)
+        );
+        assert_eq!(
+            code_of(Some("PreconditionFailed"), Some(412)),
+            (ErrorCode::Internal, true)
         );
         assert_eq!(
             code_of(Some("Weird"), Some(400)),

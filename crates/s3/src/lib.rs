@@ -9,8 +9,9 @@
 //! - [`errors`]: S3 errors classified into run failure codes, retryable or permanent.
 //! - [`upload`]: [`upload::PartWriter`] (a `std::io::Write` that cuts a stream into parts) and
 //!   [`upload::upload_stream`] (parts to a multipart upload, or one `PutObject` when small).
-//! - [`objects`]: the small operations of the finalize step: check a file, write a marker,
-//!   abort abandoned uploads.
+//! - [`objects`]: how objects are stored ([`objects::ObjectOptions`]), what a write expects at
+//!   its key ([`objects::Expect`], sent as `If-None-Match`/`If-Match`), and the small
+//!   operations of the finalize step: check a file, write a marker, abort abandoned uploads.
 //! - [`probe`]: a destination tested without sending data (credentials, role, bucket, a probe
 //!   object written and deleted).
 

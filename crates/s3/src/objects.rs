@@ -92,14 +92,58 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-/// The size of `s3://bucket/key`, or `None` if there is no such object.
-pub async fn object_size(
+/// An object as the destination describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its entity tag, quotes included, as S3 gives it.
+    pub e_tag: String,
+}
+
+/// What a write expects to find at its key. The write carries it as a precondition
+/// (`If-None-Match: *` or `If-Match`), so that it never replaces an object written since the
+/// key was looked at: the destination refuses it with 412, and the writer looks again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing is at the key.
+    Nothing,
+    /// The object with this entity tag is at the key.
+    ETag(String),
+}
+
+impl Expect {
+    /// What was found at the key.
+    pub fn found(stored: Option<&StoredObject>) -> Self {
+        match stored {
+            None => Self::Nothing,
+            Some(object) => Self::ETag(object.e_tag.clone()),
+        }
+    }
+
+    pub(crate) fn if_none_match(&self) -> Option<String> {
+        matches!(self, Self::Nothing).then(|| "*".to_owned())
+    }
+
+    pub(crate) fn if_match(&self) -> Option<String> {
+        match self {
+            Self::Nothing => None,
+            Self::ETag(e_tag) => Some(e_tag.clone()),
+        }
+    }
+}
+
+/// The object at `s3://bucket/key`, or `None` if there is none.
+pub async fn stored_object(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> Result<Option<u64>, S3Failure> {
+) -> Result<Option<StoredObject>, S3Failure> {
     match client.head_object().bucket(bucket).key(key).send().await {
-        Ok(head) => Ok(Some(head.content_length().unwrap_or_default() as u64)),
+        Ok(head) => Ok(Some(StoredObject {
+            size: head.content_length().unwrap_or_default() as u64,
+            e_tag: head.e_tag().unwrap_or_default().to_owned(),
+        })),
         Err(error)
             if error
                 .as_service_error()
@@ -111,21 +155,25 @@ pub async fn object_size(
     }
 }
 
-/// Writes a small object in one call.
+/// Writes a small object in one call, if the key holds what `expect` says (any object when
+/// `None`); returns the new object's entity tag.
 pub async fn put_small_object(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     options: &ObjectOptions,
     body: impl Into<ByteStream>,
-) -> Result<(), S3Failure> {
-    with_options!(client.put_object().bucket(bucket).key(key), options)
+    expect: Option<&Expect>,
+) -> Result<String, S3Failure> {
+    let written = with_options!(client.put_object().bucket(bucket).key(key), options)
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .set_if_none_match(expect.and_then(Expect::if_none_match))
+        .set_if_match(expect.and_then(Expect::if_match))
         .body(body.into())
         .send()
         .await
         .map_err(|error| classify(&error, "PutObject", bucket, key))?;
-    Ok(())
+    Ok(written.e_tag().unwrap_or_default().to_owned())
 }
 
 /// Aborts every multipart upload still open under `prefix` for one of `keys`: uploads left

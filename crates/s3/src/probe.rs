@@ -93,7 +93,7 @@ async fn run_checks(
     if assumes_role {
         passed.push(Check::Role);
     }
-    let client = client_with(&destination, credentials, &ClientLimits::default());
+    let client = client_with(&destination, credentials.provider, &ClientLimits::default());
     let bucket = destination.bucket.as_str();
     let key = format!("{}.filedrop-connection-test-{probe_id}", destination.prefix);
 
@@ -127,17 +127,14 @@ async fn run_checks(
     if head_denied {
         return Err((
             Check::Bucket,
-            S3Failure {
-                failure: RunFailure::new(
-                    ErrorCode::AccessDenied,
-                    format!(
-                        "the credential can write to s3://{bucket} but may not call HeadBucket \
-                         (s3:ListBucket on the bucket): grant it, so that a missing file is told \
-                         apart from a denied one"
-                    ),
+            S3Failure::permanent(RunFailure::new(
+                ErrorCode::AccessDenied,
+                format!(
+                    "the credential can write to s3://{bucket} but may not call HeadBucket \
+                     (s3:ListBucket on the bucket): grant it, so that a missing file is told \
+                     apart from a denied one"
                 ),
-                retryable: false,
-            },
+            )),
         ));
     }
     passed.push(Check::Bucket);

@@ -9,7 +9,7 @@
 //! the key.
 
 use crate::errors::{S3Failure, classify};
-use crate::objects::{ObjectOptions, with_options};
+use crate::objects::{Expect, ObjectOptions, with_options};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
@@ -110,6 +110,8 @@ pub struct UploadedObject {
     /// The SHA-256 of its bytes, lowercase hexadecimal (for the manifest, and for anyone
     /// checking the object against it).
     pub sha256: String,
+    /// Its entity tag, as the destination gave it.
+    pub e_tag: String,
 }
 
 /// The SHA-256 of what was sent, piece by piece, in order.
@@ -158,12 +160,14 @@ pub enum UploadError {
     Incomplete,
 }
 
-/// Uploads the pieces received on `pieces` to `s3://bucket/key`.
+/// Uploads the pieces received on `pieces` to `s3://bucket/key`, provided the key still holds
+/// what `expect` says when the object is completed.
 pub async fn upload_stream(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     options: &ObjectOptions,
+    expect: &Expect,
     pieces: mpsc::Receiver<Piece>,
     parts_in_flight: usize,
 ) -> Result<UploadedObject, UploadError> {
@@ -183,6 +187,7 @@ pub async fn upload_stream(
                     bucket,
                     key,
                     options,
+                    expect,
                     [first, second],
                     pieces,
                     parts_in_flight,
@@ -192,10 +197,12 @@ pub async fn upload_stream(
         },
     };
     let size = first.len() as u64;
-    crate::objects::put_small_object(client, bucket, key, options, first).await?;
+    let e_tag =
+        crate::objects::put_small_object(client, bucket, key, options, first, Some(expect)).await?;
     Ok(UploadedObject {
         size,
         sha256: pieces.digest.hex(),
+        e_tag,
     })
 }
 
@@ -204,6 +211,7 @@ async fn upload_multipart(
     bucket: &str,
     key: &str,
     options: &ObjectOptions,
+    expect: &Expect,
     first_parts: [Bytes; 2],
     mut pieces: HashedPieces,
     parts_in_flight: usize,
@@ -228,26 +236,33 @@ async fn upload_multipart(
         parts_in_flight,
     )
     .await;
-    match result {
-        Ok((parts, size)) => {
-            client
-                .complete_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|error| classify(&error, "CompleteMultipartUpload", bucket, key))?;
-            Ok(UploadedObject {
-                size,
-                sha256: pieces.digest.hex(),
-            })
-        }
+    let completed = match result {
+        Ok((parts, size)) => client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .set_if_none_match(expect.if_none_match())
+            .set_if_match(expect.if_match())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|completed| (completed, size))
+            .map_err(|error| {
+                UploadError::from(classify(&error, "CompleteMultipartUpload", bucket, key))
+            }),
+        Err(error) => Err(error),
+    };
+    match completed {
+        Ok((completed, size)) => Ok(UploadedObject {
+            size,
+            sha256: pieces.digest.hex(),
+            e_tag: completed.e_tag().unwrap_or_default().to_owned(),
+        }),
         Err(error) => {
             if let Err(abort_error) = client
                 .abort_multipart_upload()
@@ -315,12 +330,11 @@ async fn upload_parts(
                 },
             };
             if next_number as u64 > MAX_PARTS {
-                return Err(UploadError::Destination(S3Failure {
-                    failure: filedrop_core::failure::RunFailure::internal(format!(
+                return Err(UploadError::Destination(S3Failure::permanent(
+                    filedrop_core::failure::RunFailure::internal(format!(
                         "s3://{bucket}/{key} needs more than {MAX_PARTS} parts; raise the part size"
                     )),
-                    retryable: false,
-                }));
+                )));
             }
             size += part.len() as u64;
             in_flight.push(upload_part(next_number, part));
