@@ -864,10 +864,6 @@ async fn the_manifest_lists_every_delivered_object_and_the_marker_comes_last() {
     assert!(keys[1].ends_with("-0000001.csv"), "{keys:?}");
 }
 
-/// The rows of a CSV file with a header row of the sample table, read by `arrow-csv`.
-
-/// The SHA-256 of `bytes`, lowercase hexadecimal.
-
 /// `2026-01-02T03:04:05.678Z`.
 fn chrono_like(text: &str) -> bool {
     let bytes = text.as_bytes();

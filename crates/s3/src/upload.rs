@@ -136,10 +136,15 @@ impl Digest {
 struct HashedPieces {
     receiver: mpsc::Receiver<Piece>,
     digest: Digest,
+    /// Parts received (and hashed) to tell a small file from a large one, not yet uploaded.
+    held: std::collections::VecDeque<Bytes>,
 }
 
 impl HashedPieces {
     async fn recv(&mut self) -> Option<Piece> {
+        if let Some(part) = self.held.pop_front() {
+            return Some(Piece::Data(part));
+        }
         let piece = self.receiver.recv().await;
         if let Some(Piece::Data(bytes)) = &piece {
             self.digest.update(bytes);
@@ -174,6 +179,7 @@ pub async fn upload_stream(
     let mut pieces = HashedPieces {
         receiver: pieces,
         digest: Digest::default(),
+        held: std::collections::VecDeque::new(),
     };
     let first = match pieces.recv().await {
         None => return Err(UploadError::Incomplete),
@@ -182,13 +188,13 @@ pub async fn upload_stream(
             None => return Err(UploadError::Incomplete),
             Some(Piece::End) => first,
             Some(Piece::Data(second)) => {
+                pieces.held.extend([first, second]);
                 return upload_multipart(
                     client,
                     bucket,
                     key,
                     options,
                     expect,
-                    [first, second],
                     pieces,
                     parts_in_flight,
                 )
@@ -212,7 +218,6 @@ async fn upload_multipart(
     key: &str,
     options: &ObjectOptions,
     expect: &Expect,
-    first_parts: [Bytes; 2],
     mut pieces: HashedPieces,
     parts_in_flight: usize,
 ) -> Result<UploadedObject, UploadError> {
@@ -231,7 +236,6 @@ async fn upload_multipart(
         bucket,
         key,
         &upload_id,
-        first_parts,
         &mut pieces,
         parts_in_flight,
     )
@@ -285,7 +289,6 @@ async fn upload_parts(
     bucket: &str,
     key: &str,
     upload_id: &str,
-    first_parts: [Bytes; 2],
     pieces: &mut HashedPieces,
     parts_in_flight: usize,
 ) -> Result<(Vec<CompletedPart>, u64), UploadError> {
@@ -313,21 +316,16 @@ async fn upload_parts(
     let mut completed = Vec::new();
     let mut size = 0u64;
     let mut next_number = 1i32;
-    let mut queued: std::collections::VecDeque<Bytes> = first_parts.into_iter().collect();
     let mut ended = false;
     loop {
-        while in_flight.len() < parts_in_flight.max(1) {
-            let part = match queued.pop_front() {
-                Some(part) => part,
-                None if ended => break,
-                None => match pieces.recv().await {
-                    Some(Piece::Data(part)) => part,
-                    Some(Piece::End) => {
-                        ended = true;
-                        break;
-                    }
-                    None => return Err(UploadError::Incomplete),
-                },
+        while !ended && in_flight.len() < parts_in_flight.max(1) {
+            let part = match pieces.recv().await {
+                Some(Piece::Data(part)) => part,
+                Some(Piece::End) => {
+                    ended = true;
+                    break;
+                }
+                None => return Err(UploadError::Incomplete),
             };
             if next_number as u64 > MAX_PARTS {
                 return Err(UploadError::Destination(S3Failure::permanent(
