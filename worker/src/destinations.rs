@@ -41,7 +41,8 @@ pub struct Connected {
 
 impl Connected {
     /// Runs `attempt` until it succeeds, fails for good, or `attempts` attempts have failed.
-    /// A transient destination failure is tried again after a pause that doubles; credentials
+    /// A transient destination failure is tried again after a pause that doubles (with
+    /// jitter); credentials
     /// the destination refused as expired are renewed and tried again at once, when they can
     /// be renewed (an assumed role's). `destination_failure` finds the destination's failure
     /// in `E`, if that is what failed.
@@ -77,7 +78,9 @@ impl Connected {
             match (&self.renewal, renew) {
                 (Some(renewal), true) => renewal.renew_obtained_before(started).await,
                 _ => {
-                    tokio::time::sleep(pause).await;
+                    // Jittered, so the tasks a failure hit together do not retry together.
+                    let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0);
+                    tokio::time::sleep(pause.mul_f64(jitter)).await;
                     pause *= 2;
                 }
             }

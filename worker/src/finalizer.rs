@@ -8,7 +8,9 @@ use filedrop_proto::jobs::v1::{FinalizeTask, RunFinalized, worker_event};
 use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_s3::S3Failure;
-use filedrop_s3::objects::{ObjectOptions, abort_open_uploads, put_small_object, stored_object};
+use filedrop_s3::objects::{
+    Expect, ObjectOptions, abort_open_uploads, put_small_object, stored_object,
+};
 use prost::Message;
 use std::collections::HashSet;
 use tracing::{info, warn};
@@ -78,7 +80,7 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
                         &task.manifest_key,
                         &ObjectOptions::new(&connected.destination, "application/json"),
                         task.manifest.clone(),
-                        None,
+                        &Expect::Anything,
                     )
                     .await?;
                 }
@@ -89,7 +91,7 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
                         &task.marker_key,
                         &ObjectOptions::new(&connected.destination, "text/plain"),
                         Vec::new(),
-                        None,
+                        &Expect::Anything,
                     )
                     .await?;
                 }

@@ -174,30 +174,30 @@ async fn deliver_once(
 ) -> Result<Delivery, Failed> {
     let receipt_key = receipt_key(&task.run_id, task.file_number);
     let receipt = read_receipt(context, &receipt_key).await;
-    let stored = stored_object(
+    let looked = stored_object(
         &connected.client,
         &connected.destination.bucket,
         &task.object_key,
     )
-    .await
-    .map_err(Failed::Destination)?;
-    if let (Some(receipt), Some(stored)) = (&receipt, &stored)
-        && receipt_matches(receipt, &task.object_key, stored)
-    {
-        return Ok(Delivery {
-            receipt: receipt.clone(),
-            earlier: true,
-        });
-    }
-    let uploaded = upload_once(
-        context,
-        task,
-        connected,
-        &Expect::found(stored.as_ref()),
-        parts,
-        part_size,
-    )
-    .await?;
+    .await;
+    let expect = match looked {
+        Ok(stored) => {
+            if let (Some(receipt), Some(stored)) = (&receipt, &stored)
+                && receipt_matches(receipt, &task.object_key, stored)
+            {
+                return Ok(Delivery {
+                    receipt: receipt.clone(),
+                    earlier: true,
+                });
+            }
+            Expect::found(stored.as_ref())
+        }
+        // A refused HEAD cannot say why (a wrong key and a missing s3:GetObject both answer a
+        // bare 403): the write is tried without a precondition, and its answer names the cause.
+        Err(failure) if !failure.retryable && !failure.credentials_expired => Expect::Anything,
+        Err(failure) => return Err(Failed::Destination(failure)),
+    };
+    let uploaded = upload_once(context, task, connected, &expect, parts, part_size).await?;
     let receipt = DeliveryReceipt {
         object_key: task.object_key.clone(),
         size: uploaded.size,

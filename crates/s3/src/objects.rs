@@ -106,6 +106,8 @@ pub struct StoredObject {
 /// key was looked at: the destination refuses it with 412, and the writer looks again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
+    /// Whatever is there, if anything (no precondition).
+    Anything,
     /// Nothing is at the key.
     Nothing,
     /// The object with this entity tag is at the key.
@@ -127,7 +129,7 @@ impl Expect {
 
     pub(crate) fn if_match(&self) -> Option<String> {
         match self {
-            Self::Nothing => None,
+            Self::Anything | Self::Nothing => None,
             Self::ETag(e_tag) => Some(e_tag.clone()),
         }
     }
@@ -155,20 +157,20 @@ pub async fn stored_object(
     }
 }
 
-/// Writes a small object in one call, if the key holds what `expect` says (any object when
-/// `None`); returns the new object's entity tag.
+/// Writes a small object in one call, if the key holds what `expect` says; returns the new
+/// object's entity tag.
 pub async fn put_small_object(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     options: &ObjectOptions,
     body: impl Into<ByteStream>,
-    expect: Option<&Expect>,
+    expect: &Expect,
 ) -> Result<String, S3Failure> {
     let written = with_options!(client.put_object().bucket(bucket).key(key), options)
         .checksum_algorithm(ChecksumAlgorithm::Crc32)
-        .set_if_none_match(expect.and_then(Expect::if_none_match))
-        .set_if_match(expect.and_then(Expect::if_match))
+        .set_if_none_match(expect.if_none_match())
+        .set_if_match(expect.if_match())
         .body(body.into())
         .send()
         .await

@@ -204,7 +204,7 @@ pub async fn upload_stream(
     };
     let size = first.len() as u64;
     let e_tag =
-        crate::objects::put_small_object(client, bucket, key, options, first, Some(expect)).await?;
+        crate::objects::put_small_object(client, bucket, key, options, first, expect).await?;
     Ok(UploadedObject {
         size,
         sha256: pieces.digest.hex(),
