@@ -16,6 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }
     let descriptors = protox::compile(FILES, [&root])?;
+    // The encoded descriptors, for gRPC server reflection.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("filedrop_descriptors.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
     tonic_prost_build::configure()
         // Holds a secret: its Debug is written by hand in lib.rs, and prints no secret.
         .skip_debug([".filedrop.v1.AccessKeyCredential"])

@@ -1,5 +1,6 @@
-//! Interop with a client nobody here wrote: runs `integration-tests/python/test_interop.py`
-//! against a stack started here (moto, control plane, worker).
+//! Interop with clients nobody here wrote: runs `integration-tests/python/test_interop.py`
+//! (pyarrow) against a stack started here (moto, control plane, worker), and
+//! `test_reflection.py` (grpcio's reflection client) against a control plane.
 
 use filedrop_integration_tests::services::{Moto, run_pytest};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
@@ -28,6 +29,20 @@ fn pyarrow_flight_client_and_pyarrow_s3_reader() {
             ),
             ("FILEDROP_INTEROP_BUCKET", OsStr::new("interop")),
         ],
+        2,
+    );
+}
+
+#[test]
+fn grpc_reflection_lists_and_describes_the_services() {
+    let stack = Stack::start(StackOptions {
+        workers: 0,
+        ..StackOptions::default()
+    });
+    let address = format!("127.0.0.1:{}", stack.port);
+    run_pytest(
+        "test_reflection.py",
+        &[("FILEDROP_REFLECTION_ADDRESS", OsStr::new(&address))],
         2,
     );
 }

@@ -5,8 +5,13 @@
 //!   the `RunService`.
 //! - [`jobs::v1`]: `filedrop.jobs.v1`, the queue contract between the control plane and the
 //!   workers (tasks and worker events).
+//! - [`FILE_DESCRIPTOR_SET`]: the descriptors of both, for gRPC server reflection.
 
 #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+
+/// The encoded `FileDescriptorSet` of every file of `proto/`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/filedrop_descriptors.bin"));
 
 /// The public API, package `filedrop.v1`.
 pub mod v1 {

@@ -100,10 +100,21 @@ pub async fn serve(
         identity,
     ));
     let runs = RunServiceServer::new(runs::RunEndpoint::new(store, shutdown.clone()));
+    // Reflection, in both versions (grpcurl and older clients still ask v1alpha), so that
+    // tools list and call the services with no proto files.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(filedrop_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     info!(address = %listener.local_addr()?, "control plane listening");
     let wait = shutdown.clone();
     tonic::transport::Server::builder()
         .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(flight)
         .add_service(runs)
         .add_service(credentials)
