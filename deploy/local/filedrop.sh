@@ -37,6 +37,13 @@ start() {
     tail -n 30 "$LOGS/control-plane.log" >&2
     return 1
   fi
+  # The local tenant's API token, made once per run store and kept in var/local/token.
+  if [[ ! -s "$STATE/token" ]]; then
+    log "creating an API token for the tenant 'local' (kept in $STATE/token)"
+    (umask 077 && FILEDROP_RUN_STORE__URL="sqlite://$STATE/runs.db" \
+      "$BIN/filedrop-control-plane" --config deploy/config/control-plane.example.toml \
+      token create --tenant local --name quickstart >"$STATE/token")
+  fi
   sleep 1
   for n in 1 2; do
     if ! kill -0 "$(cat "$STATE/worker-$n.pid")" 2>/dev/null; then

@@ -9,7 +9,8 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 start_local_stack
-"${CARGO_TARGET_DIR:-$ROOT/target}/debug/filedrop-sample-export" \
+FILEDROP_TOKEN="$(cat "$STATE/token")" \
+  "${CARGO_TARGET_DIR:-$ROOT/target}/debug/filedrop-sample-export" \
   --control-plane "http://127.0.0.1:$CONTROL_PLANE_PORT"
 
 cat <<TXT

@@ -2,9 +2,9 @@
 # Local services on loopback: RabbitMQ, the moto S3/STS/IAM server (authentication on) and,
 # on request, s3s-fs. Installs what is missing.
 #
-#   deploy/local/services.sh install           Python tools (virtualenv), file tools (gzip, zstd,
-#                                              bzip2, unzip, tar, gpg), RabbitMQ and s3s-fs if
-#                                              missing
+#   deploy/local/services.sh install [s3s-fs]  Python tools (virtualenv), file tools (gzip, zstd,
+#                                              bzip2, unzip, tar, gpg) and RabbitMQ if missing;
+#                                              or s3s-fs (cargo install, for the tests)
 #   deploy/local/services.sh start [SERVICE]   rabbitmq and moto (default), or one of
 #                                              rabbitmq | moto | s3s-fs
 #   deploy/local/services.sh stop [SERVICE]
@@ -160,7 +160,12 @@ status() {
 command="${1:-status}"
 service="${2:-}"
 case "$command" in
-  install) install_python; install_file_tools; install_rabbitmq; install_s3s ;;
+  install)
+    case "$service" in
+      "") install_python; install_file_tools; install_rabbitmq ;;
+      s3s-fs) install_s3s ;;
+      *) echo "unknown service $service" >&2; exit 2 ;;
+    esac ;;
   start)
     case "$service" in
       "") start_rabbitmq; start_moto ;;
@@ -178,5 +183,5 @@ case "$command" in
       *) echo "unknown service $service" >&2; exit 2 ;;
     esac ;;
   status) status ;;
-  *) echo "usage: $0 install|start|stop|status [rabbitmq|moto|s3s-fs]" >&2; exit 2 ;;
+  *) echo "usage: $0 install [s3s-fs] | start|stop|status [rabbitmq|moto|s3s-fs]" >&2; exit 2 ;;
 esac

@@ -8,6 +8,7 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 bash deploy/local/services.sh install
+bash deploy/local/services.sh install s3s-fs
 bash deploy/local/services.sh start rabbitmq
 # A broker started by services.sh is an isolated node with its own rabbitmqctl.
 if [[ -x "$STATE/rabbitmq/rabbitmqctl" ]]; then

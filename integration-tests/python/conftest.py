@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def stack():
-    names = ["FLIGHT_URL", "S3_ENDPOINT", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "BUCKET"]
+    names = ["FLIGHT_URL", "TOKEN", "S3_ENDPOINT", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "BUCKET"]
     missing = [n for n in names if f"FILEDROP_INTEROP_{n}" not in os.environ]
     if missing:
         pytest.fail(

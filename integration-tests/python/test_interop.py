@@ -54,7 +54,11 @@ def send(stack, filedrop_pb2, request, table, chunk_rows):
     """Streams `table` with pyarrow's Flight client; returns the ExportAccepted."""
     client = flight.connect(stack["flight_url"])
     descriptor = flight.FlightDescriptor.for_command(request.SerializeToString())
-    writer, reader = client.do_put(descriptor, table.schema)
+    # Every call carries the tenant's API token.
+    options = flight.FlightCallOptions(
+        headers=[(b"authorization", f"Bearer {stack['token']}".encode())]
+    )
+    writer, reader = client.do_put(descriptor, table.schema, options=options)
     writer.write_table(table, max_chunksize=chunk_rows)
     writer.done_writing()
     accepted = filedrop_pb2.ExportAccepted.FromString(reader.read().to_pybytes())

@@ -108,32 +108,99 @@ pub fn split(mut request: ExportRequest, rows: u64) -> ExportRequest {
     request
 }
 
-async fn channel(url: &str) -> Channel {
-    Channel::from_shared(url.to_owned())
+/// Where the control plane listens, and the API token calls carry (never printed).
+#[derive(Clone)]
+pub struct Api {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    token: String,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("url", &self.url)
+            .field("token", &"<set>")
+            .finish()
+    }
+}
+
+impl Api {
+    /// The control plane at `url`, called with `token`.
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: token.into(),
+        }
+    }
+
+    /// The same control plane, called with another token (another tenant's, or a wrong one).
+    pub fn with_token(&self, token: &str) -> Self {
+        Self::new(self.url.clone(), token)
+    }
+
+    fn bearer(&self) -> Bearer {
+        Bearer(
+            format!("Bearer {}", self.token)
+                .parse()
+                .expect("a token is ASCII"),
+        )
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Authorized = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
+async fn channel(api: &Api) -> Authorized {
+    let channel = Channel::from_shared(api.url.clone())
         .expect("a valid URL")
         .connect()
         .await
-        .expect("connecting to the control plane")
+        .expect("connecting to the control plane");
+    tonic::service::interceptor::InterceptedService::new(channel, api.bearer())
 }
 
 /// Streams `batches` to the control plane as one export. Batches are pulled as the stream
 /// goes, so a lazy iterator sends any amount of data in bounded memory.
 pub async fn export(
-    url: &str,
+    api: &Api,
     request: &ExportRequest,
     batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
 ) -> Result<ExportAccepted, tonic::Status> {
-    export_with_schema(url, request, None, batches).await
+    export_with_schema(api, request, None, batches).await
 }
 
 /// [`export`], sending `schema` first even when there are no batches (an empty result).
 pub async fn export_with_schema(
-    url: &str,
+    api: &Api,
     request: &ExportRequest,
     schema: Option<arrow_schema::SchemaRef>,
     batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
 ) -> Result<ExportAccepted, tonic::Status> {
-    let mut client = FlightClient::new(channel(url).await);
+    let channel = Channel::from_shared(api.url.clone())
+        .expect("a valid URL")
+        .connect()
+        .await
+        .expect("connecting to the control plane");
+    let mut client = FlightClient::new(channel);
+    client
+        .add_header("authorization", &format!("Bearer {}", api.token))
+        .expect("a token is ASCII");
     let descriptor = FlightDescriptor::new_cmd(request.encode_to_vec());
     let mut builder = FlightDataEncoderBuilder::new().with_flight_descriptor(Some(descriptor));
     if let Some(schema) = schema {
@@ -160,13 +227,13 @@ fn status(error: FlightError) -> tonic::Status {
 
 /// Creates an iam-role-to-role credential for `role_arn`.
 pub async fn create_role_credential(
-    url: &str,
+    api: &Api,
     role_arn: &str,
 ) -> Result<filedrop_proto::v1::Credential, tonic::Status> {
     use filedrop_proto::v1::{
         CreateCredentialRequest, RoleToRoleRequest, create_credential_request,
     };
-    let response = CredentialServiceClient::new(channel(url).await)
+    let response = CredentialServiceClient::new(channel(api).await)
         .create_credential(CreateCredentialRequest {
             kind: Some(create_credential_request::Kind::RoleToRole(
                 RoleToRoleRequest {
@@ -181,10 +248,10 @@ pub async fn create_role_credential(
 
 /// The credential `credential_id`.
 pub async fn get_credential(
-    url: &str,
+    api: &Api,
     credential_id: &str,
 ) -> Result<filedrop_proto::v1::Credential, tonic::Status> {
-    let response = CredentialServiceClient::new(channel(url).await)
+    let response = CredentialServiceClient::new(channel(api).await)
         .get_credential(filedrop_proto::v1::GetCredentialRequest {
             credential_id: credential_id.to_owned(),
         })
@@ -195,11 +262,11 @@ pub async fn get_credential(
 
 /// Tests `destination` without sending data.
 pub async fn test_connection(
-    url: &str,
+    api: &Api,
     destination: &filedrop_proto::v1::S3Destination,
 ) -> Result<filedrop_proto::v1::TestConnectionResponse, tonic::Status> {
     use filedrop_proto::v1::destination_service_client::DestinationServiceClient;
-    Ok(DestinationServiceClient::new(channel(url).await)
+    Ok(DestinationServiceClient::new(channel(api).await)
         .test_connection(filedrop_proto::v1::TestConnectionRequest {
             destination: Some(destination.clone()),
         })
@@ -223,33 +290,53 @@ pub fn with_credential(mut request: ExportRequest, credential_id: &str) -> Expor
 
 /// Exports `batches` and follows the run to its end; panics if the export is refused.
 pub async fn export_to_end(
-    url: &str,
+    api: &Api,
     request: &ExportRequest,
     batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
     within: Duration,
 ) -> Run {
-    let accepted = export(url, request, batches)
+    let accepted = export(api, request, batches)
         .await
         .expect("the export is accepted");
-    run_to_end(url, &accepted.run_id, within).await
+    run_to_end(api, &accepted.run_id, within).await
 }
 
 /// The run's current state.
-pub async fn get_run(url: &str, run_id: &str) -> Run {
-    RunServiceClient::new(channel(url).await)
+pub async fn get_run(api: &Api, run_id: &str) -> Run {
+    try_get_run(api, run_id).await.expect("GetRun")
+}
+
+/// The run's current state, or the status the control plane answered.
+pub async fn try_get_run(api: &Api, run_id: &str) -> Result<Run, tonic::Status> {
+    Ok(RunServiceClient::new(channel(api).await)
         .get_run(GetRunRequest {
             run_id: run_id.to_owned(),
         })
-        .await
-        .expect("GetRun")
+        .await?
         .into_inner()
         .run
-        .expect("a run")
+        .expect("a run"))
+}
+
+/// The first answer of a watch of the run: its state, or the status the control plane
+/// answered.
+pub async fn try_watch_run(api: &Api, run_id: &str) -> Result<Run, tonic::Status> {
+    let mut stream = RunServiceClient::new(channel(api).await)
+        .watch_run(WatchRunRequest {
+            run_id: run_id.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let first = stream
+        .next()
+        .await
+        .expect("a watch answers at least once")?;
+    Ok(first.run.expect("a run"))
 }
 
 /// Watches the run until it ends; returns every state seen, in order.
-pub async fn watch_to_end(url: &str, run_id: &str, within: Duration) -> Vec<Run> {
-    let mut stream = RunServiceClient::new(channel(url).await)
+pub async fn watch_to_end(api: &Api, run_id: &str, within: Duration) -> Vec<Run> {
+    let mut stream = RunServiceClient::new(channel(api).await)
         .watch_run(WatchRunRequest {
             run_id: run_id.to_owned(),
         })
@@ -273,18 +360,18 @@ pub async fn watch_to_end(url: &str, run_id: &str, within: Duration) -> Vec<Run>
 }
 
 /// Watches the run until it ends and returns its final state.
-pub async fn run_to_end(url: &str, run_id: &str, within: Duration) -> Run {
-    watch_to_end(url, run_id, within)
+pub async fn run_to_end(api: &Api, run_id: &str, within: Duration) -> Run {
+    watch_to_end(api, run_id, within)
         .await
         .pop()
         .expect("a watch yields the run at least once")
 }
 
 /// Waits until the run reaches one of `states`.
-pub async fn wait_for_state(url: &str, run_id: &str, states: &[RunState], within: Duration) -> Run {
+pub async fn wait_for_state(api: &Api, run_id: &str, states: &[RunState], within: Duration) -> Run {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let run = get_run(url, run_id).await;
+        let run = get_run(api, run_id).await;
         if states.contains(&run.state()) {
             return run;
         }

@@ -2,6 +2,7 @@
 //! namespace. Dropping the stack stops the processes (SIGTERM, then SIGKILL), deletes the
 //! namespace's queues and exchanges, and prints the processes' logs if the test failed.
 
+use crate::client::Api;
 use crate::services::{amqp_url, free_port, require_rabbitmq};
 use std::fs::File;
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub struct Stack {
     pub namespace: String,
     /// The control plane's port (Flight and gRPC).
     pub port: u16,
+    /// The API token of the stack's tenant, [`Stack::TENANT`].
+    token: String,
     options: StackOptions,
     control_plane: Option<Child>,
     workers: Vec<Option<Child>>,
@@ -73,21 +76,17 @@ impl Stack {
             dir,
             namespace: format!("filedrop-test-{id}"),
             port,
+            token: String::new(),
             options: options.clone(),
             control_plane: None,
             workers: Vec::new(),
             worker_starts: 0,
         };
+        stack.token = stack.create_token(Self::TENANT);
         stack.control_plane = Some(stack.spawn(
             "filedrop-control-plane",
             "control-plane.log",
-            &[
-                ("FILEDROP_LISTEN_ADDR", format!("127.0.0.1:{port}")),
-                (
-                    "FILEDROP_RUN_STORE__URL",
-                    format!("sqlite://{}/runs.db", stack.dir.display()),
-                ),
-            ],
+            &stack.control_plane_env(),
         ));
         stack.wait_for_control_plane(Duration::from_secs(60));
         for _ in 0..options.workers {
@@ -116,9 +115,52 @@ impl Stack {
         }
     }
 
+    /// The tenant of the stack's own token.
+    pub const TENANT: &str = "tenant-a";
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The control plane, called with the stack's token (tenant [`Stack::TENANT`]).
+    pub fn api(&self) -> Api {
+        Api::new(self.url(), self.token.clone())
+    }
+
+    /// The stack's own API token (for clients built elsewhere, such as the Python tests).
+    pub fn token(&self) -> String {
+        self.token.clone()
+    }
+
+    /// Creates an API token for `tenant` with the control plane's `token create`.
+    pub fn create_token(&self, tenant: &str) -> String {
+        let output = self
+            .command("filedrop-control-plane", &self.control_plane_env())
+            .args(["token", "create", "--tenant", tenant, "--name", "tests"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("running filedrop-control-plane token create");
+        assert!(
+            output.status.success(),
+            "token create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("the token is UTF-8")
+            .trim()
+            .to_owned()
+    }
+
+    fn control_plane_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FILEDROP_LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
+            (
+                "FILEDROP_RUN_STORE__URL",
+                format!("sqlite://{}/runs.db", self.dir.display()),
+            ),
+        ]
     }
 
     /// The staging directory.
@@ -128,6 +170,15 @@ impl Stack {
 
     fn spawn(&self, name: &str, log: &str, extra: &[(&str, String)]) -> Child {
         let log = File::create(self.dir.join(log)).expect("creating a log file");
+        self.command(name, extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {name}: {error}"))
+    }
+
+    /// A command running binary `name` with the stack's environment and `extra`.
+    fn command(&self, name: &str, extra: &[(&str, String)]) -> Command {
         let mut command = Command::new(binary(name));
         command
             .current_dir(&self.dir)
@@ -136,9 +187,7 @@ impl Stack {
             .env("FILEDROP_STAGING__DIR", self.staging_dir())
             .env("FILEDROP_SECRETS__KEY_FILE", self.dir.join("secret.key"))
             .env("FILEDROP_LOG__FILTER", "info")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log);
+            .env_remove("RUST_LOG");
         for (key, value) in extra {
             command.env(key, value);
         }
@@ -146,8 +195,6 @@ impl Stack {
             command.env(key, value);
         }
         command
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting {name}: {error}"))
     }
 
     /// Starts one more worker; returns its index.

@@ -68,7 +68,7 @@ async fn a_run_survives_the_broker_closing_every_connection() {
         "the control plane and the worker each hold a connection: {connections:?}"
     );
 
-    let url = stack.url();
+    let url = stack.api();
     let exporting = tokio::spawn({
         let request = request.clone();
         async move { client::export(&url, &request, data::lazy_table(3_000_000, 50_000)).await }
@@ -102,7 +102,7 @@ async fn a_run_survives_the_broker_closing_every_connection() {
         .await
         .unwrap()
         .expect("the export is accepted across the reconnection");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, Duration::from_secs(600)).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, Duration::from_secs(600)).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "reconnect/").await;
@@ -121,9 +121,9 @@ async fn a_run_survives_the_broker_closing_every_connection() {
     }
 
     // Both sides are connected again: a second export goes through.
-    let again = client::export(&stack.url(), &request, data::table(60_000, 20_000))
+    let again = client::export(&stack.api(), &request, data::table(60_000, 20_000))
         .await
         .expect("accepted after reconnecting");
-    let run = client::run_to_end(&stack.url(), &again.run_id, Duration::from_secs(120)).await;
+    let run = client::run_to_end(&stack.api(), &again.run_id, Duration::from_secs(120)).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 }

@@ -32,7 +32,7 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
 
     // The bucket owner asks filedrop for a credential, then creates the role it describes.
     let role_arn = "arn:aws:iam::123456789012:role/filedrop-exports";
-    let credential = client::create_role_credential(&stack.url(), role_arn)
+    let credential = client::create_role_credential(&stack.api(), role_arn)
         .await
         .expect("CreateCredential");
     let role = role_to_role(&credential);
@@ -50,7 +50,7 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
         moto.create_role("filedrop-exports", &role.trust_policy_json),
         role_arn
     );
-    let again = client::get_credential(&stack.url(), &credential.credential_id)
+    let again = client::get_credential(&stack.api(), &credential.credential_id)
         .await
         .expect("GetCredential");
     assert_eq!(role_to_role(&again), role, "the same credential reads back");
@@ -63,7 +63,7 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
         &credential.credential_id,
     );
     let run = client::export_to_end(
-        &stack.url(),
+        &stack.api(),
         &request,
         data::table(120_000, 20_000),
         RUN_TIMEOUT,
@@ -97,7 +97,7 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
 
     // A role that trusts filedrop only with another External ID cannot be assumed.
     let other_arn = "arn:aws:iam::123456789012:role/expects-another-id";
-    let other = client::create_role_credential(&stack.url(), other_arn)
+    let other = client::create_role_credential(&stack.api(), other_arn)
         .await
         .expect("CreateCredential");
     let other_role = role_to_role(&other);
@@ -114,7 +114,7 @@ async fn a_role_to_role_export_assumes_the_owners_role_with_filedrops_external_i
         &other.credential_id,
     );
     let run =
-        client::export_to_end(&stack.url(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
+        client::export_to_end(&stack.api(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
     let error = run.error.expect("a failed run has an error");
     assert_eq!(error.code(), ErrorCode::RoleAssumptionFailed, "{error:?}");
@@ -146,7 +146,7 @@ async fn credentials_and_destinations_naming_them_are_checked_before_data_moves(
         env: moto.identity_env(),
         ..StackOptions::default()
     });
-    let status = client::create_role_credential(&stack.url(), "arn:aws:iam::123456789012:user/me")
+    let status = client::create_role_credential(&stack.api(), "arn:aws:iam::123456789012:user/me")
         .await
         .expect_err("a user ARN is not a role");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -154,7 +154,7 @@ async fn credentials_and_destinations_naming_them_are_checked_before_data_moves(
         status.message().starts_with("role_to_role.role_arn: "),
         "{status:?}"
     );
-    let status = client::get_credential(&stack.url(), "no-such-credential")
+    let status = client::get_credential(&stack.api(), "no-such-credential")
         .await
         .expect_err("an unknown credential");
     assert_eq!(status.code(), tonic::Code::NotFound);
@@ -163,7 +163,7 @@ async fn credentials_and_destinations_naming_them_are_checked_before_data_moves(
         client::request_to(&moto, BUCKET, "unknown/", FileFormat::Csv),
         "no-such-credential",
     );
-    let status = client::export(&stack.url(), &request, data::table(10, 10))
+    let status = client::export(&stack.api(), &request, data::table(10, 10))
         .await
         .expect_err("an unknown credential is refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -173,7 +173,7 @@ async fn credentials_and_destinations_naming_them_are_checked_before_data_moves(
     );
     let mut both = client::request_to(&moto, BUCKET, "both/", FileFormat::Csv);
     both.destination.as_mut().unwrap().credential_id = "some-id".into();
-    let status = client::export(&stack.url(), &both, data::table(10, 10))
+    let status = client::export(&stack.api(), &both, data::table(10, 10))
         .await
         .expect_err("a key and a credential id at once are refused");
     assert!(
@@ -208,7 +208,7 @@ async fn assumed_credentials_are_renewed_during_a_long_run_which_succeeds() {
         ..StackOptions::default()
     });
     let role_arn = "arn:aws:iam::123456789012:role/long-runs";
-    let credential = client::create_role_credential(&stack.url(), role_arn)
+    let credential = client::create_role_credential(&stack.api(), role_arn)
         .await
         .expect("CreateCredential");
     moto.create_role("long-runs", &role_to_role(&credential).trust_policy_json);
@@ -224,7 +224,7 @@ async fn assumed_credentials_are_renewed_during_a_long_run_which_succeeds() {
     let slowly = data::table(1_000_000, 50_000)
         .into_iter()
         .inspect(|_| std::thread::sleep(Duration::from_millis(250)));
-    let run = client::export_to_end(&stack.url(), &request, slowly, RUN_TIMEOUT).await;
+    let run = client::export_to_end(&stack.api(), &request, slowly, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     assert_eq!(
@@ -264,7 +264,7 @@ async fn credentials_the_store_refuses_as_expired_mid_run_are_renewed_and_the_ru
         ..StackOptions::default()
     });
     let role_arn = "arn:aws:iam::123456789012:role/expiring";
-    let credential = client::create_role_credential(&stack.url(), role_arn)
+    let credential = client::create_role_credential(&stack.api(), role_arn)
         .await
         .expect("CreateCredential");
     moto.create_role("expiring", &role_to_role(&credential).trust_policy_json);
@@ -277,7 +277,7 @@ async fn credentials_the_store_refuses_as_expired_mid_run_are_renewed_and_the_ru
     );
     request.destination.as_mut().unwrap().endpoint_url = proxy.endpoint.clone();
     let run = client::export_to_end(
-        &stack.url(),
+        &stack.api(),
         &request,
         data::table(250_000, 50_000),
         RUN_TIMEOUT,
@@ -317,7 +317,7 @@ async fn a_file_whose_task_is_delivered_twice_is_written_once_and_counted_done()
         50_000,
     );
     request.destination.as_mut().unwrap().endpoint_url = proxy.endpoint.clone();
-    let accepted = client::export(&stack.url(), &request, data::table(150_000, 50_000))
+    let accepted = client::export(&stack.api(), &request, data::table(150_000, 50_000))
         .await
         .expect("the export is accepted");
     // Every upload task comes twice in a row, as a broker delivers a task again when it
@@ -334,7 +334,7 @@ async fn a_file_whose_task_is_delivered_twice_is_written_once_and_counted_done()
         ("FILEDROP_ROLES", "upload"),
         ("FILEDROP_UPLOAD__CONCURRENCY", "1"),
     ]);
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
@@ -381,7 +381,7 @@ async fn an_https_endpoint_is_written_once_its_ca_is_trusted() {
     // A private CA that nobody named: refused, and the message says how to trust it.
     let stack = Stack::start(StackOptions::default());
     let run =
-        client::export_to_end(&stack.url(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
+        client::export_to_end(&stack.api(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
     let error = run.error.expect("a failed run has an error");
     assert_eq!(error.code(), ErrorCode::DestinationUnreachable, "{error:?}");
@@ -394,7 +394,7 @@ async fn an_https_endpoint_is_written_once_its_ca_is_trusted() {
         env: vec![("SSL_CERT_FILE".into(), ca)],
         ..StackOptions::default()
     });
-    let response = client::test_connection(&stack.url(), request.destination.as_ref().unwrap())
+    let response = client::test_connection(&stack.api(), request.destination.as_ref().unwrap())
         .await
         .unwrap();
     assert_eq!(
@@ -407,7 +407,7 @@ async fn an_https_endpoint_is_written_once_its_ca_is_trusted() {
         "{response:?}"
     );
     let run =
-        client::export_to_end(&stack.url(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
+        client::export_to_end(&stack.api(), &request, data::table(1_000, 500), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     assert_eq!(
@@ -436,7 +436,7 @@ async fn test_connection_passes_a_good_destination_and_names_each_failure_with_i
         env: moto.identity_env(),
         ..StackOptions::default()
     });
-    let url = stack.url();
+    let url = stack.api();
     let good = client::request_to(&moto, BUCKET, "probe/", FileFormat::Csv)
         .destination
         .unwrap();
@@ -543,7 +543,7 @@ async fn test_connection_passes_a_good_destination_and_names_each_failure_with_i
 async fn each_destination_error_fails_the_run_with_its_code_and_leaves_nothing() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
-    let url = stack.url();
+    let url = stack.api();
     let base = client::split(
         client::request_to(&moto, BUCKET, "errors/", FileFormat::Csv),
         50_000,
@@ -632,7 +632,7 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
         .insert("source".into(), "filedrop/v1".into());
     // One file large enough for a multipart upload (5 MiB parts), then the marker.
     let run = client::export_to_end(
-        &stack.url(),
+        &stack.api(),
         &request,
         data::table(400_000, 50_000),
         RUN_TIMEOUT,
@@ -724,7 +724,7 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
     let destination = public.destination.as_mut().unwrap();
     destination.canned_acl = "public-read".into();
     destination.prefix = "public/".into();
-    let run = client::export_to_end(&stack.url(), &public, data::table(10, 10), RUN_TIMEOUT).await;
+    let run = client::export_to_end(&stack.api(), &public, data::table(10, 10), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     for object in s3::list(&s3, BUCKET, "public/").await {
         let acl = s3
@@ -749,7 +749,7 @@ async fn objects_are_stored_with_the_destinations_encryption_class_acl_and_tags(
 
     let mut bad = request.clone();
     bad.destination.as_mut().unwrap().storage_class = "COLD".into();
-    let status = client::export(&stack.url(), &bad, data::table(10, 10))
+    let status = client::export(&stack.api(), &bad, data::table(10, 10))
         .await
         .expect_err("an unknown storage class is refused");
     assert!(
@@ -769,7 +769,7 @@ async fn the_manifest_lists_every_delivered_object_and_the_marker_comes_last() {
     });
     // The blocks of a split by size are cut from segments: the rows per file come from them.
     let sent = data::table(200_000, 25_000);
-    let run = client::export_to_end(&stack.url(), &request, sent, RUN_TIMEOUT).await;
+    let run = client::export_to_end(&stack.api(), &request, sent, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
     let objects = s3::list(&s3, BUCKET, "manifested/").await;
@@ -852,7 +852,7 @@ async fn the_manifest_lists_every_delivered_object_and_the_marker_comes_last() {
         name: filedrop_proto::v1::SuccessFileName::Custom.into(),
         custom_name: "ready/{{run_id}}.txt".into(),
     });
-    let run = client::export_to_end(&stack.url(), &plain, data::table(100, 100), RUN_TIMEOUT).await;
+    let run = client::export_to_end(&stack.api(), &plain, data::table(100, 100), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let keys: Vec<String> = s3::list(&s3, BUCKET, "plain/")
         .await
@@ -880,7 +880,7 @@ async fn a_worker_killed_in_the_middle_of_a_multipart_upload_is_replaced_and_not
         ..StackOptions::default()
     });
     let request = client::request_to(&moto, BUCKET, "killed/", FileFormat::Csv);
-    let accepted = client::export(&stack.url(), &request, data::table(1_000_000, 50_000))
+    let accepted = client::export(&stack.api(), &request, data::table(1_000_000, 50_000))
         .await
         .expect("the export is accepted");
     // Wait for the file's multipart upload to be open (tens of MB in 5 MiB parts), then kill
@@ -892,7 +892,7 @@ async fn a_worker_killed_in_the_middle_of_a_multipart_upload_is_replaced_and_not
         if !open.is_empty() {
             break open;
         }
-        let run = client::get_run(&stack.url(), &accepted.run_id).await;
+        let run = client::get_run(&stack.api(), &accepted.run_id).await;
         assert!(
             run.state() != RunState::Succeeded && std::time::Instant::now() < deadline,
             "no multipart upload was seen open: {run:?}"
@@ -905,7 +905,7 @@ async fn a_worker_killed_in_the_middle_of_a_multipart_upload_is_replaced_and_not
         "an upload is left open by the killed worker: {open:?}"
     );
     stack.start_worker();
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     let keys: Vec<String> = s3::list(&s3, BUCKET, "killed/")
         .await
@@ -956,7 +956,7 @@ async fn a_failed_run_has_the_uploads_left_open_on_its_keys_aborted() {
     access_key.access_key_id = key_id;
     access_key.secret_access_key = secret;
     let run = client::export_to_end(
-        &stack.url(),
+        &stack.api(),
         &request,
         data::table(1_000, 1_000),
         RUN_TIMEOUT,

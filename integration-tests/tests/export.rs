@@ -106,7 +106,7 @@ async fn export_split_parquet(moto: &Moto, stack: &Stack) -> (ExportAccepted, Ve
         250_000,
     );
     let sent = data::table(ROWS, 50_000);
-    let accepted = client::export(&stack.url(), &request, sent.clone())
+    let accepted = client::export(&stack.api(), &request, sent.clone())
         .await
         .expect("the export is accepted");
     assert_eq!(accepted.rows, ROWS as u64);
@@ -123,10 +123,10 @@ async fn export_one_file(
     sent: &[RecordBatch],
     extension: &str,
 ) -> (Run, Bytes) {
-    let accepted = client::export(&stack.url(), request, sent.to_vec())
+    let accepted = client::export(&stack.api(), request, sent.to_vec())
         .await
         .expect("accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{extension}: {run:?}");
     let prefix = &request.destination.as_ref().unwrap().prefix;
     let stem = format!("{prefix}sample-{}-{}", run_date(&run), run.run_id);
@@ -196,7 +196,7 @@ async fn parquet_split_by_rows_delivers_four_files_then_the_marker() {
     let stack = Stack::start(StackOptions::default());
     let (accepted, sent) = export_split_parquet(&moto, &stack).await;
 
-    let states = client::watch_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let states = client::watch_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     let order: Vec<RunState> = states.iter().map(Run::state).collect();
     assert!(
         order.windows(2).all(|w| w[0] as i32 <= w[1] as i32),
@@ -212,10 +212,10 @@ async fn csv_with_header_reads_back_equal_to_the_input() {
     let stack = Stack::start(StackOptions::default());
     let request = client::request_to(&moto, BUCKET, "csv/", FileFormat::Csv);
     let sent = data::table(ROWS, 100_000);
-    let accepted = client::export(&stack.url(), &request, sent.clone())
+    let accepted = client::export(&stack.api(), &request, sent.clone())
         .await
         .expect("accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
@@ -249,7 +249,7 @@ async fn invalid_bucket_name_is_refused_before_anything_is_written() {
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
     let mut request = client::request_to(&moto, "Not_A_Bucket", "", FileFormat::Parquet);
-    let status = client::export(&stack.url(), &request, data::table(200_000, 10_000))
+    let status = client::export(&stack.api(), &request, data::table(200_000, 10_000))
         .await
         .expect_err("an invalid bucket name is refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -273,7 +273,7 @@ async fn invalid_bucket_name_is_refused_before_anything_is_written() {
 
     request.destination.as_mut().unwrap().bucket = BUCKET.to_owned();
     request.filename_template = "{{unknown}}.parquet".to_owned();
-    let status = client::export(&stack.url(), &request, data::table(10, 10))
+    let status = client::export(&stack.api(), &request, data::table(10, 10))
         .await
         .expect_err("an invalid template is refused");
     assert!(
@@ -295,10 +295,10 @@ async fn wrong_secret_fails_the_run_with_invalid_credentials_and_leaves_nothing(
         wrong_secret,
         FileFormat::Csv,
     );
-    let accepted = client::export(&stack.url(), &request, data::table(300_000, 50_000))
+    let accepted = client::export(&stack.api(), &request, data::table(300_000, 50_000))
         .await
         .expect("the stream is accepted; the credential is checked by the upload");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
     let error = run.error.as_ref().expect("a failed run has an error");
     assert_eq!(error.code(), ErrorCode::InvalidCredentials, "{error:?}");
@@ -340,14 +340,14 @@ async fn a_worker_killed_mid_run_and_restarted_still_delivers_every_file_once() 
     let mut stack = Stack::start(StackOptions::default());
     let (accepted, sent) = export_split_parquet(&moto, &stack).await;
     stack.kill_worker(0);
-    let before = client::get_run(&stack.url(), &accepted.run_id).await;
+    let before = client::get_run(&stack.api(), &accepted.run_id).await;
     assert!(
         matches!(before.state(), RunState::Encoding | RunState::Uploading),
         "the worker must be stopped mid-run; the run was already {:?}",
         before.state()
     );
     stack.start_worker();
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_split_delivery(&moto, &stack, &run, &sent).await;
 }
 
@@ -365,7 +365,7 @@ async fn a_column_the_format_cannot_carry_is_refused_when_the_schema_arrives() {
     ])
     .unwrap();
     let request = client::request_to(&moto, BUCKET, "typed/", FileFormat::Csv);
-    let status = client::export(&stack.url(), &request, vec![batch])
+    let status = client::export(&stack.api(), &request, vec![batch])
         .await
         .expect_err("a list column cannot go out as CSV");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -384,11 +384,11 @@ async fn an_empty_result_delivers_a_header_only_file_and_the_marker_or_only_the_
     let stack = Stack::start(StackOptions::default());
     let request = client::request_to(&moto, BUCKET, "empty/", FileFormat::Csv);
     let accepted =
-        client::export_with_schema(&stack.url(), &request, Some(data::schema()), Vec::new())
+        client::export_with_schema(&stack.api(), &request, Some(data::schema()), Vec::new())
             .await
             .expect("an empty result is accepted");
     assert_eq!(accepted.rows, 0);
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     assert_eq!(run.files, 1);
 
@@ -414,10 +414,10 @@ async fn an_empty_result_delivers_a_header_only_file_and_the_marker_or_only_the_
     let mut skip = client::request_to(&moto, BUCKET, "skipped/", FileFormat::Csv);
     skip.empty_result = EmptyResult::SkipFiles.into();
     let accepted =
-        client::export_with_schema(&stack.url(), &skip, Some(data::schema()), Vec::new())
+        client::export_with_schema(&stack.api(), &skip, Some(data::schema()), Vec::new())
             .await
             .expect("an empty result is accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     assert_eq!(run.files, 0);
     let keys: Vec<String> = s3::list(&s3, BUCKET, "skipped/")
@@ -483,7 +483,7 @@ async fn a_worker_stopped_with_sigterm_finishes_its_tasks_and_exits_cleanly() {
     assert!(log.contains("shutdown requested"), "{log}");
 
     stack.start_worker();
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_split_delivery(&moto, &stack, &run, &sent).await;
 }
 
@@ -606,10 +606,10 @@ async fn split_templates_variables_and_the_destination_name_place_the_files() {
     split.directory_template =
         "{{destination}}/{{now|local:'Asia/Tokyo'|format:'yyyy-MM-dd'}}".to_owned();
     split.filename_template = "{{group_name}}-{{file_number}}.csv".to_owned();
-    let accepted = client::export(&stack.url(), &request, sent.clone())
+    let accepted = client::export(&stack.api(), &request, sent.clone())
         .await
         .expect("accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 
     let created = run.created_at.as_ref().unwrap().seconds;
@@ -635,7 +635,7 @@ async fn split_templates_variables_and_the_destination_name_place_the_files() {
     // A template variable that was not given is refused before any data moves.
     let mut unknown = request.clone();
     unknown.split.as_mut().unwrap().filename_template = "{{region}}-{{file_number}}.csv".into();
-    let status = client::export(&stack.url(), &unknown, sent.clone())
+    let status = client::export(&stack.api(), &unknown, sent.clone())
         .await
         .expect_err("an unknown variable is refused");
     assert!(
@@ -661,10 +661,10 @@ async fn a_partitioned_export_delivers_a_numbered_file_set_per_value() {
     );
     request.partition_by = vec!["active".to_owned()];
     request.filename_template = "active={{partition.active}}/part-{{file_number}}.csv".into();
-    let accepted = client::export(&stack.url(), &request, sent.clone())
+    let accepted = client::export(&stack.api(), &request, sent.clone())
         .await
         .expect("accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
@@ -742,7 +742,7 @@ async fn a_partitioned_export_delivers_a_numbered_file_set_per_value() {
         let mut refused = request.clone();
         refused.partition_by = vec![column.to_owned()];
         refused.filename_template = format!("{{{{partition.{column}}}}}-{{{{file_number}}}}.csv");
-        let status = client::export(&stack.url(), &refused, sent.clone())
+        let status = client::export(&stack.api(), &refused, sent.clone())
             .await
             .expect_err("refused");
         assert!(status.message().starts_with(message), "{status:?}");
@@ -774,10 +774,10 @@ async fn a_split_by_megabytes_keeps_every_delivered_object_at_or_under_the_limit
     let parquet = by_size("sized-parquet/", FileFormat::Parquet);
 
     for (request, prefix) in [(gzip, "sized-gzip/"), (parquet, "sized-parquet/")] {
-        let accepted = client::export(&stack.url(), &request, sent.clone())
+        let accepted = client::export(&stack.api(), &request, sent.clone())
             .await
             .expect("accepted");
-        let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+        let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
         assert_eq!(run.state(), RunState::Succeeded, "{prefix}: {run:?}");
         let objects: Vec<_> = s3::list(&s3, BUCKET, prefix)
             .await
@@ -829,10 +829,10 @@ async fn row_numbers_run_across_split_files_with_quote_all_and_crlf() {
         enabled: true,
         column_name: String::new(),
     });
-    let accepted = client::export(&stack.url(), &request, sent.clone())
+    let accepted = client::export(&stack.api(), &request, sent.clone())
         .await
         .expect("accepted");
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
     assert_eq!(run.files, 3);
 
@@ -922,7 +922,7 @@ async fn invalid_format_options_are_refused_naming_the_setting_and_risky_ones_wa
         ));
     }
     for (field, request) in cases {
-        let status = client::export(&stack.url(), &request, data::table(10, 10))
+        let status = client::export(&stack.api(), &request, data::table(10, 10))
             .await
             .expect_err(field);
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{field}");
@@ -933,7 +933,7 @@ async fn invalid_format_options_are_refused_naming_the_setting_and_risky_ones_wa
         enabled: true,
         column_name: "label".into(),
     });
-    let status = client::export(&stack.url(), &clash, data::table(10, 10))
+    let status = client::export(&stack.api(), &clash, data::table(10, 10))
         .await
         .expect_err("a row number column named as a data column");
     assert!(
@@ -949,7 +949,7 @@ async fn invalid_format_options_are_refused_naming_the_setting_and_risky_ones_wa
 
     let mut unescaped = base.clone();
     unescaped.csv.as_mut().unwrap().quote_mode = QuoteMode::None.into();
-    let accepted = client::export(&stack.url(), &unescaped, data::table(10, 10))
+    let accepted = client::export(&stack.api(), &unescaped, data::table(10, 10))
         .await
         .expect("QUOTE_MODE_NONE without an escape character is accepted");
     assert!(
@@ -957,7 +957,7 @@ async fn invalid_format_options_are_refused_naming_the_setting_and_risky_ones_wa
         "with a warning that says to set csv.escape: {:?}",
         accepted.warnings
     );
-    let run = client::run_to_end(&stack.url(), &accepted.run_id, RUN_TIMEOUT).await;
+    let run = client::run_to_end(&stack.api(), &accepted.run_id, RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
 }
 
@@ -1140,7 +1140,7 @@ async fn pgp_encrypted_files_decrypt_with_gpg_after_compression_and_bad_keys_are
     ] {
         let mut request = client::request_to(&moto, BUCKET, "refused/", FileFormat::Csv);
         request.pgp_public_key = armored;
-        let status = client::export(&stack.url(), &request, data::table(10, 10))
+        let status = client::export(&stack.api(), &request, data::table(10, 10))
             .await
             .expect_err("a key without an encryption subkey");
         assert_eq!(status.code(), tonic::Code::InvalidArgument);

@@ -15,6 +15,7 @@ fn pyarrow_flight_client_and_pyarrow_s3_reader() {
         "test_interop.py",
         &[
             ("FILEDROP_INTEROP_FLIGHT_URL", OsStr::new(&flight_url)),
+            ("FILEDROP_INTEROP_TOKEN", OsStr::new(&stack.token())),
             (
                 "FILEDROP_INTEROP_S3_ENDPOINT",
                 OsStr::new(moto.endpoint.trim_start_matches("http://")),

@@ -150,7 +150,7 @@ async fn a_part_damaged_on_the_way_is_refused_by_its_checksum_and_sent_again() {
         FileFormat::Csv,
     );
     let run = client::export_to_end(
-        &stack.url(),
+        &stack.api(),
         &request,
         data::table(200_000, 50_000),
         Duration::from_secs(300),

@@ -13,6 +13,9 @@ struct Args {
     /// The control plane's URL.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     control_plane: String,
+    /// The API token (from `filedrop-control-plane token create`).
+    #[arg(long, env = "FILEDROP_TOKEN", hide_env_values = true)]
+    token: String,
     /// The S3 endpoint the files go to.
     #[arg(long, env = "MOTO_ENDPOINT")]
     endpoint: String,
@@ -68,24 +71,16 @@ async fn main() -> anyhow::Result<()> {
          timestamps, nulls) to {} ...",
         args.rows, args.control_plane
     );
+    let api = client::Api::new(args.control_plane.clone(), args.token.clone());
     let started = Instant::now();
-    let accepted = client::export(
-        &args.control_plane,
-        &request,
-        data::table(args.rows, 65_536),
-    )
-    .await
-    .map_err(|status| anyhow::anyhow!("export refused: {}", status.message()))?;
+    let accepted = client::export(&api, &request, data::table(args.rows, 65_536))
+        .await
+        .map_err(|status| anyhow::anyhow!("export refused: {}", status.message()))?;
     println!(
         "run {} accepted: {} rows staged",
         accepted.run_id, accepted.rows
     );
-    let states = client::watch_to_end(
-        &args.control_plane,
-        &accepted.run_id,
-        Duration::from_secs(900),
-    )
-    .await;
+    let states = client::watch_to_end(&api, &accepted.run_id, Duration::from_secs(900)).await;
     let mut last_state = None;
     for run in &states {
         if last_state != Some(run.state()) {

@@ -2,6 +2,7 @@
 //! ID (never the caller: a customer must not be able to pick another customer's) and answers
 //! with the trust policy the bucket owner gives the role.
 
+use crate::auth::tenant_of;
 use crate::error::internal;
 use crate::store::{RoleCredentialRecord, RunStore, now_ms};
 use filedrop_core::credential::{external_id_from, trust_policy_json, validate_role_arn};
@@ -56,6 +57,7 @@ impl CredentialService for CredentialEndpoint {
         &self,
         request: Request<CreateCredentialRequest>,
     ) -> Result<Response<CreateCredentialResponse>, Status> {
+        let tenant = tenant_of(&request)?;
         let Some(create_credential_request::Kind::RoleToRole(role)) = request.into_inner().kind
         else {
             return Err(Status::invalid_argument(
@@ -74,7 +76,7 @@ impl CredentialService for CredentialEndpoint {
         // The principal first: a credential whose trust policy cannot be told is not stored.
         let credential = self.to_proto(record.clone()).await?;
         self.store
-            .add_role_credential(&record)
+            .add_role_credential(&tenant, &record)
             .await
             .map_err(|error| internal("storing the credential", &error))?;
         tracing::info!(credential_id = %record.credential_id, role_arn = %record.role_arn, "credential created");
@@ -87,10 +89,11 @@ impl CredentialService for CredentialEndpoint {
         &self,
         request: Request<GetCredentialRequest>,
     ) -> Result<Response<GetCredentialResponse>, Status> {
+        let tenant = tenant_of(&request)?;
         let id = request.into_inner().credential_id;
         let record = self
             .store
-            .role_credential(&id)
+            .role_credential_of(&tenant, &id)
             .await
             .map_err(|error| internal("reading the credential", &error))?
             .ok_or_else(|| Status::not_found(format!("credential {id:?} not found")))?;

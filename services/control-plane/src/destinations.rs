@@ -31,9 +31,10 @@ impl DestinationService for DestinationEndpoint {
         &self,
         request: Request<TestConnectionRequest>,
     ) -> Result<Response<TestConnectionResponse>, Status> {
+        let tenant = crate::auth::tenant_of(&request)?;
         let destination = validate_destination(request.into_inner().destination)
             .map_err(|invalid| crate::error::invalid_argument(invalid.code, invalid.to_string()))?;
-        let access = resolve_access(&self.store, &destination)
+        let access = resolve_access(&self.store, &tenant, &destination)
             .await
             .map_err(|error| internal("reading the credential", &error))?
             .map_err(|failure| crate::error::invalid_argument(failure.code, failure.message))?;

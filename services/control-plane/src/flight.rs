@@ -44,7 +44,8 @@ impl FlightService for FlightEndpoint {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        let accepted = self.ingest.export(request.into_inner()).await?;
+        let tenant = crate::auth::tenant_of(&request)?;
+        let accepted = self.ingest.export(&tenant, request.into_inner()).await?;
         let result = PutResult {
             app_metadata: accepted.encode_to_vec().into(),
         };

@@ -96,9 +96,11 @@ struct Receiving<'a> {
 const SEGMENTS_PER_SIZE_LIMIT: u64 = 8;
 
 impl Ingest {
-    /// Receives one export stream; answers with the run id once every row is staged.
+    /// Receives one export stream of `tenant`; answers with the run id once every row is
+    /// staged.
     pub async fn export(
         &self,
+        tenant: &str,
         mut stream: Streaming<FlightData>,
     ) -> Result<ExportAccepted, Status> {
         let first = stream.message().await?.ok_or_else(|| {
@@ -119,7 +121,7 @@ impl Ingest {
                 )
             })?;
         }
-        crate::planner::resolve_access(&self.store, &spec.destination)
+        crate::planner::resolve_access(&self.store, tenant, &spec.destination)
             .await
             .map_err(|error| internal("reading the credential", &error))?
             .map_err(|failure| invalid_argument(failure.code, failure.message))?;
@@ -185,6 +187,7 @@ impl Ingest {
             schema_to_bytes(&schema).map_err(|e| internal("encoding the schema", &e))?;
         self.store
             .create_run(
+                tenant,
                 &run_id,
                 &self.secrets.seal(&request.encode_to_vec()),
                 &schema_bytes,

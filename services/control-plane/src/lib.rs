@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: the control plane's configuration.
+//! - [`auth`]: API tokens, tenants, and the layer that authenticates every request.
 //! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
 //! - [`flight`]: the Arrow Flight service (`DoPut`).
 //! - [`runs`]: `RunService` (`GetRun`, `WatchRun`).
@@ -13,6 +14,7 @@
 //! - [`store`]: the run store (SQLite, embedded migrations).
 //! - [`error`]: the mapping of errors to gRPC statuses.
 
+pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod destinations;
@@ -99,6 +101,7 @@ pub async fn serve(
         store.clone(),
         identity,
     ));
+    let token_store = store.clone();
     let runs = RunServiceServer::new(runs::RunEndpoint::new(store, shutdown.clone()));
     // Reflection, in both versions (grpcurl and older clients still ask v1alpha), so that
     // tools list and call the services with no proto files.
@@ -112,6 +115,7 @@ pub async fn serve(
     info!(address = %listener.local_addr()?, "control plane listening");
     let wait = shutdown.clone();
     tonic::transport::Server::builder()
+        .layer(auth::AuthLayer::new(token_store))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,6 +1,7 @@
-//! `filedrop-control-plane`: parse the configuration, start logs, bind, serve until SIGTERM.
+//! `filedrop-control-plane`: parse the configuration, start logs, bind, serve until SIGTERM;
+//! or, with `token create`, make an API token.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use filedrop_control_plane::config::ControlPlaneConfig;
 use std::path::PathBuf;
 
@@ -11,6 +12,32 @@ struct Args {
     /// Configuration file (TOML); `FILEDROP_*` environment variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Creates an API token for a tenant and prints it, once: the run store keeps only its
+    /// SHA-256.
+    Create {
+        /// The tenant the token acts for (created with its first token).
+        #[arg(long)]
+        tenant: String,
+        /// What the token is for, to tell tokens apart.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
 }
 
 #[tokio::main]
@@ -18,6 +45,16 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config: ControlPlaneConfig =
         filedrop_runtime::settings::load(args.config.as_deref(), &["listen_addr"])?;
+    if let Some(Command::Token {
+        command: TokenCommand::Create { tenant, name },
+    }) = args.command
+    {
+        let token =
+            filedrop_control_plane::auth::create_token(&config.run_store.url, &tenant, &name)
+                .await?;
+        println!("{token}");
+        return Ok(());
+    }
     filedrop_runtime::telemetry::init(&config.log);
     let (trigger, shutdown) = filedrop_runtime::shutdown::channel();
     trigger.raise_on_signals();

@@ -72,15 +72,20 @@ fn files_by_rows(
     (ready, total_files)
 }
 
-/// `destination` with its stored credential, if it names one, resolved for the workers.
+/// `destination` with its stored credential (one of `tenant_id`'s), if it names one, resolved
+/// for the workers.
 pub async fn resolve_access(
     store: &RunStore,
+    tenant_id: &str,
     destination: &S3Destination,
 ) -> Result<Result<DestinationAccess, RunFailure>, StoreError> {
     let role_to_role = if destination.credential_id.is_empty() {
         None
     } else {
-        match store.role_credential(&destination.credential_id).await? {
+        match store
+            .role_credential_of(tenant_id, &destination.credential_id)
+            .await?
+        {
             Some(credential) => Some(RoleGrant {
                 role_arn: credential.role_arn,
                 external_id: credential.external_id,
@@ -284,7 +289,7 @@ impl Planner {
         if files.is_empty() {
             return Ok(());
         }
-        let Ok(sealed) = self.sealed_access(&spec, &mut None).await? else {
+        let Ok(sealed) = self.sealed_access(&run.tenant_id, &spec, &mut None).await? else {
             return Ok(());
         };
         let task = FinalizeTask {
@@ -330,13 +335,14 @@ impl Planner {
     /// deleted since the export was accepted fails the run.
     async fn sealed_access(
         &self,
+        tenant_id: &str,
         spec: &ExportSpec,
         sealed: &mut Option<Vec<u8>>,
     ) -> Result<Result<Vec<u8>, RunFailure>, StoreError> {
         if let Some(sealed) = sealed {
             return Ok(Ok(sealed.clone()));
         }
-        let access = match resolve_access(&self.store, &spec.destination).await? {
+        let access = match resolve_access(&self.store, tenant_id, &spec.destination).await? {
             Ok(access) => access,
             Err(failure) => return Ok(Err(failure)),
         };
@@ -423,7 +429,10 @@ impl Planner {
                 Ok(key) => key,
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };
-            let sealed = match self.sealed_access(&spec, &mut sealed_destination).await? {
+            let sealed = match self
+                .sealed_access(&run.tenant_id, &spec, &mut sealed_destination)
+                .await?
+            {
                 Ok(sealed) => sealed,
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };
@@ -470,7 +479,10 @@ impl Planner {
                 Ok(key) => key.unwrap_or_default(),
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };
-            let sealed = match self.sealed_access(&spec, &mut sealed_destination).await? {
+            let sealed = match self
+                .sealed_access(&run.tenant_id, &spec, &mut sealed_destination)
+                .await?
+            {
                 Ok(sealed) => sealed,
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };

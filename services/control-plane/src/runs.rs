@@ -1,5 +1,6 @@
 //! `RunService`: the state of runs, by request or as a stream of changes.
 
+use crate::auth::tenant_of;
 use crate::error::internal;
 use crate::store::{RunRecord, RunStore, is_final};
 use filedrop_proto::v1::run_service_server::RunService;
@@ -28,9 +29,9 @@ impl RunEndpoint {
         Self { store, shutdown }
     }
 
-    async fn load(&self, run_id: &str) -> Result<RunRecord, Status> {
+    async fn load(&self, tenant: &str, run_id: &str) -> Result<RunRecord, Status> {
         self.store
-            .get_run(run_id)
+            .get_run_of(tenant, run_id)
             .await
             .map_err(|e| internal("reading the run", &e))?
             .ok_or_else(|| Status::not_found(format!("run {run_id:?} not found")))
@@ -64,7 +65,8 @@ impl RunService for RunEndpoint {
         &self,
         request: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
-        let run = self.load(&request.into_inner().run_id).await?;
+        let tenant = tenant_of(&request)?;
+        let run = self.load(&tenant, &request.into_inner().run_id).await?;
         Ok(Response::new(GetRunResponse {
             run: Some(to_proto(&run)),
         }))
@@ -74,8 +76,9 @@ impl RunService for RunEndpoint {
         &self,
         request: Request<WatchRunRequest>,
     ) -> Result<Response<Self::WatchRunStream>, Status> {
+        let tenant = tenant_of(&request)?;
         let run_id = request.into_inner().run_id;
-        let first = self.load(&run_id).await?;
+        let first = self.load(&tenant, &run_id).await?;
         let (sender, receiver) = mpsc::channel(8);
         let endpoint = self.clone();
         tokio::spawn(async move {
@@ -99,7 +102,7 @@ impl RunService for RunEndpoint {
                     }
                     _ = sender.closed() => return,
                 }
-                let run = match endpoint.load(&run_id).await {
+                let run = match endpoint.load(&tenant, &run_id).await {
                     Ok(run) => run,
                     Err(status) => {
                         let _ = sender.send(Err(status)).await;

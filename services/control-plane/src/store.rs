@@ -1,5 +1,9 @@
-//! The run store: runs, their partitions, segments and files, in SQLite (the embedded default), with
-//! migrations embedded in the binary.
+//! The run store: runs, their partitions, segments and files, stored credentials and API tokens,
+//! in SQLite (the embedded default), with migrations embedded in the binary.
+//!
+//! Runs and credentials belong to a tenant. The API reads them through the `…_of` functions,
+//! which take the caller's tenant and find nothing of another's; the planner reads runs
+//! whoever they belong to.
 //!
 //! State changes are conditional updates (`… WHERE state IN (…)`), so a redelivered event or
 //! a second planner can never move a run backwards or twice.
@@ -32,6 +36,8 @@ pub enum StoreError {
 pub struct RunRecord {
     /// The run id.
     pub run_id: String,
+    /// The tenant it belongs to.
+    pub tenant_id: String,
     /// Where it is.
     pub state: RunState,
     /// The sealed `ExportRequest`.
@@ -190,6 +196,7 @@ fn migrator() -> Migrator {
             "manifest",
             include_str!("../migrations/0005_manifest.sql"),
         ),
+        migration(6, "tenants", include_str!("../migrations/0006_tenants.sql")),
     ])
 }
 
@@ -223,16 +230,46 @@ impl RunStore {
         Ok(Self { pool })
     }
 
-    /// Records an iam-role-to-role credential.
+    /// Records an API token of `tenant_id` by its SHA-256 (see `crate::auth`).
+    pub async fn add_token(
+        &self,
+        token_hash: &str,
+        tenant_id: &str,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, tenant_id, name, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(token_hash)
+        .bind(tenant_id)
+        .bind(name)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The tenant of the API token whose SHA-256 is `token_hash`, if there is one.
+    pub async fn tenant_of_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT tenant_id FROM api_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.get("tenant_id")))
+    }
+
+    /// Records an iam-role-to-role credential of `tenant_id`.
     pub async fn add_role_credential(
         &self,
+        tenant_id: &str,
         credential: &RoleCredentialRecord,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO credentials (credential_id, kind, role_arn, external_id, created_at) \
-             VALUES (?, 'iam-role-to-role', ?, ?, ?)",
+            "INSERT INTO credentials (credential_id, tenant_id, kind, role_arn, external_id, \
+             created_at) VALUES (?, ?, 'iam-role-to-role', ?, ?, ?)",
         )
         .bind(&credential.credential_id)
+        .bind(tenant_id)
         .bind(&credential.role_arn)
         .bind(&credential.external_id)
         .bind(credential.created_at)
@@ -241,16 +278,18 @@ impl RunStore {
         Ok(())
     }
 
-    /// The iam-role-to-role credential `credential_id`, if there is one.
-    pub async fn role_credential(
+    /// The iam-role-to-role credential `credential_id` of `tenant_id`, if there is one.
+    pub async fn role_credential_of(
         &self,
+        tenant_id: &str,
         credential_id: &str,
     ) -> Result<Option<RoleCredentialRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT credential_id, role_arn, external_id, created_at FROM credentials \
-             WHERE credential_id = ? AND kind = 'iam-role-to-role'",
+             WHERE credential_id = ? AND tenant_id = ? AND kind = 'iam-role-to-role'",
         )
         .bind(credential_id)
+        .bind(tenant_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|row| RoleCredentialRecord {
@@ -261,19 +300,21 @@ impl RunStore {
         }))
     }
 
-    /// Records a new run, receiving.
+    /// Records a new run of `tenant_id`, receiving.
     pub async fn create_run(
         &self,
+        tenant_id: &str,
         run_id: &str,
         sealed_request: &[u8],
         arrow_schema: &[u8],
     ) -> Result<(), StoreError> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO runs (run_id, state, sealed_request, arrow_schema, created_at, \
-             updated_at) VALUES (?, 'receiving', ?, ?, ?, ?)",
+            "INSERT INTO runs (run_id, tenant_id, state, sealed_request, arrow_schema, \
+             created_at, updated_at) VALUES (?, ?, 'receiving', ?, ?, ?, ?)",
         )
         .bind(run_id)
+        .bind(tenant_id)
         .bind(sealed_request)
         .bind(arrow_schema)
         .bind(now)
@@ -283,7 +324,19 @@ impl RunStore {
         Ok(())
     }
 
-    /// The run, if it exists.
+    /// The run `run_id` of `tenant_id`, if there is one.
+    pub async fn get_run_of(
+        &self,
+        tenant_id: &str,
+        run_id: &str,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self
+            .get_run(run_id)
+            .await?
+            .filter(|run| run.tenant_id == tenant_id))
+    }
+
+    /// The run, whichever tenant it belongs to (for the planner).
     pub async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT r.*, \
@@ -591,6 +644,7 @@ fn run_from_row(row: &SqliteRow) -> RunRecord {
         });
     RunRecord {
         run_id: row.get("run_id"),
+        tenant_id: row.get("tenant_id"),
         state: state_from_name(row.get::<&str, _>("state")),
         sealed_request: row.get("sealed_request"),
         created_at: row.get("created_at"),
@@ -615,7 +669,10 @@ mod tests {
         let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
             .await
             .unwrap();
-        store.create_run("r1", b"sealed", b"schema").await.unwrap();
+        store
+            .create_run("t1", "r1", b"sealed", b"schema")
+            .await
+            .unwrap();
         let segment = |segment_index, partition_index, row_offset, row_count| NewSegment {
             segment_index,
             partition_index,
@@ -698,7 +755,10 @@ mod tests {
         let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
             .await
             .unwrap();
-        store.create_run("r1", b"sealed", b"schema").await.unwrap();
+        store
+            .create_run("t1", "r1", b"sealed", b"schema")
+            .await
+            .unwrap();
         let values = vec!["DE".to_owned(), "a%2Fb".to_owned()];
         store.add_partition("r1", 1, &values).await.unwrap();
         store.add_partition("r1", 1, &values).await.unwrap();
@@ -739,7 +799,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn role_credentials_are_stored_and_found_by_id() {
+    async fn credentials_runs_and_tokens_are_found_only_by_their_tenant() {
         let dir = std::env::temp_dir().join(format!("filedrop-credentials-{}", std::process::id()));
         let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
             .await
@@ -750,9 +810,28 @@ mod tests {
             external_id: "filedrop-0123".into(),
             created_at: 1_700_000_000_000,
         };
-        store.add_role_credential(&credential).await.unwrap();
-        assert_eq!(store.role_credential("c1").await.unwrap(), Some(credential));
-        assert_eq!(store.role_credential("c2").await.unwrap(), None);
+        store.add_role_credential("t1", &credential).await.unwrap();
+        assert_eq!(
+            store.role_credential_of("t1", "c1").await.unwrap(),
+            Some(credential)
+        );
+        assert_eq!(store.role_credential_of("t1", "c2").await.unwrap(), None);
+        assert_eq!(store.role_credential_of("t2", "c1").await.unwrap(), None);
+
+        store
+            .create_run("t1", "r1", b"sealed", b"schema")
+            .await
+            .unwrap();
+        assert!(store.get_run_of("t1", "r1").await.unwrap().is_some());
+        assert!(store.get_run_of("t2", "r1").await.unwrap().is_none());
+        assert_eq!(store.get_run("r1").await.unwrap().unwrap().tenant_id, "t1");
+
+        store.add_token("hash-a", "t1", "ci").await.unwrap();
+        assert_eq!(
+            store.tenant_of_token("hash-a").await.unwrap().as_deref(),
+            Some("t1")
+        );
+        assert_eq!(store.tenant_of_token("hash-b").await.unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
