@@ -246,6 +246,46 @@ pub async fn create_role_credential(
     Ok(response.credential.expect("a credential"))
 }
 
+/// Stores `key` as an iam-credential.
+pub async fn create_access_key_credential(
+    api: &Api,
+    key: &AccessKeyCredential,
+) -> Result<filedrop_proto::v1::Credential, tonic::Status> {
+    use filedrop_proto::v1::{CreateCredentialRequest, create_credential_request};
+    let response = CredentialServiceClient::new(channel(api).await)
+        .create_credential(CreateCredentialRequest {
+            kind: Some(create_credential_request::Kind::AccessKey(key.clone())),
+        })
+        .await?
+        .into_inner();
+    Ok(response.credential.expect("a credential"))
+}
+
+/// A page of the tenant's credentials.
+pub async fn list_credentials(
+    api: &Api,
+    page_size: i32,
+    page_token: &str,
+) -> Result<filedrop_proto::v1::ListCredentialsResponse, tonic::Status> {
+    Ok(CredentialServiceClient::new(channel(api).await)
+        .list_credentials(filedrop_proto::v1::ListCredentialsRequest {
+            page_size,
+            page_token: page_token.to_owned(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// Deletes the credential `credential_id`.
+pub async fn delete_credential(api: &Api, credential_id: &str) -> Result<(), tonic::Status> {
+    CredentialServiceClient::new(channel(api).await)
+        .delete_credential(filedrop_proto::v1::DeleteCredentialRequest {
+            credential_id: credential_id.to_owned(),
+        })
+        .await?;
+    Ok(())
+}
+
 /// The credential `credential_id`.
 pub async fn get_credential(
     api: &Api,

@@ -822,8 +822,9 @@ pub fn validate_destination(
     Ok(destination)
 }
 
-/// Checks an iam-credential: the key pair, and the role it assumes, if any.
-fn validate_access_key(key: &AccessKeyCredential) -> Result<(), InvalidRequest> {
+/// Checks an iam-credential: the key pair, and the role it assumes, if any. Fields are named
+/// as in an export (`destination.access_key.…`).
+pub fn validate_access_key(key: &AccessKeyCredential) -> Result<(), InvalidRequest> {
     if key.access_key_id.is_empty() {
         return Err(InvalidRequest::missing(
             "destination.access_key.access_key_id",

@@ -6,6 +6,7 @@ use crate::store::RunStore;
 use filedrop_core::export::validate_destination;
 use filedrop_proto::v1::destination_service_server::DestinationService;
 use filedrop_proto::v1::{TestConnectionRequest, TestConnectionResponse};
+use filedrop_runtime::secrets::SecretBox;
 use filedrop_s3::credentials::ServiceIdentity;
 use filedrop_s3::probe::test_connection;
 use std::sync::Arc;
@@ -15,13 +16,19 @@ use tonic::{Request, Response, Status};
 #[derive(Debug, Clone)]
 pub struct DestinationEndpoint {
     store: RunStore,
+    secrets: SecretBox,
     identity: Arc<ServiceIdentity>,
 }
 
 impl DestinationEndpoint {
-    /// A destination service resolving stored credentials in `store`.
-    pub fn new(store: RunStore, identity: Arc<ServiceIdentity>) -> Self {
-        Self { store, identity }
+    /// A destination service resolving stored credentials in `store` (access keys opened with
+    /// `secrets`).
+    pub fn new(store: RunStore, secrets: SecretBox, identity: Arc<ServiceIdentity>) -> Self {
+        Self {
+            store,
+            secrets,
+            identity,
+        }
     }
 }
 
@@ -34,7 +41,7 @@ impl DestinationService for DestinationEndpoint {
         let tenant = crate::auth::tenant_of(&request)?;
         let destination = validate_destination(request.into_inner().destination)
             .map_err(|invalid| crate::error::invalid_argument(invalid.code, invalid.to_string()))?;
-        let access = resolve_access(&self.store, &tenant, &destination)
+        let access = resolve_access(&self.store, &self.secrets, &tenant, &destination)
             .await
             .map_err(|error| internal("reading the credential", &error))?
             .map_err(|failure| crate::error::invalid_argument(failure.code, failure.message))?;

@@ -121,7 +121,7 @@ impl Ingest {
                 )
             })?;
         }
-        crate::planner::resolve_access(&self.store, tenant, &spec.destination)
+        crate::planner::resolve_access(&self.store, &self.secrets, tenant, &spec.destination)
             .await
             .map_err(|error| internal("reading the credential", &error))?
             .map_err(|failure| invalid_argument(failure.code, failure.message))?;

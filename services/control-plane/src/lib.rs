@@ -8,7 +8,8 @@
 //! - [`flight`]: the Arrow Flight service (`DoPut`).
 //! - [`runs`]: `RunService` (`GetRun`, `WatchRun`).
 //! - [`destinations`]: `DestinationService` (`TestConnection`).
-//! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy).
+//! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy,
+//!   iam-credential access keys sealed at rest).
 //! - [`manifest`]: the manifest written before the success marker.
 //! - [`planner`]: worker events into upload and finalize tasks, and run outcomes.
 //! - [`store`]: the run store (SQLite, embedded migrations).
@@ -72,7 +73,7 @@ pub async fn serve(
         store: store.clone(),
         broker: broker.clone(),
         staging,
-        secrets,
+        secrets: secrets.clone(),
         planner,
         config: config.ingest.clone(),
     };
@@ -95,10 +96,12 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let destinations = DestinationServiceServer::new(destinations::DestinationEndpoint::new(
         store.clone(),
+        secrets.clone(),
         identity.clone(),
     ));
     let credentials = CredentialServiceServer::new(credentials::CredentialEndpoint::new(
         store.clone(),
+        secrets.clone(),
         identity,
     ));
     let token_store = store.clone();

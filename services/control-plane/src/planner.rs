@@ -35,7 +35,9 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::manifest;
-use crate::store::{FileRecord, RunRecord, RunStore, SegmentRecord, StoreError, is_final};
+use crate::store::{
+    FileRecord, RunRecord, RunStore, SegmentRecord, StoreError, StoredCredential, is_final,
+};
 
 /// Files of a partition ready to upload (number and blocks, in order), and the partition's
 /// file count once known.
@@ -73,23 +75,39 @@ fn files_by_rows(
 }
 
 /// `destination` with its stored credential (one of `tenant_id`'s), if it names one, resolved
-/// for the workers.
+/// for the workers: a role grant, or the stored access key opened with `secrets` (the result
+/// is sealed again before it leaves the control plane).
 pub async fn resolve_access(
     store: &RunStore,
+    secrets: &SecretBox,
     tenant_id: &str,
     destination: &S3Destination,
 ) -> Result<Result<DestinationAccess, RunFailure>, StoreError> {
+    let mut destination = destination.clone();
     let role_to_role = if destination.credential_id.is_empty() {
         None
     } else {
         match store
-            .role_credential_of(tenant_id, &destination.credential_id)
+            .credential_of(tenant_id, &destination.credential_id)
             .await?
+            .map(|credential| credential.kind)
         {
-            Some(credential) => Some(RoleGrant {
-                role_arn: credential.role_arn,
-                external_id: credential.external_id,
+            Some(StoredCredential::RoleToRole {
+                role_arn,
+                external_id,
+            }) => Some(RoleGrant {
+                role_arn,
+                external_id,
             }),
+            Some(StoredCredential::AccessKey { sealed_key, .. }) => {
+                match crate::credentials::open_key(secrets, &sealed_key) {
+                    Ok(key) => destination.access_key = Some(key),
+                    Err(status) => {
+                        return Ok(Err(RunFailure::internal(status.message().to_owned())));
+                    }
+                }
+                None
+            }
             None => {
                 return Ok(Err(RunFailure::new(
                     ErrorCode::InvalidCredentials,
@@ -103,7 +121,7 @@ pub async fn resolve_access(
         }
     };
     Ok(Ok(DestinationAccess {
-        destination: Some(destination.clone()),
+        destination: Some(destination),
         role_to_role,
     }))
 }
@@ -342,10 +360,11 @@ impl Planner {
         if let Some(sealed) = sealed {
             return Ok(Ok(sealed.clone()));
         }
-        let access = match resolve_access(&self.store, tenant_id, &spec.destination).await? {
-            Ok(access) => access,
-            Err(failure) => return Ok(Err(failure)),
-        };
+        let access =
+            match resolve_access(&self.store, &self.secrets, tenant_id, &spec.destination).await? {
+                Ok(access) => access,
+                Err(failure) => return Ok(Err(failure)),
+            };
         let bytes = self.secrets.seal(&access.encode_to_vec());
         *sealed = Some(bytes.clone());
         Ok(Ok(bytes))

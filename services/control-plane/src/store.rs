@@ -101,17 +101,34 @@ pub struct FileRecord {
     pub sha256: Option<String>,
 }
 
-/// A stored iam-role-to-role credential.
+/// A stored credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleCredentialRecord {
-    /// Its id.
+pub struct CredentialRecord {
+    /// Its id (a UUIDv7: ids sort by creation).
     pub credential_id: String,
-    /// The bucket owner's role.
-    pub role_arn: String,
-    /// The External ID filedrop generated for it.
-    pub external_id: String,
+    /// What it is.
+    pub kind: StoredCredential,
     /// Creation time, Unix ms.
     pub created_at: i64,
+}
+
+/// The kinds of stored credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredCredential {
+    /// iam-role-to-role: filedrop's own identity assumes `role_arn` with `external_id`.
+    RoleToRole {
+        /// The bucket owner's role.
+        role_arn: String,
+        /// The External ID filedrop generated for it.
+        external_id: String,
+    },
+    /// iam-credential: an access key.
+    AccessKey {
+        /// The key id, shown.
+        access_key_id: String,
+        /// The whole `AccessKeyCredential`, sealed (see `filedrop_runtime::secrets`).
+        sealed_key: Vec<u8>,
+    },
 }
 
 /// A segment to record.
@@ -197,6 +214,11 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0005_manifest.sql"),
         ),
         migration(6, "tenants", include_str!("../migrations/0006_tenants.sql")),
+        migration(
+            7,
+            "access key credentials",
+            include_str!("../migrations/0007_access_key_credentials.sql"),
+        ),
     ])
 }
 
@@ -258,46 +280,99 @@ impl RunStore {
         Ok(row.map(|row| row.get("tenant_id")))
     }
 
-    /// Records an iam-role-to-role credential of `tenant_id`.
-    pub async fn add_role_credential(
+    /// Records a credential of `tenant_id`.
+    pub async fn add_credential(
         &self,
         tenant_id: &str,
-        credential: &RoleCredentialRecord,
+        credential: &CredentialRecord,
     ) -> Result<(), StoreError> {
+        let (kind, role_arn, external_id, access_key_id, sealed_key) = match &credential.kind {
+            StoredCredential::RoleToRole {
+                role_arn,
+                external_id,
+            } => (
+                "iam-role-to-role",
+                role_arn.as_str(),
+                external_id.as_str(),
+                "",
+                None,
+            ),
+            StoredCredential::AccessKey {
+                access_key_id,
+                sealed_key,
+            } => (
+                "iam-credential",
+                "",
+                "",
+                access_key_id.as_str(),
+                Some(sealed_key.as_slice()),
+            ),
+        };
         sqlx::query(
             "INSERT INTO credentials (credential_id, tenant_id, kind, role_arn, external_id, \
-             created_at) VALUES (?, ?, 'iam-role-to-role', ?, ?, ?)",
+             access_key_id, sealed_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&credential.credential_id)
         .bind(tenant_id)
-        .bind(&credential.role_arn)
-        .bind(&credential.external_id)
+        .bind(kind)
+        .bind(role_arn)
+        .bind(external_id)
+        .bind(access_key_id)
+        .bind(sealed_key)
         .bind(credential.created_at)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// The iam-role-to-role credential `credential_id` of `tenant_id`, if there is one.
-    pub async fn role_credential_of(
+    /// The credential `credential_id` of `tenant_id`, if there is one.
+    pub async fn credential_of(
         &self,
         tenant_id: &str,
         credential_id: &str,
-    ) -> Result<Option<RoleCredentialRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT credential_id, role_arn, external_id, created_at FROM credentials \
-             WHERE credential_id = ? AND tenant_id = ? AND kind = 'iam-role-to-role'",
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM credentials WHERE credential_id = ? AND tenant_id = ?")
+                .bind(credential_id)
+                .bind(tenant_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|row| credential_from_row(&row)))
+    }
+
+    /// Up to `limit` credentials of `tenant_id`, newest first, created before the credential
+    /// `before` (ids sort by creation) when given.
+    pub async fn credentials_of(
+        &self,
+        tenant_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM credentials WHERE tenant_id = ? AND (? IS NULL OR credential_id < ?) \
+             ORDER BY credential_id DESC LIMIT ?",
         )
-        .bind(credential_id)
         .bind(tenant_id)
-        .fetch_optional(&self.pool)
+        .bind(before)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
         .await?;
-        Ok(row.map(|row| RoleCredentialRecord {
-            credential_id: row.get("credential_id"),
-            role_arn: row.get("role_arn"),
-            external_id: row.get("external_id"),
-            created_at: row.get("created_at"),
-        }))
+        Ok(rows.iter().map(credential_from_row).collect())
+    }
+
+    /// Deletes the credential `credential_id` of `tenant_id`; whether there was one.
+    pub async fn delete_credential_of(
+        &self,
+        tenant_id: &str,
+        credential_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM credentials WHERE credential_id = ? AND tenant_id = ?")
+            .bind(credential_id)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     /// Records a new run of `tenant_id`, receiving.
@@ -626,6 +701,27 @@ impl RunStore {
     }
 }
 
+fn credential_from_row(row: &SqliteRow) -> CredentialRecord {
+    let kind = if row.get::<&str, _>("kind") == "iam-credential" {
+        StoredCredential::AccessKey {
+            access_key_id: row.get("access_key_id"),
+            sealed_key: row
+                .get::<Option<Vec<u8>>, _>("sealed_key")
+                .unwrap_or_default(),
+        }
+    } else {
+        StoredCredential::RoleToRole {
+            role_arn: row.get("role_arn"),
+            external_id: row.get("external_id"),
+        }
+    };
+    CredentialRecord {
+        credential_id: row.get("credential_id"),
+        kind,
+        created_at: row.get("created_at"),
+    }
+}
+
 fn run_from_row(row: &SqliteRow) -> RunRecord {
     let failure = row
         .get::<Option<i64>, _>("error_code")
@@ -804,19 +900,52 @@ mod tests {
         let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
             .await
             .unwrap();
-        let credential = RoleCredentialRecord {
+        let credential = CredentialRecord {
             credential_id: "c1".into(),
-            role_arn: "arn:aws:iam::123456789012:role/exports".into(),
-            external_id: "filedrop-0123".into(),
+            kind: StoredCredential::RoleToRole {
+                role_arn: "arn:aws:iam::123456789012:role/exports".into(),
+                external_id: "filedrop-0123".into(),
+            },
             created_at: 1_700_000_000_000,
         };
-        store.add_role_credential("t1", &credential).await.unwrap();
+        store.add_credential("t1", &credential).await.unwrap();
+        let key = CredentialRecord {
+            credential_id: "c2".into(),
+            kind: StoredCredential::AccessKey {
+                access_key_id: "AKID".into(),
+                sealed_key: vec![1, 2, 3],
+            },
+            created_at: 1_700_000_000_001,
+        };
+        store.add_credential("t1", &key).await.unwrap();
         assert_eq!(
-            store.role_credential_of("t1", "c1").await.unwrap(),
-            Some(credential)
+            store.credential_of("t1", "c1").await.unwrap(),
+            Some(credential.clone())
         );
-        assert_eq!(store.role_credential_of("t1", "c2").await.unwrap(), None);
-        assert_eq!(store.role_credential_of("t2", "c1").await.unwrap(), None);
+        assert_eq!(
+            store.credential_of("t1", "c2").await.unwrap(),
+            Some(key.clone())
+        );
+        assert_eq!(store.credential_of("t1", "c3").await.unwrap(), None);
+        assert_eq!(store.credential_of("t2", "c1").await.unwrap(), None);
+        assert_eq!(
+            store.credentials_of("t1", None, 10).await.unwrap(),
+            vec![key.clone(), credential.clone()]
+        );
+        assert_eq!(
+            store.credentials_of("t1", Some("c2"), 10).await.unwrap(),
+            vec![credential.clone()]
+        );
+        assert!(
+            store
+                .credentials_of("t2", None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!store.delete_credential_of("t2", "c2").await.unwrap());
+        assert!(store.delete_credential_of("t1", "c2").await.unwrap());
+        assert_eq!(store.credential_of("t1", "c2").await.unwrap(), None);
 
         store
             .create_run("t1", "r1", b"sealed", b"schema")
