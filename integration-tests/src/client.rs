@@ -358,6 +358,17 @@ pub async fn try_get_run(api: &Api, run_id: &str) -> Result<Run, tonic::Status> 
         .expect("a run"))
 }
 
+/// A page of the tenant's runs.
+pub async fn list_runs(
+    api: &Api,
+    request: filedrop_proto::v1::ListRunsRequest,
+) -> Result<filedrop_proto::v1::ListRunsResponse, tonic::Status> {
+    Ok(RunServiceClient::new(channel(api).await)
+        .list_runs(request)
+        .await?
+        .into_inner())
+}
+
 /// The first answer of a watch of the run: its state, or the status the control plane
 /// answered.
 pub async fn try_watch_run(api: &Api, run_id: &str) -> Result<Run, tonic::Status> {

@@ -124,6 +124,8 @@ pub struct ExportSpec {
     pub marker: Option<Marker>,
     /// Whether a manifest is written before the marker.
     pub manifest: bool,
+    /// The key that makes the export safe to send again; `None` when it has none.
+    pub idempotency_key: Option<String>,
     /// Settings that are valid but probably not what the user wants, with what to do instead.
     pub warnings: Vec<String>,
 }
@@ -368,6 +370,7 @@ impl ExportSpec {
             _ => None,
         };
         let manifest = !request.manifest.is_some_and(|manifest| manifest.disabled);
+        let idempotency_key = validate_idempotency_key(&request.idempotency_key)?;
         let skip_empty = match EmptyResult::try_from(request.empty_result) {
             Ok(EmptyResult::Unspecified | EmptyResult::WriteFile) => false,
             Ok(EmptyResult::SkipFiles) => true,
@@ -411,6 +414,7 @@ impl ExportSpec {
             partition_by,
             marker,
             manifest,
+            idempotency_key,
             warnings,
         };
         // Render once with sample values, so a template that cannot render (a bad date
@@ -822,6 +826,27 @@ pub fn validate_destination(
     Ok(destination)
 }
 
+/// The longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+
+/// Checks `idempotency_key`: empty (none), or up to 128 printable ASCII characters.
+fn validate_idempotency_key(key: &str) -> Result<Option<String>, InvalidRequest> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    if key.len() > MAX_IDEMPOTENCY_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(InvalidRequest::new(
+            "idempotency_key",
+            ErrorCode::Unspecified,
+            format!(
+                "give up to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters without \
+                 spaces (a UUID, say), or leave it empty"
+            ),
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
 /// Checks an iam-credential: the key pair, and the role it assumes, if any. Fields are named
 /// as in an export (`destination.access_key.…`).
 pub fn validate_access_key(key: &AccessKeyCredential) -> Result<(), InvalidRequest> {
@@ -1112,6 +1137,22 @@ mod tests {
 
     fn field_of(request: ExportRequest) -> &'static str {
         ExportSpec::validate(request).unwrap_err().field
+    }
+
+    #[test]
+    fn an_idempotency_key_is_short_printable_ascii() {
+        let mut keyed = request();
+        keyed.idempotency_key = "order-2026-01-02/7".into();
+        let spec = ExportSpec::validate(keyed.clone()).unwrap();
+        assert_eq!(spec.idempotency_key.as_deref(), Some("order-2026-01-02/7"));
+        assert_eq!(
+            ExportSpec::validate(request()).unwrap().idempotency_key,
+            None
+        );
+        for bad in ["with space", "é", &"k".repeat(129)] {
+            keyed.idempotency_key = bad.to_owned();
+            assert_eq!(field_of(keyed.clone()), "idempotency_key", "{bad:?}");
+        }
     }
 
     #[test]

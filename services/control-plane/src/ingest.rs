@@ -14,7 +14,7 @@
 use crate::config::IngestConfig;
 use crate::error::{internal, invalid_argument};
 use crate::planner::Planner;
-use crate::store::{NewSegment, RunStore};
+use crate::store::{NewRun, NewSegment, RunRecord, RunStore};
 use arrow_array::RecordBatch;
 use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -121,6 +121,16 @@ impl Ingest {
                 )
             })?;
         }
+        if let Some(key) = &spec.idempotency_key
+            && let Some(run) = self
+                .store
+                .run_by_idempotency_key(tenant, key)
+                .await
+                .map_err(|e| internal("looking up the idempotency key", &e))?
+        {
+            while stream.message().await?.is_some() {}
+            return Ok(replayed(&run, &spec));
+        }
         crate::planner::resolve_access(&self.store, &self.secrets, tenant, &spec.destination)
             .await
             .map_err(|error| internal("reading the credential", &error))?
@@ -185,15 +195,31 @@ impl Ingest {
         let run_id = uuid::Uuid::now_v7().to_string();
         let schema_bytes =
             schema_to_bytes(&schema).map_err(|e| internal("encoding the schema", &e))?;
-        self.store
-            .create_run(
-                tenant,
-                &run_id,
-                &self.secrets.seal(&request.encode_to_vec()),
-                &schema_bytes,
-            )
+        let sealed_request = self.secrets.seal(&request.encode_to_vec());
+        let created = self
+            .store
+            .create_run(&NewRun {
+                tenant_id: tenant,
+                run_id: &run_id,
+                destination_name: &spec.destination.name,
+                idempotency_key: spec.idempotency_key.as_deref(),
+                sealed_request: &sealed_request,
+                arrow_schema: &schema_bytes,
+            })
             .await
             .map_err(|e| internal("creating the run", &e))?;
+        if !created {
+            // The same key was sent at the same time: that export's run is the one.
+            while batches.try_next().await.map_err(stream_error)?.is_some() {}
+            let key = spec.idempotency_key.as_deref().unwrap_or_default();
+            let run = self
+                .store
+                .run_by_idempotency_key(tenant, key)
+                .await
+                .map_err(|e| internal("looking up the idempotency key", &e))?
+                .ok_or_else(|| internal("looking up the idempotency key", &"no run"))?;
+            return Ok(replayed(&run, &spec));
+        }
         info!(run_id, bucket = %spec.destination.bucket, prefix = %spec.destination.prefix, "export started");
         for warning in &spec.warnings {
             warn!(run_id, warning, "export accepted with a warning");
@@ -261,6 +287,7 @@ impl Ingest {
             run_id,
             rows: receiving.rows,
             warnings: spec.warnings.clone(),
+            replayed: false,
         })
     }
 
@@ -465,5 +492,16 @@ fn stream_error(error: FlightError) -> Status {
             ErrorCode::Unspecified,
             format!("the Arrow Flight stream could not be decoded: {other}"),
         ),
+    }
+}
+
+/// The answer to an export whose idempotency key names `run`: that run, started before.
+fn replayed(run: &RunRecord, spec: &ExportSpec) -> ExportAccepted {
+    info!(run_id = %run.run_id, "export sent again with its idempotency key; no new run");
+    ExportAccepted {
+        run_id: run.run_id.clone(),
+        rows: run.rows,
+        warnings: spec.warnings.clone(),
+        replayed: true,
     }
 }

@@ -6,7 +6,7 @@
 //! - [`auth`]: API tokens, tenants, and the layer that authenticates every request.
 //! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
 //! - [`flight`]: the Arrow Flight service (`DoPut`).
-//! - [`runs`]: `RunService` (`GetRun`, `WatchRun`).
+//! - [`runs`]: `RunService` (`GetRun`, `WatchRun`, `ListRuns`).
 //! - [`destinations`]: `DestinationService` (`TestConnection`).
 //! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy,
 //!   iam-credential access keys sealed at rest).

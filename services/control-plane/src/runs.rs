@@ -2,15 +2,23 @@
 
 use crate::auth::tenant_of;
 use crate::error::internal;
-use crate::store::{RunRecord, RunStore, is_final};
+use crate::store::{RunFilter, RunRecord, RunStore, is_final};
 use filedrop_proto::v1::run_service_server::RunService;
-use filedrop_proto::v1::{GetRunRequest, GetRunResponse, Run, WatchRunRequest, WatchRunResponse};
+use filedrop_proto::v1::{
+    GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, Run, RunState,
+    WatchRunRequest, WatchRunResponse,
+};
 use filedrop_runtime::shutdown::Shutdown;
 use futures::stream::BoxStream;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+/// Runs in a page when the caller does not say.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// The most runs in a page.
+const MAX_PAGE_SIZE: u32 = 500;
 
 /// How often a watch looks for changes. Watches read the store, so any replica can serve any
 /// run's watch.
@@ -57,9 +65,71 @@ pub fn to_proto(run: &RunRecord) -> Run {
     }
 }
 
+/// What a `ListRunsRequest` asks for, checked.
+fn run_filter(request: &ListRunsRequest) -> Result<(RunFilter, u32), Status> {
+    let page_size = match u32::try_from(request.page_size) {
+        Ok(0) => DEFAULT_PAGE_SIZE,
+        Ok(size) if size <= MAX_PAGE_SIZE => size,
+        _ => {
+            return Err(Status::invalid_argument(format!(
+                "page_size: give 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"
+            )));
+        }
+    };
+    let mut states = Vec::with_capacity(request.states.len());
+    for &state in &request.states {
+        match RunState::try_from(state) {
+            Ok(RunState::Unspecified) | Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "states: {state} is not a run state; give RUN_STATE_RECEIVING, \
+                     RUN_STATE_SUCCEEDED, RUN_STATE_FAILED, …"
+                )));
+            }
+            Ok(state) => states.push(state),
+        }
+    }
+    let millis = |time: &prost_types::Timestamp| {
+        time.seconds * 1000 + i64::from(time.nanos.clamp(0, 999_999_999)) / 1_000_000
+    };
+    let filter = RunFilter {
+        states,
+        created_after: request.created_after.as_ref().map(millis),
+        created_before: request.created_before.as_ref().map(millis),
+        destination_name: (!request.destination_name.is_empty())
+            .then(|| request.destination_name.clone()),
+    };
+    Ok((filter, page_size))
+}
+
 #[tonic::async_trait]
 impl RunService for RunEndpoint {
     type WatchRunStream = BoxStream<'static, Result<WatchRunResponse, Status>>;
+
+    async fn list_runs(
+        &self,
+        request: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        let tenant = tenant_of(&request)?;
+        let request = request.into_inner();
+        let (filter, page_size) = run_filter(&request)?;
+        let before = (!request.page_token.is_empty()).then_some(request.page_token.as_str());
+        // One more than asked, to know whether another page follows.
+        let mut runs = self
+            .store
+            .runs_of(&tenant, &filter, before, page_size + 1)
+            .await
+            .map_err(|e| internal("listing runs", &e))?;
+        let more = runs.len() > page_size as usize;
+        runs.truncate(page_size as usize);
+        let next_page_token = match (more, runs.last()) {
+            (true, Some(last)) => last.run_id.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListRunsResponse {
+            runs: runs.iter().map(to_proto).collect(),
+            next_page_token,
+        }))
+    }
 
     async fn get_run(
         &self,

@@ -131,6 +131,36 @@ pub enum StoredCredential {
     },
 }
 
+/// A run to record.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    /// The tenant it belongs to.
+    pub tenant_id: &'a str,
+    /// Its id (a UUIDv7: ids sort by creation).
+    pub run_id: &'a str,
+    /// The destination's name, for listing.
+    pub destination_name: &'a str,
+    /// The export's idempotency key, if it has one.
+    pub idempotency_key: Option<&'a str>,
+    /// The sealed `ExportRequest`.
+    pub sealed_request: &'a [u8],
+    /// The Arrow schema (IPC).
+    pub arrow_schema: &'a [u8],
+}
+
+/// Which runs a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Any of these states; empty: any state.
+    pub states: Vec<RunState>,
+    /// Created at or after this time, Unix ms.
+    pub created_after: Option<i64>,
+    /// Created before this time, Unix ms.
+    pub created_before: Option<i64>,
+    /// To the destination of this name.
+    pub destination_name: Option<String>,
+}
+
 /// A segment to record.
 #[derive(Debug, Clone)]
 pub struct NewSegment {
@@ -219,8 +249,22 @@ fn migrator() -> Migrator {
             "access key credentials",
             include_str!("../migrations/0007_access_key_credentials.sql"),
         ),
+        migration(
+            8,
+            "run listing",
+            include_str!("../migrations/0008_run_listing.sql"),
+        ),
     ])
 }
+
+/// A run with its file counts; `WHERE` clauses follow.
+const RUN_SELECT: &str = "SELECT r.*, \
+       (SELECT COUNT(*) FROM files f WHERE f.run_id = r.run_id) AS files, \
+       (SELECT COUNT(*) FROM files f WHERE f.run_id = r.run_id AND f.uploaded = 1) \
+         AS files_uploaded, \
+       (SELECT COALESCE(SUM(f.size), 0) FROM files f \
+         WHERE f.run_id = r.run_id AND f.uploaded = 1) AS bytes_uploaded \
+     FROM runs r";
 
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -375,28 +419,99 @@ impl RunStore {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Records a new run of `tenant_id`, receiving.
-    pub async fn create_run(
-        &self,
-        tenant_id: &str,
-        run_id: &str,
-        sealed_request: &[u8],
-        arrow_schema: &[u8],
-    ) -> Result<(), StoreError> {
+    /// Records a new run, receiving. Returns `false`, recording nothing, when the run's
+    /// idempotency key already names one of its tenant's runs.
+    pub async fn create_run(&self, run: &NewRun<'_>) -> Result<bool, StoreError> {
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO runs (run_id, tenant_id, state, sealed_request, arrow_schema, \
-             created_at, updated_at) VALUES (?, ?, 'receiving', ?, ?, ?, ?)",
+        let inserted = sqlx::query(
+            "INSERT INTO runs (run_id, tenant_id, destination_name, idempotency_key, state, \
+             sealed_request, arrow_schema, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?)",
         )
-        .bind(run_id)
-        .bind(tenant_id)
-        .bind(sealed_request)
-        .bind(arrow_schema)
+        .bind(run.run_id)
+        .bind(run.tenant_id)
+        .bind(run.destination_name)
+        .bind(run.idempotency_key)
+        .bind(run.sealed_request)
+        .bind(run.arrow_schema)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await;
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(error))
+                if error.is_unique_violation() && run.idempotency_key.is_some() =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The run of `tenant_id` that the idempotency key `key` names, if there is one.
+    pub async fn run_by_idempotency_key(
+        &self,
+        tenant_id: &str,
+        key: &str,
+    ) -> Result<Option<RunRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT run_id FROM runs WHERE tenant_id = ? AND idempotency_key = ?")
+                .bind(tenant_id)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(row) => self.get_run(row.get("run_id")).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` runs of `tenant_id` that `filter` wants, newest first, created before the
+    /// run `before` (ids sort by creation) when given.
+    pub async fn runs_of(
+        &self,
+        tenant_id: &str,
+        filter: &RunFilter,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut sql = format!("{RUN_SELECT} WHERE r.tenant_id = ?");
+        if before.is_some() {
+            sql.push_str(" AND r.run_id < ?");
+        }
+        if !filter.states.is_empty() {
+            let marks = vec!["?"; filter.states.len()].join(", ");
+            sql.push_str(&format!(" AND r.state IN ({marks})"));
+        }
+        if filter.created_after.is_some() {
+            sql.push_str(" AND r.created_at >= ?");
+        }
+        if filter.created_before.is_some() {
+            sql.push_str(" AND r.created_at < ?");
+        }
+        if filter.destination_name.is_some() {
+            sql.push_str(" AND r.destination_name = ?");
+        }
+        sql.push_str(" ORDER BY r.run_id DESC LIMIT ?");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id);
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        for state in &filter.states {
+            query = query.bind(state_name(*state));
+        }
+        if let Some(after) = filter.created_after {
+            query = query.bind(after);
+        }
+        if let Some(before) = filter.created_before {
+            query = query.bind(before);
+        }
+        if let Some(name) = &filter.destination_name {
+            query = query.bind(name);
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(run_from_row).collect())
     }
 
     /// The run `run_id` of `tenant_id`, if there is one.
@@ -413,15 +528,9 @@ impl RunStore {
 
     /// The run, whichever tenant it belongs to (for the planner).
     pub async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT r.*, \
-               (SELECT COUNT(*) FROM files f WHERE f.run_id = r.run_id) AS files, \
-               (SELECT COUNT(*) FROM files f WHERE f.run_id = r.run_id AND f.uploaded = 1) \
-                 AS files_uploaded, \
-               (SELECT COALESCE(SUM(f.size), 0) FROM files f \
-                 WHERE f.run_id = r.run_id AND f.uploaded = 1) AS bytes_uploaded \
-             FROM runs r WHERE r.run_id = ?",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{RUN_SELECT} WHERE r.run_id = ?"
+        )))
         .bind(run_id)
         .fetch_optional(&self.pool)
         .await?;
@@ -759,16 +868,24 @@ fn run_from_row(row: &SqliteRow) -> RunRecord {
 mod tests {
     use super::*;
 
+    fn new_run<'a>(tenant_id: &'a str, run_id: &'a str) -> NewRun<'a> {
+        NewRun {
+            tenant_id,
+            run_id,
+            destination_name: "",
+            idempotency_key: None,
+            sealed_request: b"sealed",
+            arrow_schema: b"schema",
+        }
+    }
+
     #[tokio::test]
     async fn runs_move_forward_only_and_fail_once() {
         let dir = std::env::temp_dir().join(format!("filedrop-store-{}", std::process::id()));
         let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
             .await
             .unwrap();
-        store
-            .create_run("t1", "r1", b"sealed", b"schema")
-            .await
-            .unwrap();
+        store.create_run(&new_run("t1", "r1")).await.unwrap();
         let segment = |segment_index, partition_index, row_offset, row_count| NewSegment {
             segment_index,
             partition_index,
@@ -851,10 +968,7 @@ mod tests {
         let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
             .await
             .unwrap();
-        store
-            .create_run("t1", "r1", b"sealed", b"schema")
-            .await
-            .unwrap();
+        store.create_run(&new_run("t1", "r1")).await.unwrap();
         let values = vec!["DE".to_owned(), "a%2Fb".to_owned()];
         store.add_partition("r1", 1, &values).await.unwrap();
         store.add_partition("r1", 1, &values).await.unwrap();
@@ -890,6 +1004,92 @@ mod tests {
                 stored.number_in_partition
             ),
             (file.file_number, 1, 2)
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn runs_are_listed_newest_first_by_filter_and_keyed_once() {
+        let dir = std::env::temp_dir().join(format!("filedrop-listing-{}", std::process::id()));
+        let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
+            .await
+            .unwrap();
+        for (run_id, destination_name) in [("r1", "crm"), ("r2", "ads"), ("r3", "crm")] {
+            let run = NewRun {
+                destination_name,
+                ..new_run("t1", run_id)
+            };
+            assert!(store.create_run(&run).await.unwrap());
+        }
+        store.create_run(&new_run("t2", "r4")).await.unwrap();
+        store
+            .advance("r2", RunState::Receiving, RunState::Encoding)
+            .await
+            .unwrap();
+        let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+        let all = RunFilter::default();
+        assert_eq!(
+            ids(store.runs_of("t1", &all, None, 10).await.unwrap()),
+            ["r3", "r2", "r1"]
+        );
+        assert_eq!(
+            ids(store.runs_of("t1", &all, Some("r3"), 1).await.unwrap()),
+            ["r2"]
+        );
+        let encoding = RunFilter {
+            states: vec![RunState::Encoding],
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(store.runs_of("t1", &encoding, None, 10).await.unwrap()),
+            ["r2"]
+        );
+        let crm = RunFilter {
+            destination_name: Some("crm".into()),
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(store.runs_of("t1", &crm, None, 10).await.unwrap()),
+            ["r3", "r1"]
+        );
+        let future = RunFilter {
+            created_after: Some(now_ms() + 60_000),
+            ..RunFilter::default()
+        };
+        assert!(
+            store
+                .runs_of("t1", &future, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let keyed = |run_id| NewRun {
+            idempotency_key: Some("k"),
+            ..new_run("t1", run_id)
+        };
+        assert!(store.create_run(&keyed("r5")).await.unwrap());
+        assert!(
+            !store.create_run(&keyed("r6")).await.unwrap(),
+            "the key is taken"
+        );
+        assert!(store.get_run("r6").await.unwrap().is_none());
+        let found = store.run_by_idempotency_key("t1", "k").await.unwrap();
+        assert_eq!(found.map(|r| r.run_id).as_deref(), Some("r5"));
+        assert!(
+            store
+                .run_by_idempotency_key("t2", "k")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let other_tenant = NewRun {
+            idempotency_key: Some("k"),
+            ..new_run("t2", "r7")
+        };
+        assert!(
+            store.create_run(&other_tenant).await.unwrap(),
+            "keys are per tenant"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -947,10 +1147,7 @@ mod tests {
         assert!(store.delete_credential_of("t1", "c2").await.unwrap());
         assert_eq!(store.credential_of("t1", "c2").await.unwrap(), None);
 
-        store
-            .create_run("t1", "r1", b"sealed", b"schema")
-            .await
-            .unwrap();
+        store.create_run(&new_run("t1", "r1")).await.unwrap();
         assert!(store.get_run_of("t1", "r1").await.unwrap().is_some());
         assert!(store.get_run_of("t2", "r1").await.unwrap().is_none());
         assert_eq!(store.get_run("r1").await.unwrap().unwrap().tenant_id, "t1");
