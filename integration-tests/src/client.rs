@@ -309,6 +309,7 @@ pub async fn test_connection(
     Ok(DestinationServiceClient::new(channel(api).await)
         .test_connection(filedrop_proto::v1::TestConnectionRequest {
             destination: Some(destination.clone()),
+            ..Default::default()
         })
         .await?
         .into_inner())
@@ -356,6 +357,15 @@ pub async fn try_get_run(api: &Api, run_id: &str) -> Result<Run, tonic::Status> 
         .into_inner()
         .run
         .expect("a run"))
+}
+
+/// The tenant's destination service.
+pub async fn destinations(
+    api: &Api,
+) -> filedrop_proto::v1::destination_service_client::DestinationServiceClient<Authorized> {
+    filedrop_proto::v1::destination_service_client::DestinationServiceClient::new(
+        channel(api).await,
+    )
 }
 
 /// A page of the tenant's runs.

@@ -1,14 +1,23 @@
-//! `DestinationService`: a destination tested without sending data.
+//! `DestinationService`: a tenant's stored destinations (named export settings, validated as
+//! an export is, holding no secret), and a destination tested without sending data.
 
 use crate::error::internal;
 use crate::planner::resolve_access;
-use crate::store::RunStore;
-use filedrop_core::export::validate_destination;
+use crate::store::{DestinationRecord, RunStore, now_ms};
+use filedrop_core::export::{ExportSpec, validate_destination};
+use filedrop_formats::pgp::PgpRecipient;
 use filedrop_proto::v1::destination_service_server::DestinationService;
-use filedrop_proto::v1::{TestConnectionRequest, TestConnectionResponse};
+use filedrop_proto::v1::{
+    CreateDestinationRequest, CreateDestinationResponse, DeleteDestinationRequest,
+    DeleteDestinationResponse, Destination, ErrorCode, ExportRequest, GetDestinationRequest,
+    GetDestinationResponse, ListDestinationsRequest, ListDestinationsResponse,
+    TestConnectionRequest, TestConnectionResponse, UpdateDestinationRequest,
+    UpdateDestinationResponse,
+};
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_s3::credentials::ServiceIdentity;
 use filedrop_s3::probe::test_connection;
+use prost::Message;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -39,7 +48,14 @@ impl DestinationService for DestinationEndpoint {
         request: Request<TestConnectionRequest>,
     ) -> Result<Response<TestConnectionResponse>, Status> {
         let tenant = crate::auth::tenant_of(&request)?;
-        let destination = validate_destination(request.into_inner().destination)
+        let request = request.into_inner();
+        let destination = if request.stored_destination.is_empty() {
+            request.destination
+        } else {
+            let stored = self.stored(&tenant, &request.stored_destination).await?;
+            settings_of(&stored)?.destination
+        };
+        let destination = validate_destination(destination)
             .map_err(|invalid| crate::error::invalid_argument(invalid.code, invalid.to_string()))?;
         let access = resolve_access(&self.store, &self.secrets, &tenant, &destination)
             .await
@@ -76,4 +92,246 @@ impl DestinationService for DestinationEndpoint {
         };
         Ok(Response::new(response))
     }
+
+    async fn create_destination(
+        &self,
+        request: Request<CreateDestinationRequest>,
+    ) -> Result<Response<CreateDestinationResponse>, Status> {
+        let tenant = crate::auth::tenant_of(&request)?;
+        let request = request.into_inner();
+        let settings = self
+            .checked_settings(&tenant, &request.name, request.settings)
+            .await?;
+        let now = now_ms();
+        let record = DestinationRecord {
+            destination_id: uuid::Uuid::now_v7().to_string(),
+            name: request.name,
+            settings: settings.encode_to_vec(),
+            created_at: now,
+            updated_at: now,
+        };
+        let added = self
+            .store
+            .add_destination(&tenant, &record)
+            .await
+            .map_err(|error| internal("storing the destination", &error))?;
+        if !added {
+            return Err(name_taken(&record.name));
+        }
+        tracing::info!(destination_id = %record.destination_id, name = %record.name, "destination created");
+        Ok(Response::new(CreateDestinationResponse {
+            destination: Some(to_proto(&record)?),
+        }))
+    }
+
+    async fn get_destination(
+        &self,
+        request: Request<GetDestinationRequest>,
+    ) -> Result<Response<GetDestinationResponse>, Status> {
+        let tenant = crate::auth::tenant_of(&request)?;
+        let record = self
+            .stored(&tenant, &request.into_inner().destination)
+            .await?;
+        Ok(Response::new(GetDestinationResponse {
+            destination: Some(to_proto(&record)?),
+        }))
+    }
+
+    async fn list_destinations(
+        &self,
+        request: Request<ListDestinationsRequest>,
+    ) -> Result<Response<ListDestinationsResponse>, Status> {
+        let tenant = crate::auth::tenant_of(&request)?;
+        let request = request.into_inner();
+        let page_size = match u32::try_from(request.page_size) {
+            Ok(0) => DEFAULT_PAGE_SIZE,
+            Ok(size) if size <= MAX_PAGE_SIZE => size,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "page_size: give 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"
+                )));
+            }
+        };
+        let after = (!request.page_token.is_empty()).then_some(request.page_token.as_str());
+        // One more than asked, to know whether another page follows.
+        let mut records = self
+            .store
+            .destinations_of(&tenant, after, page_size + 1)
+            .await
+            .map_err(|error| internal("listing destinations", &error))?;
+        let more = records.len() > page_size as usize;
+        records.truncate(page_size as usize);
+        let next_page_token = match (more, records.last()) {
+            (true, Some(last)) => last.name.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListDestinationsResponse {
+            destinations: records.iter().map(to_proto).collect::<Result<_, _>>()?,
+            next_page_token,
+        }))
+    }
+
+    async fn update_destination(
+        &self,
+        request: Request<UpdateDestinationRequest>,
+    ) -> Result<Response<UpdateDestinationResponse>, Status> {
+        let tenant = crate::auth::tenant_of(&request)?;
+        let request = request.into_inner();
+        let current = self.stored(&tenant, &request.destination).await?;
+        let settings = self
+            .checked_settings(&tenant, &request.name, request.settings)
+            .await?;
+        let record = DestinationRecord {
+            name: request.name,
+            settings: settings.encode_to_vec(),
+            updated_at: now_ms(),
+            ..current
+        };
+        let updated = self
+            .store
+            .update_destination(&tenant, &record)
+            .await
+            .map_err(|error| internal("updating the destination", &error))?;
+        if !updated {
+            return Err(name_taken(&record.name));
+        }
+        tracing::info!(destination_id = %record.destination_id, name = %record.name, "destination updated");
+        Ok(Response::new(UpdateDestinationResponse {
+            destination: Some(to_proto(&record)?),
+        }))
+    }
+
+    async fn delete_destination(
+        &self,
+        request: Request<DeleteDestinationRequest>,
+    ) -> Result<Response<DeleteDestinationResponse>, Status> {
+        let tenant = crate::auth::tenant_of(&request)?;
+        let record = self
+            .stored(&tenant, &request.into_inner().destination)
+            .await?;
+        self.store
+            .delete_destination(&tenant, &record.destination_id)
+            .await
+            .map_err(|error| internal("deleting the destination", &error))?;
+        tracing::info!(destination_id = %record.destination_id, name = %record.name, "destination deleted");
+        Ok(Response::new(DeleteDestinationResponse {}))
+    }
+}
+
+/// Destinations in a page when the caller does not say.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// The most destinations in a page.
+const MAX_PAGE_SIZE: u32 = 500;
+/// The longest destination name.
+const MAX_NAME_CHARS: usize = 128;
+
+impl DestinationEndpoint {
+    /// The tenant's destination named `name_or_id` (by name or id).
+    async fn stored(&self, tenant: &str, name_or_id: &str) -> Result<DestinationRecord, Status> {
+        self.store
+            .destination_of(tenant, name_or_id)
+            .await
+            .map_err(|error| internal("reading the destination", &error))?
+            .ok_or_else(|| Status::not_found(format!("destination {name_or_id:?} not found")))
+    }
+
+    /// `settings` checked as a stored destination's, as they are stored: valid as an export
+    /// is, naming an existing credential of the tenant, holding no secret.
+    async fn checked_settings(
+        &self,
+        tenant: &str,
+        name: &str,
+        settings: Option<ExportRequest>,
+    ) -> Result<ExportRequest, Status> {
+        check_name(name)?;
+        let mut settings = settings.ok_or_else(|| {
+            Status::invalid_argument("settings: give the destination's export settings")
+        })?;
+        if !settings.stored_destination.is_empty() {
+            return Err(Status::invalid_argument(
+                "settings.stored_destination: a stored destination cannot name another",
+            ));
+        }
+        if !settings.idempotency_key.is_empty() {
+            return Err(Status::invalid_argument(
+                "settings.idempotency_key: give it with each export, not with the destination",
+            ));
+        }
+        if let Some(destination) = settings.destination.as_mut() {
+            if destination.access_key.is_some() {
+                return Err(Status::invalid_argument(
+                    "settings.destination.access_key: a stored destination holds no secret; \
+                     store the key with CredentialService.CreateCredential and name it in \
+                     destination.credential_id",
+                ));
+            }
+            destination.name = name.to_owned();
+        }
+        let spec = ExportSpec::validate(settings.clone()).map_err(|invalid| {
+            crate::error::invalid_argument(invalid.code, format!("settings.{invalid}"))
+        })?;
+        if !spec.encoding.pgp_public_key.is_empty() {
+            PgpRecipient::from_armored(&spec.encoding.pgp_public_key).map_err(|problem| {
+                crate::error::invalid_argument(
+                    ErrorCode::InvalidPgpKey,
+                    format!("settings.pgp_public_key: {problem}"),
+                )
+            })?;
+        }
+        resolve_access(&self.store, &self.secrets, tenant, &spec.destination)
+            .await
+            .map_err(|error| internal("reading the credential", &error))?
+            .map_err(|failure| {
+                crate::error::invalid_argument(
+                    failure.code,
+                    format!("settings.{}", failure.message),
+                )
+            })?;
+        Ok(settings)
+    }
+}
+
+/// Checks a destination's name: 1 to 128 letters, digits, `_`, `-` and `.`, starting with a
+/// letter or digit (it names a table in Flight SQL, and a destination on the command line).
+fn check_name(name: &str) -> Result<(), Status> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "name: {name:?} is not a destination name; give 1 to {MAX_NAME_CHARS} letters, \
+             digits, '_', '-' and '.', starting with a letter or digit"
+        )))
+    }
+}
+
+fn name_taken(name: &str) -> Status {
+    Status::already_exists(format!(
+        "name: there is a destination named {name:?} already; choose another name"
+    ))
+}
+
+/// A stored destination's settings.
+pub fn settings_of(record: &DestinationRecord) -> Result<ExportRequest, Status> {
+    ExportRequest::decode(record.settings.as_slice())
+        .map_err(|error| internal("reading a stored destination", &error))
+}
+
+fn to_proto(record: &DestinationRecord) -> Result<Destination, Status> {
+    let timestamp = |ms: i64| prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    };
+    Ok(Destination {
+        destination_id: record.destination_id.clone(),
+        name: record.name.clone(),
+        settings: Some(settings_of(record)?),
+        created_at: Some(timestamp(record.created_at)),
+        updated_at: Some(timestamp(record.updated_at)),
+    })
 }

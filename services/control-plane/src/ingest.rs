@@ -96,6 +96,50 @@ struct Receiving<'a> {
 const SEGMENTS_PER_SIZE_LIMIT: u64 = 8;
 
 impl Ingest {
+    /// `request` as it is run: when it names a stored destination, that destination's
+    /// settings with the request's variables over its defaults.
+    async fn with_stored_destination(
+        &self,
+        tenant: &str,
+        request: ExportRequest,
+    ) -> Result<ExportRequest, Status> {
+        if request.stored_destination.is_empty() {
+            return Ok(request);
+        }
+        let only_what_an_export_adds = ExportRequest {
+            variables: request.variables.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            stored_destination: request.stored_destination.clone(),
+            ..ExportRequest::default()
+        };
+        if request != only_what_an_export_adds {
+            return Err(invalid_argument(
+                ErrorCode::Unspecified,
+                "stored_destination: an export to a stored destination carries only variables \
+                 and idempotency_key; change the other settings on the destination",
+            ));
+        }
+        let stored = self
+            .store
+            .destination_of(tenant, &request.stored_destination)
+            .await
+            .map_err(|e| internal("reading the destination", &e))?
+            .ok_or_else(|| {
+                invalid_argument(
+                    ErrorCode::Unspecified,
+                    format!(
+                        "stored_destination: there is no destination {:?}; create it with \
+                         DestinationService.CreateDestination",
+                        request.stored_destination
+                    ),
+                )
+            })?;
+        let mut settings = crate::destinations::settings_of(&stored)?;
+        settings.variables.extend(request.variables);
+        settings.idempotency_key = request.idempotency_key;
+        Ok(settings)
+    }
+
     /// Receives one export stream of `tenant`; answers with the run id once every row is
     /// staged.
     pub async fn export(
@@ -110,7 +154,9 @@ impl Ingest {
                  command is an ExportRequest",
             )
         })?;
-        let request = decode_request(&first)?;
+        let request = self
+            .with_stored_destination(tenant, decode_request(&first)?)
+            .await?;
         let spec = ExportSpec::validate(request.clone())
             .map_err(|invalid| invalid_argument(invalid.code, invalid.to_string()))?;
         if !spec.encoding.pgp_public_key.is_empty() {
