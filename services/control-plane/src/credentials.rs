@@ -9,6 +9,7 @@
 use crate::auth::tenant_of;
 use crate::error::internal;
 use crate::store::{CredentialRecord, RunStore, StoredCredential, now_ms};
+use crate::wire;
 use filedrop_core::credential::{external_id_from, trust_policy_json, validate_role_arn};
 use filedrop_core::export::validate_access_key;
 use filedrop_proto::v1::credential_service_server::CredentialService;
@@ -23,11 +24,6 @@ use filedrop_s3::credentials::ServiceIdentity;
 use prost::Message;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
-
-/// Credentials in a page when the caller does not say.
-const DEFAULT_PAGE_SIZE: u32 = 50;
-/// The most credentials in a page.
-const MAX_PAGE_SIZE: u32 = 500;
 
 /// The credential service.
 #[derive(Debug, Clone)]
@@ -83,10 +79,7 @@ impl CredentialEndpoint {
         };
         Ok(Credential {
             credential_id: record.credential_id,
-            created_at: Some(prost_types::Timestamp {
-                seconds: record.created_at.div_euclid(1000),
-                nanos: (record.created_at.rem_euclid(1000) * 1_000_000) as i32,
-            }),
+            created_at: Some(wire::timestamp(record.created_at)),
             kind: Some(kind),
         })
     }
@@ -181,32 +174,18 @@ impl CredentialService for CredentialEndpoint {
     ) -> Result<Response<ListCredentialsResponse>, Status> {
         let tenant = tenant_of(&request)?;
         let request = request.into_inner();
-        let page_size = match u32::try_from(request.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size: give 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"
-                )));
-            }
-        };
-        let before = (!request.page_token.is_empty()).then_some(request.page_token.as_str());
-        // One more than asked, to know whether another page follows.
-        let mut records = self
+        let page_size = wire::page_size(request.page_size)?;
+        let records = self
             .store
-            .credentials_of(&tenant, before, page_size + 1)
+            .credentials_of(
+                &tenant,
+                wire::page_start(&request.page_token),
+                page_size + 1,
+            )
             .await
             .map_err(|error| internal("listing credentials", &error))?;
-        let more = records.len() > page_size as usize;
-        records.truncate(page_size as usize);
-        let next_page_token = if more {
-            records
-                .last()
-                .map(|record| record.credential_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (records, next_page_token) =
+            wire::page(records, page_size, |record| &record.credential_id);
         let mut credentials = Vec::with_capacity(records.len());
         for record in records {
             credentials.push(self.to_proto(record).await?);

@@ -4,6 +4,7 @@
 use crate::error::internal;
 use crate::planner::resolve_access;
 use crate::store::{DestinationRecord, RunStore, now_ms};
+use crate::wire;
 use filedrop_core::export::{ExportSpec, validate_destination};
 use filedrop_formats::pgp::PgpRecipient;
 use filedrop_proto::v1::destination_service_server::DestinationService;
@@ -143,28 +144,17 @@ impl DestinationService for DestinationEndpoint {
     ) -> Result<Response<ListDestinationsResponse>, Status> {
         let tenant = crate::auth::tenant_of(&request)?;
         let request = request.into_inner();
-        let page_size = match u32::try_from(request.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "page_size: give 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"
-                )));
-            }
-        };
-        let after = (!request.page_token.is_empty()).then_some(request.page_token.as_str());
-        // One more than asked, to know whether another page follows.
-        let mut records = self
+        let page_size = wire::page_size(request.page_size)?;
+        let records = self
             .store
-            .destinations_of(&tenant, after, page_size + 1)
+            .destinations_of(
+                &tenant,
+                wire::page_start(&request.page_token),
+                page_size + 1,
+            )
             .await
             .map_err(|error| internal("listing destinations", &error))?;
-        let more = records.len() > page_size as usize;
-        records.truncate(page_size as usize);
-        let next_page_token = match (more, records.last()) {
-            (true, Some(last)) => last.name.clone(),
-            _ => String::new(),
-        };
+        let (records, next_page_token) = wire::page(records, page_size, |record| &record.name);
         Ok(Response::new(ListDestinationsResponse {
             destinations: records.iter().map(to_proto).collect::<Result<_, _>>()?,
             next_page_token,
@@ -218,10 +208,6 @@ impl DestinationService for DestinationEndpoint {
     }
 }
 
-/// Destinations in a page when the caller does not say.
-const DEFAULT_PAGE_SIZE: u32 = 50;
-/// The most destinations in a page.
-const MAX_PAGE_SIZE: u32 = 500;
 /// The longest destination name.
 const MAX_NAME_CHARS: usize = 128;
 
@@ -323,10 +309,7 @@ pub fn settings_of(record: &DestinationRecord) -> Result<ExportRequest, Status> 
 }
 
 fn to_proto(record: &DestinationRecord) -> Result<Destination, Status> {
-    let timestamp = |ms: i64| prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    };
+    let timestamp = wire::timestamp;
     Ok(Destination {
         destination_id: record.destination_id.clone(),
         name: record.name.clone(),

@@ -14,6 +14,7 @@
 //! - [`planner`]: worker events into upload and finalize tasks, and run outcomes.
 //! - [`store`]: the run store (SQLite, embedded migrations).
 //! - [`error`]: the mapping of errors to gRPC statuses.
+//! - [`wire`]: timestamps and pages, shared by the API services.
 
 pub mod auth;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod manifest;
 pub mod planner;
 pub mod runs;
 pub mod store;
+pub mod wire;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use config::ControlPlaneConfig;

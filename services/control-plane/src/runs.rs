@@ -3,6 +3,7 @@
 use crate::auth::tenant_of;
 use crate::error::internal;
 use crate::store::{RunFilter, RunRecord, RunStore, is_final};
+use crate::wire;
 use filedrop_proto::v1::run_service_server::RunService;
 use filedrop_proto::v1::{
     GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, Run, RunState,
@@ -14,11 +15,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-
-/// Runs in a page when the caller does not say.
-const DEFAULT_PAGE_SIZE: u32 = 50;
-/// The most runs in a page.
-const MAX_PAGE_SIZE: u32 = 500;
 
 /// How often a watch looks for changes. Watches read the store, so any replica can serve any
 /// run's watch.
@@ -48,10 +44,7 @@ impl RunEndpoint {
 
 /// The wire form of a run.
 pub fn to_proto(run: &RunRecord) -> Run {
-    let timestamp = |ms: i64| prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    };
+    let timestamp = wire::timestamp;
     Run {
         run_id: run.run_id.clone(),
         state: run.state.into(),
@@ -67,15 +60,7 @@ pub fn to_proto(run: &RunRecord) -> Run {
 
 /// What a `ListRunsRequest` asks for, checked.
 fn run_filter(request: &ListRunsRequest) -> Result<(RunFilter, u32), Status> {
-    let page_size = match u32::try_from(request.page_size) {
-        Ok(0) => DEFAULT_PAGE_SIZE,
-        Ok(size) if size <= MAX_PAGE_SIZE => size,
-        _ => {
-            return Err(Status::invalid_argument(format!(
-                "page_size: give 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"
-            )));
-        }
-    };
+    let page_size = wire::page_size(request.page_size)?;
     let mut states = Vec::with_capacity(request.states.len());
     for &state in &request.states {
         match RunState::try_from(state) {
@@ -112,19 +97,17 @@ impl RunService for RunEndpoint {
         let tenant = tenant_of(&request)?;
         let request = request.into_inner();
         let (filter, page_size) = run_filter(&request)?;
-        let before = (!request.page_token.is_empty()).then_some(request.page_token.as_str());
-        // One more than asked, to know whether another page follows.
-        let mut runs = self
+        let runs = self
             .store
-            .runs_of(&tenant, &filter, before, page_size + 1)
+            .runs_of(
+                &tenant,
+                &filter,
+                wire::page_start(&request.page_token),
+                page_size + 1,
+            )
             .await
             .map_err(|e| internal("listing runs", &e))?;
-        let more = runs.len() > page_size as usize;
-        runs.truncate(page_size as usize);
-        let next_page_token = match (more, runs.last()) {
-            (true, Some(last)) => last.run_id.clone(),
-            _ => String::new(),
-        };
+        let (runs, next_page_token) = wire::page(runs, page_size, |run| &run.run_id);
         Ok(Response::new(ListRunsResponse {
             runs: runs.iter().map(to_proto).collect(),
             next_page_token,
