@@ -1,6 +1,7 @@
 """A proxy in front of an S3 server on loopback that injects the faults the delivery tests need,
 and records every request it forwards (run by the Rust tests, not by pytest).
 
+  s3_fault_proxy.py --write-certs DIR     (makes the certificates below, and exits)
   s3_fault_proxy.py --port P --log requests.jsonl [--tls-dir DIR]
                     (--upstream http://127.0.0.1:Q [--expire-session-after N] [--corrupt-upload N]
                      | --throttle)
@@ -226,7 +227,8 @@ def make_certificates(directory: str) -> tuple[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--write-certs")
+    parser.add_argument("--port", type=int)
     parser.add_argument("--upstream")
     parser.add_argument("--log")
     parser.add_argument("--expire-session-after", type=int)
@@ -234,6 +236,11 @@ def main() -> None:
     parser.add_argument("--throttle", action="store_true")
     parser.add_argument("--tls-dir")
     args = parser.parse_args()
+    if args.write_certs:
+        make_certificates(args.write_certs)
+        return
+    if args.port is None:
+        parser.error("give --port")
     if not args.throttle and not args.upstream:
         parser.error("give --upstream, or --throttle")
     Proxy.state = State(args)

@@ -111,9 +111,11 @@ pub fn split(mut request: ExportRequest, rows: u64) -> ExportRequest {
 /// Where the control plane listens, and the API token calls carry (never printed).
 #[derive(Clone)]
 pub struct Api {
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://…` with [`Api::with_ca`].
     pub url: String,
     token: String,
+    /// The CA that signed the control plane's certificate (PEM), for `https://` URLs.
+    ca: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -131,12 +133,36 @@ impl Api {
         Self {
             url: url.into(),
             token: token.into(),
+            ca: None,
         }
     }
 
     /// The same control plane, called with another token (another tenant's, or a wrong one).
     pub fn with_token(&self, token: &str) -> Self {
-        Self::new(self.url.clone(), token)
+        Self {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The same API over TLS, trusting the CA in `ca_pem`.
+    pub fn with_ca(&self, ca_pem: Vec<u8>) -> Self {
+        Self {
+            ca: Some(ca_pem),
+            ..self.clone()
+        }
+    }
+
+    /// A connection to the control plane (TLS when a CA is given).
+    pub async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
+        let mut endpoint = Channel::from_shared(self.url.clone()).expect("a valid URL");
+        if let Some(ca) = &self.ca {
+            endpoint = endpoint.tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+            )?;
+        }
+        endpoint.connect().await
     }
 
     fn bearer(&self) -> Bearer {
@@ -167,8 +193,7 @@ impl tonic::service::Interceptor for Bearer {
 type Authorized = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 async fn channel(api: &Api) -> Authorized {
-    let channel = Channel::from_shared(api.url.clone())
-        .expect("a valid URL")
+    let channel = api
         .connect()
         .await
         .expect("connecting to the control plane");
@@ -192,8 +217,7 @@ pub async fn export_with_schema(
     schema: Option<arrow_schema::SchemaRef>,
     batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
 ) -> Result<ExportAccepted, tonic::Status> {
-    let channel = Channel::from_shared(api.url.clone())
-        .expect("a valid URL")
+    let channel = api
         .connect()
         .await
         .expect("connecting to the control plane");

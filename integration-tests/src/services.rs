@@ -117,6 +117,28 @@ pub struct Faults {
     pub tls: bool,
 }
 
+/// Makes a private CA and a server certificate it signed for 127.0.0.1 and localhost in `dir`
+/// (with `s3_fault_proxy.py --write-certs`); returns the CA, the certificate and its key (PEM
+/// files).
+pub fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let output = Command::new(venv().join("bin/python"))
+        .arg(crate::repo_root().join("integration-tests/python/s3_fault_proxy.py"))
+        .arg("--write-certs")
+        .arg(dir)
+        .output()
+        .expect("running s3_fault_proxy.py --write-certs");
+    assert!(
+        output.status.success(),
+        "making certificates failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
 /// A request the proxy saw.
 #[derive(Debug, Clone)]
 pub struct ProxiedRequest {

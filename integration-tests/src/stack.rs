@@ -20,6 +20,8 @@ pub struct StackOptions {
     pub env: Vec<(String, String)>,
     /// More environment variables for the workers only (e.g. `FILEDROP_UPLOAD__…`).
     pub worker_env: Vec<(String, String)>,
+    /// More environment variables for the control plane only (e.g. `FILEDROP_TLS__…`).
+    pub control_plane_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -29,6 +31,7 @@ impl Default for StackOptions {
             part_size_mib: 5,
             env: Vec::new(),
             worker_env: Vec::new(),
+            control_plane_env: Vec::new(),
         }
     }
 }
@@ -153,14 +156,21 @@ impl Stack {
             .to_owned()
     }
 
-    fn control_plane_env(&self) -> Vec<(&'static str, String)> {
-        vec![
+    fn control_plane_env(&self) -> Vec<(&str, String)> {
+        let mut env = vec![
             ("FILEDROP_LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
             (
                 "FILEDROP_RUN_STORE__URL",
                 format!("sqlite://{}/runs.db", self.dir.display()),
             ),
-        ]
+        ];
+        env.extend(
+            self.options
+                .control_plane_env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.clone())),
+        );
+        env
     }
 
     /// The staging directory.

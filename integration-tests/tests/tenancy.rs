@@ -178,3 +178,48 @@ async fn requests_without_a_valid_token_are_refused_on_grpc_and_flight() {
         .await
         .expect("health answers without a token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_serves_tls_when_given_a_certificate() {
+    let moto = Moto::start(&[BUCKET]);
+    let dir = std::env::temp_dir().join(format!(
+        "filedrop-listener-tls-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let (ca, certificate, key) = filedrop_integration_tests::services::make_certificates(&dir);
+    let stack = Stack::start(StackOptions {
+        control_plane_env: vec![
+            (
+                "FILEDROP_TLS__CERT_FILE".into(),
+                certificate.display().to_string(),
+            ),
+            ("FILEDROP_TLS__KEY_FILE".into(), key.display().to_string()),
+        ],
+        ..StackOptions::default()
+    });
+    let tls = client::Api::new(format!("https://127.0.0.1:{}", stack.port), stack.token())
+        .with_ca(std::fs::read(&ca).unwrap());
+
+    // Flight and gRPC over TLS, the token inside.
+    let request = client::request_to(&moto, BUCKET, "tls/", FileFormat::Csv);
+    let run = client::export_to_end(&tls, &request, data::table(1_000, 500), RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    assert_eq!(
+        client::try_get_run(&tls, &run.run_id).await.unwrap().run_id,
+        run.run_id
+    );
+
+    // A plaintext client gets nowhere; nor does one that does not trust the CA.
+    assert!(
+        client::try_get_run(&stack.api(), &run.run_id)
+            .await
+            .is_err()
+    );
+    let untrusted = client::Api::new(format!("https://127.0.0.1:{}", stack.port), stack.token())
+        .with_ca(std::fs::read(&certificate).unwrap());
+    assert!(
+        untrusted.connect().await.is_err()
+            || client::try_get_run(&untrusted, &run.run_id).await.is_err()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 pub struct ControlPlaneConfig {
     /// Address of the gRPC listener: Arrow Flight, RunService and health share it.
     pub listen_addr: SocketAddr,
+    /// TLS on the listener.
+    pub tls: TlsConfig,
     /// The run store.
     pub run_store: RunStoreConfig,
     /// How received streams are cut into segments.
@@ -32,6 +34,7 @@ impl Default for ControlPlaneConfig {
     fn default() -> Self {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls: TlsConfig::default(),
             run_store: RunStoreConfig::default(),
             ingest: IngestConfig::default(),
             broker: BrokerConfig::default(),
@@ -39,6 +42,51 @@ impl Default for ControlPlaneConfig {
             secrets: SecretsConfig::default(),
             aws_identity: AwsIdentityConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+/// TLS on the listener (rustls): both files, or neither for plaintext (behind a proxy or a
+/// mesh that terminates TLS, or on loopback).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain, PEM.
+    pub cert_file: String,
+    /// Its private key, PEM.
+    pub key_file: String,
+}
+
+/// A certificate chain and its private key, PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    /// The certificate chain.
+    pub certificate: Vec<u8>,
+    /// The private key.
+    pub key: Vec<u8>,
+}
+
+impl TlsConfig {
+    /// The certificate and key, read; `None` when TLS is off. Refuses one file without the
+    /// other, naming the field.
+    pub fn identity(&self) -> Result<Option<TlsIdentity>, String> {
+        match (self.cert_file.is_empty(), self.key_file.is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => {
+                let read = |field: &str, path: &str| {
+                    std::fs::read(path).map_err(|error| format!("tls.{field} {path:?}: {error}"))
+                };
+                Ok(Some(TlsIdentity {
+                    certificate: read("cert_file", &self.cert_file)?,
+                    key: read("key_file", &self.key_file)?,
+                }))
+            }
+            (true, false) => Err("tls.key_file is set but tls.cert_file is not: give both, \
+                                  or neither for plaintext"
+                .into()),
+            (false, true) => Err("tls.cert_file is set but tls.key_file is not: give both, \
+                                  or neither for plaintext"
+                .into()),
         }
     }
 }
@@ -88,6 +136,26 @@ impl Default for IngestConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tls_takes_both_files_or_neither() {
+        let off = super::TlsConfig::default();
+        assert_eq!(off.identity(), Ok(None));
+        let half = super::TlsConfig {
+            cert_file: "server.pem".into(),
+            key_file: String::new(),
+        };
+        assert!(
+            half.identity()
+                .unwrap_err()
+                .starts_with("tls.cert_file is set")
+        );
+        let missing = super::TlsConfig {
+            cert_file: "/nonexistent/server.pem".into(),
+            key_file: "/nonexistent/server.key".into(),
+        };
+        assert!(missing.identity().unwrap_err().starts_with("tls.cert_file"));
+    }
+
     #[test]
     fn the_example_file_documents_the_defaults() {
         filedrop_runtime::settings::assert_example_documents_defaults::<super::ControlPlaneConfig>(

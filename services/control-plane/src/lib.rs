@@ -59,6 +59,10 @@ pub async fn serve(
         .aws_identity
         .validate()
         .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
+    let tls_identity = config
+        .tls
+        .identity()
+        .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     let store = store::RunStore::open(&config.run_store.url).await?;
     let identity = Arc::new(ServiceIdentity::load(&config.aws_identity).await);
     let staging = Staging::local(&config.staging.dir)?;
@@ -119,7 +123,14 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
     info!(address = %listener.local_addr()?, "control plane listening");
     let wait = shutdown.clone();
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(identity) = tls_identity {
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(identity.certificate, identity.key),
+        ))?;
+        info!("the listener serves TLS");
+    }
+    server
         .layer(auth::AuthLayer::new(token_store))
         .add_service(health_service)
         .add_service(reflection_v1)
