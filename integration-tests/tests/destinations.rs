@@ -150,6 +150,14 @@ async fn a_stored_destination_is_kept_validated_named_by_exports_and_deleted() {
         keys.contains(&"crm/crm-daily-spring.csv".to_owned()),
         "{keys:?}"
     );
+    assert!(
+        keys.contains(&client::manifest_key(
+            "crm/",
+            &created.destination_id,
+            &run.run_id
+        )),
+        "the manifest is named after the stored destination's id: {keys:?}"
+    );
     let listed = client::list_runs(
         &api,
         ListRunsRequest {

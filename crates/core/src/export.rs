@@ -126,6 +126,9 @@ pub struct ExportSpec {
     pub manifest: bool,
     /// The key that makes the export safe to send again; `None` when it has none.
     pub idempotency_key: Option<String>,
+    /// The id of the stored destination the export was sent to, when it names one (the
+    /// control plane puts the id there in place of the name the client gave).
+    pub stored_destination: Option<String>,
     /// Settings that are valid but probably not what the user wants, with what to do instead.
     pub warnings: Vec<String>,
 }
@@ -415,6 +418,8 @@ impl ExportSpec {
             marker,
             manifest,
             idempotency_key,
+            stored_destination: (!request.stored_destination.is_empty())
+                .then(|| request.stored_destination.clone()),
             warnings,
         };
         // Render once with sample values, so a template that cannot render (a bad date
@@ -520,15 +525,16 @@ impl ExportSpec {
     }
 
     /// The key of the run's manifest, if one is wanted: `manifest-<destination>-<run id>.json`
-    /// under the prefix, the destination being its name (or, without one, its bucket).
+    /// under the prefix, the destination being the stored destination's id (as Adobe names
+    /// it), or else its name, or else its bucket.
     pub fn manifest_key(&self, run_id: &str) -> Result<Option<String>, RunFailure> {
         if !self.manifest {
             return Ok(None);
         }
-        let destination = if self.destination.name.is_empty() {
-            &self.destination.bucket
-        } else {
-            &self.destination.name
+        let destination = match &self.stored_destination {
+            Some(id) => id,
+            None if self.destination.name.is_empty() => &self.destination.bucket,
+            None => &self.destination.name,
         };
         let destination: String = destination
             .chars()

@@ -137,6 +137,8 @@ impl Ingest {
         let mut settings = crate::destinations::settings_of(&stored)?;
         settings.variables.extend(request.variables);
         settings.idempotency_key = request.idempotency_key;
+        // The id, whatever the client named it by: the run's manifest is named after it.
+        settings.stored_destination = stored.destination_id;
         Ok(settings)
     }
 
