@@ -22,6 +22,8 @@ start() {
     log "something already listens on 127.0.0.1:$CONTROL_PLANE_PORT; 'filedrop.sh stop' first"
     return 1
   fi
+  # A token belongs to its run store: a new store gets a new token.
+  [[ -f "$STATE/runs.db" ]] || rm -f "$STATE/token"
   log "starting the control plane on 127.0.0.1:$CONTROL_PLANE_PORT and two workers"
   FILEDROP_RUN_STORE__URL="sqlite://$STATE/runs.db" \
     FILEDROP_LISTEN_ADDR="127.0.0.1:$CONTROL_PLANE_PORT" \
