@@ -12,6 +12,7 @@ use crate::store::{CredentialRecord, RunStore, StoredCredential, now_ms};
 use crate::wire;
 use filedrop_core::credential::{external_id_from, trust_policy_json, validate_role_arn};
 use filedrop_core::export::validate_access_key;
+use filedrop_core::failure::RunFailure;
 use filedrop_proto::v1::credential_service_server::CredentialService;
 use filedrop_proto::v1::{
     AccessKeyCredential, CreateCredentialRequest, CreateCredentialResponse, Credential,
@@ -67,7 +68,8 @@ impl CredentialEndpoint {
                 access_key_id,
                 sealed_key,
             } => {
-                let key = open_key(&self.secrets, &sealed_key)?;
+                let key = open_key(&self.secrets, &sealed_key)
+                    .map_err(|failure| internal("opening a stored access key", &failure))?;
                 credential::Kind::AccessKey(StoredAccessKey {
                     access_key_id,
                     secret_access_key_set: !key.secret_access_key.is_empty(),
@@ -85,16 +87,17 @@ impl CredentialEndpoint {
     }
 }
 
-/// A stored access key, opened.
-pub fn open_key(secrets: &SecretBox, sealed_key: &[u8]) -> Result<AccessKeyCredential, Status> {
+/// A stored access key, opened; the failure a run gets when it cannot be (for the operators:
+/// the secrets key is not the one the key was sealed with).
+pub fn open_key(secrets: &SecretBox, sealed_key: &[u8]) -> Result<AccessKeyCredential, RunFailure> {
     let plain = secrets.open(sealed_key).map_err(|error| {
-        internal(
-            "opening a stored access key (the secrets key changed?)",
-            &error,
-        )
+        RunFailure::internal(format!(
+            "a stored access key could not be opened ({error}): the control plane's \
+             secrets.key_file must be the one the credential was stored with"
+        ))
     })?;
     AccessKeyCredential::decode(plain.as_slice())
-        .map_err(|error| internal("reading a stored access key", &error))
+        .map_err(|error| RunFailure::internal(format!("a stored access key is corrupt ({error})")))
 }
 
 #[tonic::async_trait]

@@ -102,9 +102,7 @@ pub async fn resolve_access(
             Some(StoredCredential::AccessKey { sealed_key, .. }) => {
                 match crate::credentials::open_key(secrets, &sealed_key) {
                     Ok(key) => destination.access_key = Some(key),
-                    Err(status) => {
-                        return Ok(Err(RunFailure::internal(status.message().to_owned())));
-                    }
+                    Err(failure) => return Ok(Err(failure)),
                 }
                 None
             }
