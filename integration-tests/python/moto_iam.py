@@ -5,6 +5,8 @@ not by pytest).
       creates role N with the trust policy and a policy allowing s3:*; prints its ARN.
   moto_iam.py create-user --endpoint E --name N --policy JSON
       creates user N with the policy and an access key; prints the key as JSON.
+  moto_iam.py put-user-policy --endpoint E --name N --policy JSON
+      replaces the policy of user N (as a bucket owner mends a credential's permissions).
   moto_iam.py assume-role-calls --recording FILE
       prints, as a JSON list, the parameters of every STS AssumeRole call in a moto recording
       (MOTO_ENABLE_RECORDING=True, MOTO_RECORDER_FILEPATH=FILE).
@@ -42,6 +44,11 @@ def create_user(args) -> None:
     iam.put_user_policy(UserName=args.name, PolicyName="policy", PolicyDocument=args.policy)
     key = iam.create_access_key(UserName=args.name)["AccessKey"]
     print(json.dumps({"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}))
+
+
+def put_user_policy(args) -> None:
+    iam = owners_iam(args.endpoint)
+    iam.put_user_policy(UserName=args.name, PolicyName="policy", PolicyDocument=args.policy)
 
 
 def create_role(args) -> None:
@@ -96,6 +103,11 @@ def main() -> None:
     user.add_argument("--name", required=True)
     user.add_argument("--policy", required=True)
     user.set_defaults(run=create_user)
+    policy = commands.add_parser("put-user-policy")
+    policy.add_argument("--endpoint", required=True)
+    policy.add_argument("--name", required=True)
+    policy.add_argument("--policy", required=True)
+    policy.set_defaults(run=put_user_policy)
     calls = commands.add_parser("assume-role-calls")
     calls.add_argument("--recording", required=True)
     calls.set_defaults(run=assume_role_calls)

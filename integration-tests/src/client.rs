@@ -383,6 +383,30 @@ pub async fn try_get_run(api: &Api, run_id: &str) -> Result<Run, tonic::Status> 
         .expect("a run"))
 }
 
+/// Cancels the run; answers the run as cancelled, or the status the control plane answered.
+pub async fn cancel_run(api: &Api, run_id: &str) -> Result<Run, tonic::Status> {
+    Ok(RunServiceClient::new(channel(api).await)
+        .cancel_run(filedrop_proto::v1::CancelRunRequest {
+            run_id: run_id.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .run
+        .expect("a run"))
+}
+
+/// Retries the failed run; answers the resumed run, or the status the control plane answered.
+pub async fn retry_run(api: &Api, run_id: &str) -> Result<Run, tonic::Status> {
+    Ok(RunServiceClient::new(channel(api).await)
+        .retry_run(filedrop_proto::v1::RetryRunRequest {
+            run_id: run_id.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .run
+        .expect("a run"))
+}
+
 /// The tenant's destination service.
 pub async fn destinations(
     api: &Api,

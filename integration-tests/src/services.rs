@@ -437,6 +437,19 @@ impl Moto {
         (field("access_key_id"), field("secret_access_key"))
     }
 
+    /// Replaces, as the bucket owner, the policy of IAM user `name` with `policy` (JSON).
+    pub fn put_user_policy(&self, name: &str, policy: &str) {
+        self.moto_iam(&[
+            "put-user-policy",
+            "--endpoint",
+            &self.endpoint,
+            "--name",
+            name,
+            "--policy",
+            policy,
+        ]);
+    }
+
     /// The parameters of every STS `AssumeRole` call moto served so far (started with
     /// [`Moto::start_recording`]).
     pub fn assume_role_calls(&self) -> Vec<HashMap<String, String>> {

@@ -64,6 +64,13 @@ async fn one_tenant_can_neither_see_nor_use_anothers_runs_and_credentials() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    // Not "it has succeeded": that would tell B the run exists.
+    let status = client::cancel_run(&tenant_b, &run.run_id)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = client::retry_run(&tenant_b, &run.run_id).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
     let status = client::get_credential(&tenant_b, &credential.credential_id)
         .await
         .unwrap_err();

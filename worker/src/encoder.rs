@@ -10,7 +10,7 @@ use filedrop_formats::format::Output;
 use filedrop_proto::jobs::v1::{EncodeTask, Encoding, SegmentEncoded, worker_event};
 use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
-use filedrop_runtime::staging::{StagingError, block_part_key};
+use filedrop_runtime::staging::{StagingError, Stopped, block_part_key};
 use prost::Message;
 use tracing::{debug, info, warn};
 
@@ -46,6 +46,15 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         Ok(output) => output,
         Err(failure) => return report::fail(context, &run_id, failure).await,
     };
+    // A failed run's segments are still encoded: a retry of the run uses the blocks.
+    if context.staging.stopped(&run_id).await.ok().flatten() == Some(Stopped::Cancelled) {
+        info!(
+            run_id,
+            segment = task.segment_index,
+            "run cancelled; dropping task"
+        );
+        return Outcome::Ack;
+    }
     let segment = match context.staging.get(&task.segment_key).await {
         Ok(segment) => segment,
         Err(StagingError::NotFound { .. }) => {

@@ -14,9 +14,11 @@ use filedrop_formats::format::Output;
 use filedrop_proto::jobs::v1::{DeliveryReceipt, FileUploaded, UploadTask, worker_event};
 use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
-use filedrop_runtime::staging::{StagingError, receipt_key};
+use filedrop_runtime::staging::{StagingError, Stopped, receipt_key};
 use filedrop_s3::S3Failure;
-use filedrop_s3::objects::{Expect, ObjectOptions, StoredObject, stored_object};
+use filedrop_s3::objects::{
+    Expect, ObjectOptions, StoredObject, delete_if_unchanged, stored_object,
+};
 use filedrop_s3::upload::{PartWriter, UploadError, UploadedObject, part_size_for, upload_stream};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -55,6 +57,23 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     };
     let run_id = task.run_id.clone();
+    match context.staging.stopped(&run_id).await {
+        Ok(None) => {}
+        Ok(Some(why)) => {
+            // A failed run's retry publishes the task again.
+            info!(
+                run_id,
+                file = task.file_number,
+                ?why,
+                "run stopped; dropping task"
+            );
+            return Outcome::Ack;
+        }
+        Err(error) => {
+            warn!(run_id, %error, "staging read failed, will retry");
+            return Outcome::Retry;
+        }
+    }
     let prepared = task_output(task.encoding.as_ref()).and_then(|output| {
         let schema = filedrop_formats::segment::schema_from_bytes(&task.arrow_schema)
             .map_err(|error| RunFailure::internal(format!("task schema is corrupt: {error}")))?;
@@ -98,6 +117,9 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         )
         .await;
     match result {
+        Ok(Delivery { receipt, .. }) if cancelled_meanwhile(context, &run_id).await => {
+            take_back(context, &connected, &task, &receipt).await
+        }
         Ok(Delivery { receipt, earlier }) => {
             let size = receipt.size;
             if earlier {
@@ -120,6 +142,45 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         Err(Failed::Destination(failure)) => report::fail(context, &run_id, failure.failure).await,
         Err(Failed::Run(failure)) => report::fail(context, &run_id, failure).await,
         Err(Failed::RunGone) => run_gone(&task),
+    }
+}
+
+/// Whether the run was cancelled while its file was being delivered. Looked at after the
+/// receipt is kept: either this sees the cancellation, or the cancellation's cleanup, which
+/// begins after it is marked, sees the receipt and deletes the file.
+async fn cancelled_meanwhile(context: &Context, run_id: &str) -> bool {
+    matches!(
+        context.staging.stopped(run_id).await,
+        Ok(Some(Stopped::Cancelled)) | Err(_)
+    )
+}
+
+/// Deletes the file just delivered for a run cancelled meanwhile.
+async fn take_back(
+    context: &Context,
+    connected: &crate::destinations::Connected,
+    task: &UploadTask,
+    receipt: &DeliveryReceipt,
+) -> Outcome {
+    let bucket = &connected.destination.bucket;
+    let deleted = connected
+        .with_attempts(
+            context.config.upload.attempts,
+            |failure: &S3Failure| Some(failure),
+            || delete_if_unchanged(&connected.client, bucket, &task.object_key, &receipt.e_tag),
+        )
+        .await;
+    // Acknowledged either way: a redelivered task would find the run stopped and drop it.
+    match deleted {
+        Ok(_) => {
+            info!(run_id = %task.run_id, key = %task.object_key, "run cancelled during the upload; file deleted");
+            Outcome::Ack
+        }
+        Err(failure) => {
+            warn!(run_id = %task.run_id, key = %task.object_key, error = %failure,
+                "run cancelled during the upload; the file could not be deleted");
+            Outcome::Ack
+        }
     }
 }
 

@@ -98,12 +98,20 @@ impl Default for BrokerConfig {
 pub struct StagingConfig {
     /// A local directory shared by the control plane and the workers.
     pub dir: PathBuf,
+    /// How long a failed run's staged data is kept so that the run can be retried, in hours
+    /// (0: deleted when the run fails; it cannot be retried). The control plane's sweep
+    /// deletes it after that, and the stop marks of cancelled runs too.
+    pub keep_failed_hours: u64,
+    /// How often the control plane sweeps staging for what ended runs left, in seconds.
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for StagingConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("var/filedrop/staging"),
+            keep_failed_hours: 24,
+            sweep_interval_secs: 300,
         }
     }
 }

@@ -5,7 +5,11 @@
 //! runs/<run id>/segments/<segment:08>.arrows   Arrow IPC stream of received rows
 //! runs/<run id>/blocks/<segment:08>.block      the segment, encoded
 //! runs/<run id>/receipts/<file:08>.receipt     a delivered file (`DeliveryReceipt`)
+//! stopped/<run id>                             the run failed or was cancelled (`Stopped`)
 //! ```
+//!
+//! The stop mark lives outside the run's directory: it outlasts the run's staging, so that a
+//! task still in a queue when the run stopped finds it, however late.
 
 use bytes::Bytes;
 use object_store::local::LocalFileSystem;
@@ -14,6 +18,29 @@ use object_store::{ObjectStore, PutPayload};
 use std::sync::Arc;
 
 pub use object_store::Error as StagingError;
+
+/// Why a run stopped before its end, as its stop mark says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It failed: its staging may be kept for a retry; what it delivered stays.
+    Failed,
+    /// It was cancelled: nothing it wrote may stay at the destination.
+    Cancelled,
+}
+
+impl Stopped {
+    fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Self::Failed => b"failed",
+            Self::Cancelled => b"cancelled",
+        }
+    }
+}
+
+/// Key of a run's stop mark.
+fn stop_mark_key(run_id: &str) -> String {
+    format!("stopped/{run_id}")
+}
 
 /// The staging store.
 #[derive(Debug, Clone)]
@@ -79,6 +106,75 @@ impl Staging {
         Ok(self.store.head(&Path::from(key)).await?.size)
     }
 
+    /// Marks the run stopped: workers holding its tasks drop them (see `Stopped`).
+    pub async fn mark_stopped(&self, run_id: &str, why: Stopped) -> Result<(), StagingError> {
+        self.put(&stop_mark_key(run_id), Bytes::from_static(why.as_bytes()))
+            .await
+    }
+
+    /// Whether, and why, the run is marked stopped. An unreadable mark counts as cancelled:
+    /// when in doubt, a worker writes nothing more.
+    pub async fn stopped(&self, run_id: &str) -> Result<Option<Stopped>, StagingError> {
+        match self.get(&stop_mark_key(run_id)).await {
+            Ok(bytes) if bytes.as_ref() == Stopped::Failed.as_bytes() => Ok(Some(Stopped::Failed)),
+            Ok(_) => Ok(Some(Stopped::Cancelled)),
+            Err(StagingError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Removes the run's stop mark (a failed run is retried, or the mark has served its time).
+    pub async fn clear_stopped(&self, run_id: &str) -> Result<(), StagingError> {
+        match self.store.delete(&Path::from(stop_mark_key(run_id))).await {
+            Ok(()) | Err(StagingError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Whether anything is staged for the run.
+    pub async fn has_run(&self, run_id: &str) -> bool {
+        tokio::fs::try_exists(self.root.join("runs").join(run_id))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The runs with a staging directory, and the runs with a stop mark with the mark's age.
+    pub async fn staged_runs(&self) -> Result<StagedRuns, StagingError> {
+        let names = |dir: std::path::PathBuf| async move {
+            let mut found = Vec::new();
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(entries) => entries,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+                Err(error) => return Err(error),
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let age = entry
+                    .metadata()
+                    .await?
+                    .modified()?
+                    .elapsed()
+                    .unwrap_or_default();
+                if let Some(name) = entry.file_name().to_str() {
+                    found.push((name.to_owned(), age));
+                }
+            }
+            Ok(found)
+        };
+        let local = |source: std::io::Error| StagingError::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(source),
+        };
+        Ok(StagedRuns {
+            runs: names(self.root.join("runs"))
+                .await
+                .map_err(local)?
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+            stop_marks: names(self.root.join("stopped")).await.map_err(local)?,
+        })
+    }
+
     /// Deletes everything staged for a run.
     ///
     /// The run's whole directory goes: a writer killed mid-write leaves object_store's temporary
@@ -94,6 +190,15 @@ impl Staging {
             }),
         }
     }
+}
+
+/// What staging holds, for the sweep.
+#[derive(Debug, Default)]
+pub struct StagedRuns {
+    /// Runs with a staging directory.
+    pub runs: Vec<String>,
+    /// Runs with a stop mark, and how long ago it was written.
+    pub stop_marks: Vec<(String, std::time::Duration)>,
 }
 
 #[cfg(test)]
@@ -121,6 +226,44 @@ mod tests {
             b"other"
         );
         staging.delete_run("never-staged").await.unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stop_mark_outlasts_the_runs_staging_until_cleared() {
+        let dir = std::env::temp_dir().join(format!("filedrop-stopped-{}", std::process::id()));
+        let staging = Staging::local(&dir).unwrap();
+        staging
+            .put(&block_key("r1", 0), Bytes::from_static(b"block"))
+            .await
+            .unwrap();
+        assert_eq!(staging.stopped("r1").await.unwrap(), None);
+        staging.mark_stopped("r1", Stopped::Failed).await.unwrap();
+        staging
+            .mark_stopped("r2", Stopped::Cancelled)
+            .await
+            .unwrap();
+        assert_eq!(staging.stopped("r1").await.unwrap(), Some(Stopped::Failed));
+        assert_eq!(
+            staging.stopped("r2").await.unwrap(),
+            Some(Stopped::Cancelled)
+        );
+        assert!(staging.has_run("r1").await);
+        staging.delete_run("r1").await.unwrap();
+        assert!(!staging.has_run("r1").await);
+        assert_eq!(staging.stopped("r1").await.unwrap(), Some(Stopped::Failed));
+        let mut staged = staging.staged_runs().await.unwrap();
+        staged.stop_marks.sort();
+        assert!(staged.runs.is_empty(), "{staged:?}");
+        let marked: Vec<&str> = staged
+            .stop_marks
+            .iter()
+            .map(|(run, _)| run.as_str())
+            .collect();
+        assert_eq!(marked, ["r1", "r2"]);
+        staging.clear_stopped("r1").await.unwrap();
+        staging.clear_stopped("never-marked").await.unwrap();
+        assert_eq!(staging.stopped("r1").await.unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -178,6 +178,29 @@ pub async fn put_small_object(
     Ok(written.e_tag().unwrap_or_default().to_owned())
 }
 
+/// Deletes the object at `s3://bucket/key` if it is still the one with entity tag `e_tag`
+/// (an object written there since stays); says whether one was deleted.
+pub async fn delete_if_unchanged(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    e_tag: &str,
+) -> Result<bool, S3Failure> {
+    match stored_object(client, bucket, key).await? {
+        Some(object) if object.e_tag == e_tag => {
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|error| classify(&error, "DeleteObject", bucket, key))?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Aborts every multipart upload still open under `prefix` for one of `keys`: uploads left
 /// behind by a worker that stopped mid-file. Returns how many were aborted.
 ///

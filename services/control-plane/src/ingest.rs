@@ -494,10 +494,19 @@ impl Ingest {
             .await
             .map_err(|e| internal("staging a segment", &e))?;
         // Recorded before it is announced, so its `SegmentEncoded` always finds it.
-        self.store
+        let receiving = self
+            .store
             .add_segment(&run.run_id, &segment, run.rows)
             .await
             .map_err(|e| internal("recording a segment", &e))?;
+        if !receiving {
+            // Cancelled (or failed) while it was being received: the rest is not read.
+            return Err(Status::aborted(format!(
+                "run {} was stopped (cancelled, or failed: see RunService.GetRun) while its \
+                 data was being received; nothing is delivered",
+                run.run_id
+            )));
+        }
         let task = EncodeTask {
             run_id: run.run_id.clone(),
             segment_index: segment.segment_index,

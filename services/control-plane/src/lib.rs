@@ -6,12 +6,13 @@
 //! - [`auth`]: API tokens, tenants, and the layer that authenticates every request.
 //! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
 //! - [`flight`]: the Arrow Flight service (`DoPut`).
-//! - [`runs`]: `RunService` (`GetRun`, `WatchRun`, `ListRuns`).
+//! - [`runs`]: `RunService` (`GetRun`, `WatchRun`, `ListRuns`, `CancelRun`, `RetryRun`).
 //! - [`destinations`]: `DestinationService` (`TestConnection`).
 //! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy,
 //!   iam-credential access keys sealed at rest).
 //! - [`manifest`]: the manifest written before the success marker.
-//! - [`planner`]: worker events into upload and finalize tasks, and run outcomes.
+//! - [`planner`]: worker events into upload and finalize tasks, run outcomes, cancelling and
+//!   retrying runs, and the staging sweep.
 //! - [`store`]: the run store (SQLite, embedded migrations).
 //! - [`error`]: the mapping of errors to gRPC statuses.
 //! - [`wire`]: timestamps and pages, shared by the API services.
@@ -40,6 +41,7 @@ use filedrop_runtime::shutdown::Shutdown;
 use filedrop_runtime::staging::Staging;
 use filedrop_s3::credentials::ServiceIdentity;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
@@ -73,14 +75,19 @@ pub async fn serve(
         broker.clone(),
         staging.clone(),
         secrets.clone(),
+        Duration::from_secs(config.staging.keep_failed_hours.saturating_mul(3600)),
     ));
     let events = tokio::spawn(planner.clone().consume_events());
+    let sweep = tokio::spawn(planner.clone().sweep_staging(
+        Duration::from_secs(config.staging.sweep_interval_secs.max(1)),
+        shutdown.clone(),
+    ));
     let ingest = ingest::Ingest {
         store: store.clone(),
         broker: broker.clone(),
         staging,
         secrets: secrets.clone(),
-        planner,
+        planner: planner.clone(),
         config: config.ingest.clone(),
     };
 
@@ -111,7 +118,7 @@ pub async fn serve(
         identity,
     ));
     let token_store = store.clone();
-    let runs = RunServiceServer::new(runs::RunEndpoint::new(store, shutdown.clone()));
+    let runs = RunServiceServer::new(runs::RunEndpoint::new(store, planner, shutdown.clone()));
     // Reflection, in both versions (grpcurl and older clients still ask v1alpha), so that
     // tools list and call the services with no proto files.
     let reflection = || {
@@ -144,6 +151,7 @@ pub async fn serve(
         })
         .await?;
     events.await??;
+    sweep.await?;
     broker.close().await;
     info!("control plane stopped");
     Ok(())

@@ -6,7 +6,11 @@
 //!   (see `filedrop_core::plan::file_id` for their ids in the run).
 //! - `FileUploaded` → when every file is uploaded, publish the finalize task (committing).
 //! - `RunFinalized` → succeeded; staging is deleted.
-//! - `TaskFailed` → failed with the worker's error; staging is deleted.
+//! - `TaskFailed` → failed with the worker's error; staging is kept for a retry when the
+//!   stream was received (`staging.keep_failed_hours`), deleted otherwise.
+//!
+//! It also cancels runs and retries failed ones (`RunService`), and sweeps staging for what
+//! ended runs left behind.
 //!
 //! Planning runs under one lock per process, reads the run's state from the store each time,
 //! and publishes before recording, so a crash between the two republishes (harmless: tasks
@@ -21,16 +25,20 @@ use filedrop_formats::format::Output;
 use filedrop_formats::segment::schema_from_bytes;
 use filedrop_formats::size::SizeBound;
 use filedrop_proto::jobs::v1::{
-    DeliveredFile, DestinationAccess, FinalizeTask, RoleGrant, UploadTask, WorkerEvent,
+    DeliveredFile, DestinationAccess, EncodeTask, FinalizeTask, RoleGrant, UploadTask, WorkerEvent,
     worker_event,
 };
 use filedrop_proto::v1::{ErrorCode, ExportRequest, RunState, S3Destination};
 use filedrop_runtime::broker::{Broker, BrokerError, Outcome, Queue};
 use filedrop_runtime::secrets::SecretBox;
-use filedrop_runtime::staging::{Staging, block_key, block_part_key};
+use filedrop_runtime::shutdown::Shutdown;
+use filedrop_runtime::staging::{
+    Staging, StagingError, Stopped, block_key, block_part_key, segment_key,
+};
 use prost::Message;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -174,6 +182,20 @@ pub enum PlanError {
     /// The broker failed.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The staging store failed.
+    #[error("staging: {0}")]
+    Staging(StagingError),
+}
+
+/// Why a run cannot be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRetryable {
+    /// It has not failed: it is in this state.
+    NotFailed(RunState),
+    /// It failed while its stream was being received: nothing complete is staged.
+    FailedReceiving,
+    /// Its staged data is no longer kept.
+    StagingGone,
 }
 
 /// The planner.
@@ -183,17 +205,26 @@ pub struct Planner {
     broker: Arc<Broker>,
     staging: Staging,
     secrets: SecretBox,
+    /// How long a failed run's staging is kept for a retry; zero: not kept.
+    keep_failed: Duration,
     lock: Mutex<()>,
 }
 
 impl Planner {
-    /// A planner over the given parts.
-    pub fn new(store: RunStore, broker: Arc<Broker>, staging: Staging, secrets: SecretBox) -> Self {
+    /// A planner over the given parts; a failed run's staging is kept for `keep_failed`.
+    pub fn new(
+        store: RunStore,
+        broker: Arc<Broker>,
+        staging: Staging,
+        secrets: SecretBox,
+        keep_failed: Duration,
+    ) -> Self {
         Self {
             store,
             broker,
             staging,
             secrets,
+            keep_failed,
             lock: Mutex::new(()),
         }
     }
@@ -280,49 +311,204 @@ impl Planner {
         }
     }
 
-    /// Fails a run, deletes its staging, and has the uploads it left open aborted.
+    /// Fails a run and has the uploads it left open aborted. Its staging is kept for a retry
+    /// when the whole stream was received (see `keep_failed`), deleted otherwise.
     pub async fn fail_run(&self, run_id: &str, failure: &RunFailure) -> Result<(), PlanError> {
-        if self.store.fail(run_id, failure).await? {
-            warn!(run_id, code = ?failure.code, message = %failure.message, "run failed");
+        if !self.store.fail(run_id, failure).await? {
+            return Ok(());
+        }
+        warn!(run_id, code = ?failure.code, message = %failure.message, "run failed");
+        // Marked first: workers holding its tasks drop them rather than go on.
+        if let Err(error) = self.staging.mark_stopped(run_id, Stopped::Failed).await {
+            warn!(run_id, %error, "could not mark the failed run stopped in staging");
+        }
+        let run = self.store.get_run(run_id).await?;
+        if !run.as_ref().is_some_and(|run| self.keeps_staging(run)) {
             self.delete_staging(run_id).await;
-            if let Err(error) = self.abort_open_uploads(run_id).await {
-                warn!(run_id, %error, "could not ask for the failed run's open uploads to be aborted");
-            }
+        }
+        if let Some(run) = run
+            && let Err(error) = self.clean_up(&run, Stopped::Failed).await
+        {
+            warn!(run_id, %error, "could not ask for the failed run's open uploads to be aborted");
         }
         Ok(())
     }
 
-    /// Asks a worker to abort the multipart uploads a failed run left open on the keys of its
-    /// planned files (`FinalizeTask.run_failed`); nothing is written.
-    async fn abort_open_uploads(&self, run_id: &str) -> Result<(), PlanError> {
-        let Some(run) = self.store.get_run(run_id).await? else {
-            return Ok(());
+    /// Whether a failed run's staging is kept for a retry: its whole stream was received.
+    fn keeps_staging(&self, run: &RunRecord) -> bool {
+        !self.keep_failed.is_zero() && run.segment_count.is_some()
+    }
+
+    /// Cancels a run that has not succeeded: marks it stopped in staging, so that workers drop
+    /// its tasks (and an uploader that finishes a file meanwhile deletes it), then has a worker
+    /// abort its open uploads, delete the files it delivered and delete its staging. Says
+    /// whether it was cancelled now (not when it had succeeded or was cancelled already).
+    pub async fn cancel(&self, run: &RunRecord) -> Result<bool, PlanError> {
+        let run_id = run.run_id.as_str();
+        // Not while a planning step of the run is publishing its tasks.
+        let one_at_a_time = self.lock.lock().await;
+        if !self.store.cancel(run_id).await? {
+            return Ok(false);
+        }
+        drop(one_at_a_time);
+        info!(run_id, "run cancelled");
+        if let Err(error) = self.staging.mark_stopped(run_id, Stopped::Cancelled).await {
+            warn!(run_id, %error, "could not mark the cancelled run stopped in staging");
+        }
+        match self.clean_up(run, Stopped::Cancelled).await {
+            Ok(true) => {}
+            Ok(false) => self.delete_staging(run_id).await,
+            Err(error) => {
+                // The sweep deletes its staging; uploads left open wait for the bucket's
+                // lifecycle rules.
+                warn!(run_id, %error, "could not ask for the cancelled run to be cleaned up");
+                self.delete_staging(run_id).await;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Resumes a failed run from its staged data: segments not encoded are encoded again,
+    /// files not delivered are planned again, and delivered files are kept.
+    pub async fn retry(&self, run: &RunRecord) -> Result<Result<(), NotRetryable>, PlanError> {
+        let run_id = run.run_id.as_str();
+        if run.state != RunState::Failed {
+            return Ok(Err(NotRetryable::NotFailed(run.state)));
+        }
+        if run.segment_count.is_none() {
+            return Ok(Err(NotRetryable::FailedReceiving));
+        }
+        if !self.staging.has_run(run_id).await {
+            return Ok(Err(NotRetryable::StagingGone));
+        }
+        let spec = match self.spec_of(run) {
+            Ok(spec) => spec,
+            Err(failure) => {
+                warn!(run_id, message = %failure.message, "a failed run's request cannot be read");
+                return Ok(Err(NotRetryable::StagingGone));
+            }
         };
-        let files = self.store.files(run_id).await?;
-        let Ok(spec) = self.spec_of(&run) else {
-            return Ok(());
+        if let Err(error) = self.staging.clear_stopped(run_id).await {
+            return Err(PlanError::Staging(error));
+        }
+        if !self.store.retry(run_id).await? {
+            let state = self.store.get_run(run_id).await?.map(|run| run.state);
+            return Ok(Err(NotRetryable::NotFailed(
+                state.unwrap_or(RunState::Unspecified),
+            )));
+        }
+        info!(run_id, "run retried");
+        let max_block_bytes = match spec.bytes_per_file {
+            None => 0,
+            Some(limit) => match size_bound(&spec, run) {
+                Ok(bound) => bound.largest_block(limit).unwrap_or(0),
+                Err(failure) => {
+                    self.fail_run(run_id, &failure).await?;
+                    return Ok(Ok(()));
+                }
+            },
+        };
+        for segment in self.store.segments(run_id).await? {
+            if segment.encoded {
+                continue;
+            }
+            let task = EncodeTask {
+                run_id: run_id.to_owned(),
+                segment_index: segment.segment_index,
+                segment_key: segment_key(run_id, segment.segment_index),
+                block_key: block_key(run_id, segment.segment_index),
+                row_offset: segment.row_offset,
+                row_count: segment.row_count,
+                encoding: Some(spec.encoding.clone()),
+                max_block_bytes,
+            };
+            self.broker.publish(Queue::Encode, &task).await?;
+        }
+        self.plan(run_id).await?;
+        Ok(Ok(()))
+    }
+
+    /// Asks a worker to clean up a stopped run at its destination (`FinalizeTask.run_failed`
+    /// or `run_cancelled`); says whether it asked. Nothing is asked of a run with no planned
+    /// file, or whose destination cannot be reached any more (its credential deleted).
+    async fn clean_up(&self, run: &RunRecord, why: Stopped) -> Result<bool, PlanError> {
+        let files = self.store.files(&run.run_id).await?;
+        let Ok(spec) = self.spec_of(run) else {
+            return Ok(false);
         };
         if files.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let Ok(sealed) = self.sealed_access(&run.tenant_id, &spec, &mut None).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let task = FinalizeTask {
-            run_id: run_id.to_owned(),
+            run_id: run.run_id.clone(),
             files: files
                 .iter()
                 .map(|file| DeliveredFile {
                     object_key: file.object_key.clone(),
                     size: 0,
+                    file_number: file.file_number,
                 })
                 .collect(),
             sealed_destination: sealed,
             destination_prefix: spec.destination.prefix.clone(),
-            run_failed: true,
+            run_failed: why == Stopped::Failed,
+            run_cancelled: why == Stopped::Cancelled,
             ..FinalizeTask::default()
         };
         self.broker.publish(Queue::Finalize, &task).await?;
+        Ok(true)
+    }
+
+    /// Sweeps staging every `interval` until `shutdown`: deletes what ended runs left (blocks
+    /// written by a task that finished after its run ended), the staging of failed runs kept
+    /// longer than `keep_failed`, and stop marks older than that (at least an hour: a task
+    /// redelivered late must still find its run stopped).
+    pub async fn sweep_staging(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown.wait() => return,
+            }
+            if let Err(error) = self.sweep_once().await {
+                warn!(%error, "staging sweep failed; trying again later");
+            }
+        }
+    }
+
+    async fn sweep_once(&self) -> Result<(), PlanError> {
+        let staged = self
+            .staging
+            .staged_runs()
+            .await
+            .map_err(PlanError::Staging)?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let keep_marks = self.keep_failed.max(Duration::from_secs(3600));
+        for run_id in staged.runs {
+            let Some(run) = self.store.get_run(&run_id).await? else {
+                continue;
+            };
+            let failed_for = Duration::from_millis(now.saturating_sub(run.updated_at) as u64);
+            let ended = match run.state {
+                RunState::Succeeded | RunState::Cancelled => true,
+                RunState::Failed => !self.keeps_staging(&run) || failed_for > self.keep_failed,
+                _ => false,
+            };
+            if ended {
+                info!(run_id, state = ?run.state, "sweep: deleting an ended run's staging");
+                self.delete_staging(&run_id).await;
+            }
+        }
+        for (run_id, age) in staged.stop_marks {
+            if age > keep_marks {
+                self.staging
+                    .clear_stopped(&run_id)
+                    .await
+                    .map_err(PlanError::Staging)?;
+            }
+        }
         Ok(())
     }
 
@@ -521,6 +707,7 @@ impl Planner {
                     .map(|file| DeliveredFile {
                         object_key: file.object_key.clone(),
                         size: file.uploaded_size.unwrap_or_default(),
+                        file_number: file.file_number,
                     })
                     .collect(),
                 marker_key,
@@ -528,7 +715,7 @@ impl Planner {
                 destination_prefix: spec.destination.prefix.clone(),
                 manifest_key,
                 manifest,
-                run_failed: false,
+                ..FinalizeTask::default()
             };
             self.broker.publish(Queue::Finalize, &task).await?;
             self.store

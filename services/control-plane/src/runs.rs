@@ -1,16 +1,20 @@
-//! `RunService`: the state of runs, by request or as a stream of changes.
+//! `RunService`: the state of runs, by request or as a stream of changes; cancelling a run
+//! and retrying a failed one (carried out by the planner).
 
 use crate::auth::tenant_of;
 use crate::error::internal;
-use crate::store::{RunFilter, RunRecord, RunStore, is_final};
+use crate::planner::{NotRetryable, Planner};
+use crate::store::{RunFilter, RunRecord, RunStore, is_final, state_name};
 use crate::wire;
 use filedrop_proto::v1::run_service_server::RunService;
 use filedrop_proto::v1::{
-    GetRunRequest, GetRunResponse, ListRunsRequest, ListRunsResponse, Run, RunState,
-    WatchRunRequest, WatchRunResponse,
+    CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest,
+    ListRunsResponse, RetryRunRequest, RetryRunResponse, Run, RunState, WatchRunRequest,
+    WatchRunResponse,
 };
 use filedrop_runtime::shutdown::Shutdown;
 use futures::stream::BoxStream;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,13 +28,19 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct RunEndpoint {
     store: RunStore,
+    planner: Arc<Planner>,
     shutdown: Shutdown,
 }
 
 impl RunEndpoint {
-    /// A run service over `store`; watches end at `shutdown`.
-    pub fn new(store: RunStore, shutdown: Shutdown) -> Self {
-        Self { store, shutdown }
+    /// A run service over `store`, cancelling and retrying through `planner`; watches end at
+    /// `shutdown`.
+    pub fn new(store: RunStore, planner: Arc<Planner>, shutdown: Shutdown) -> Self {
+        Self {
+            store,
+            planner,
+            shutdown,
+        }
     }
 
     async fn load(&self, tenant: &str, run_id: &str) -> Result<RunRecord, Status> {
@@ -111,6 +121,65 @@ impl RunService for RunEndpoint {
         Ok(Response::new(ListRunsResponse {
             runs: runs.iter().map(to_proto).collect(),
             next_page_token,
+        }))
+    }
+
+    async fn cancel_run(
+        &self,
+        request: Request<CancelRunRequest>,
+    ) -> Result<Response<CancelRunResponse>, Status> {
+        let tenant = tenant_of(&request)?;
+        let run = self.load(&tenant, &request.into_inner().run_id).await?;
+        if run.state != RunState::Cancelled {
+            self.planner
+                .cancel(&run)
+                .await
+                .map_err(|e| internal("cancelling the run", &e))?;
+        }
+        let run = self.load(&tenant, &run.run_id).await?;
+        if run.state == RunState::Succeeded {
+            return Err(Status::failed_precondition(format!(
+                "run {:?} has succeeded: its files are delivered and cannot be taken back by \
+                 cancelling; delete them at the destination if they are not wanted",
+                run.run_id
+            )));
+        }
+        Ok(Response::new(CancelRunResponse {
+            run: Some(to_proto(&run)),
+        }))
+    }
+
+    async fn retry_run(
+        &self,
+        request: Request<RetryRunRequest>,
+    ) -> Result<Response<RetryRunResponse>, Status> {
+        let tenant = tenant_of(&request)?;
+        let run = self.load(&tenant, &request.into_inner().run_id).await?;
+        let retried = self
+            .planner
+            .retry(&run)
+            .await
+            .map_err(|e| internal("retrying the run", &e))?;
+        if let Err(why) = retried {
+            let run_id = &run.run_id;
+            return Err(Status::failed_precondition(match why {
+                NotRetryable::NotFailed(state) => format!(
+                    "run {run_id:?} is {}: only a failed run can be retried",
+                    state_name(state)
+                ),
+                NotRetryable::FailedReceiving => format!(
+                    "run {run_id:?} failed while its data was being received, so nothing \
+                     complete is staged: export the data again"
+                ),
+                NotRetryable::StagingGone => format!(
+                    "run {run_id:?}'s staged data is no longer kept (the service keeps a \
+                     failed run's data for staging.keep_failed_hours): export the data again"
+                ),
+            }));
+        }
+        let run = self.load(&tenant, &run.run_id).await?;
+        Ok(Response::new(RetryRunResponse {
+            run: Some(to_proto(&run)),
         }))
     }
 

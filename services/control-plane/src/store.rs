@@ -695,13 +695,14 @@ impl RunStore {
             .collect())
     }
 
-    /// Records a staged segment, and that the run has received `rows_received` rows.
+    /// Records a staged segment, and that the run has received `rows_received` rows; says
+    /// whether the run is still receiving (not cancelled or failed meanwhile).
     pub async fn add_segment(
         &self,
         run_id: &str,
         segment: &NewSegment,
         rows_received: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         sqlx::query(
             "INSERT OR IGNORE INTO segments (run_id, segment_index, partition_index, row_offset, \
              row_count) VALUES (?, ?, ?, ?, ?)",
@@ -713,13 +714,15 @@ impl RunStore {
         .bind(segment.row_count as i64)
         .execute(&self.pool)
         .await?;
-        sqlx::query("UPDATE runs SET rows = ?, updated_at = ? WHERE run_id = ?")
-            .bind(rows_received as i64)
-            .bind(now_ms())
-            .bind(run_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let receiving = sqlx::query(
+            "UPDATE runs SET rows = ?, updated_at = ? WHERE run_id = ? AND state = 'receiving'",
+        )
+        .bind(rows_received as i64)
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(receiving.rows_affected() == 1)
     }
 
     /// Records the end of the stream: receiving → encoding.
@@ -901,6 +904,46 @@ impl RunStore {
                 .execute(&self.pool)
                 .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Cancels the run unless it has succeeded or is cancelled already; says whether it was
+    /// cancelled now. A failed run's error is cleared: cancelling it gives it up.
+    pub async fn cancel(&self, run_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE runs SET state = 'cancelled', error_code = NULL, error_message = NULL, \
+             error_resolutions = NULL, updated_at = ? \
+             WHERE run_id = ? AND state NOT IN ('succeeded', 'cancelled')",
+        )
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Resumes a failed run whose stream was received: failed → encoding, its error cleared,
+    /// and the files not delivered forgotten so that planning publishes them again. Says
+    /// whether it was resumed.
+    pub async fn retry(&self, run_id: &str) -> Result<bool, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE runs SET state = 'encoding', error_code = NULL, error_message = NULL, \
+             error_resolutions = NULL, updated_at = ? \
+             WHERE run_id = ? AND state = 'failed' AND segment_count IS NOT NULL",
+        )
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&mut *transaction)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM files WHERE run_id = ? AND uploaded = 0")
+            .bind(run_id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(true)
     }
 
     /// Fails the run unless it is already over; says whether it failed now.
