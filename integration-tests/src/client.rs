@@ -242,6 +242,48 @@ pub async fn export_with_schema(
     Ok(ExportAccepted::decode(result.app_metadata.as_ref()).expect("ExportAccepted metadata"))
 }
 
+/// What a Flight SQL bulk ingest answered: the run it started (the `x-filedrop-run-id`
+/// response header) and the rows it counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    /// The run.
+    pub run_id: String,
+    /// `DoPutUpdateResult.record_count`.
+    pub record_count: i64,
+}
+
+/// Sends `batches` as a Flight SQL bulk ingest (`CommandStatementIngest` through `DoPut`), as
+/// ADBC's Flight SQL driver does.
+pub async fn sql_ingest(
+    api: &Api,
+    command: &arrow_flight::sql::CommandStatementIngest,
+    batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
+) -> Result<Ingested, tonic::Status> {
+    use arrow_flight::sql::{DoPutUpdateResult, ProstMessageExt};
+    let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+    let data = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(batches.into_iter().map(Ok)))
+        .map(|data| data.expect("encoding a batch"));
+    let mut client =
+        arrow_flight::flight_service_client::FlightServiceClient::new(channel(api).await);
+    let response = client.do_put(data).await?;
+    let run_id = response
+        .metadata()
+        .get("x-filedrop-run-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let results: Vec<_> = response.into_inner().try_collect().await?;
+    let result = results.last().expect("DoPut answers with a PutResult");
+    let counted = DoPutUpdateResult::decode(result.app_metadata.as_ref())
+        .expect("DoPutUpdateResult metadata");
+    Ok(Ingested {
+        run_id,
+        record_count: counted.record_count,
+    })
+}
+
 fn status(error: FlightError) -> tonic::Status {
     match error {
         FlightError::Tonic(status) => *status,

@@ -1,7 +1,9 @@
 //! Stored destinations through the real control plane: created, read, listed, updated and
 //! deleted, validated as exports are, holding no secret, and named by exports (with their own
-//! variables) and by connection tests — each tenant its own.
+//! variables) and by connection tests — each tenant its own; a Flight SQL bulk ingest names one
+//! by its table.
 
+use arrow_flight::sql::CommandStatementIngest;
 use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
@@ -261,4 +263,120 @@ async fn a_stored_destination_is_kept_validated_named_by_exports_and_deleted() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flight_sql_ingest_exports_to_the_stored_destination_its_table_names() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let api = stack.api();
+    let key = client::create_access_key_credential(
+        &api,
+        &AccessKeyCredential {
+            access_key_id: moto.access_key_id.clone(),
+            secret_access_key: moto.secret_access_key.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("CreateCredential");
+    let mut settings = client::with_credential(
+        client::request_to(&moto, BUCKET, "ingest/", FileFormat::Csv),
+        &key.credential_id,
+    );
+    settings.filename_template = "{{campaign}}/{{run_id}}.csv".into();
+    settings
+        .variables
+        .insert("campaign".into(), "default".into());
+    client::destinations(&api)
+        .await
+        .create_destination(CreateDestinationRequest {
+            name: "campaigns".into(),
+            settings: Some(settings),
+        })
+        .await
+        .expect("CreateDestination");
+
+    // The table names the destination; the options are template variables over its defaults.
+    let mut command = CommandStatementIngest {
+        table: "campaigns".into(),
+        ..Default::default()
+    };
+    let defaults = client::sql_ingest(&api, &command, data::table(1_000, 500))
+        .await
+        .expect("the ingest is accepted");
+    command.options.insert("campaign".into(), "spring".into());
+    let spring = client::sql_ingest(&api, &command, data::table(2_000, 500))
+        .await
+        .expect("the ingest is accepted");
+    assert_eq!((defaults.record_count, spring.record_count), (1_000, 2_000));
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    for (ingested, folder, rows) in [(&defaults, "default", 1_000), (&spring, "spring", 2_000)] {
+        let run = client::run_to_end(&api, &ingested.run_id, RUN_TIMEOUT).await;
+        assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+        assert_eq!(run.rows, rows);
+        let key = format!("ingest/{folder}/{}.csv", ingested.run_id);
+        assert_eq!(data::csv_rows(s3::get(&s3, BUCKET, &key).await), rows);
+    }
+
+    // What a database would make of the rest is refused, naming the field.
+    for (field, command) in [
+        (
+            "CommandStatementIngest.table",
+            CommandStatementIngest::default(),
+        ),
+        (
+            "CommandStatementIngest.catalog",
+            CommandStatementIngest {
+                table: "campaigns".into(),
+                catalog: Some("main".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "CommandStatementIngest.temporary",
+            CommandStatementIngest {
+                table: "campaigns".into(),
+                temporary: true,
+                ..Default::default()
+            },
+        ),
+    ] {
+        let status = client::sql_ingest(&api, &command, data::table(10, 10))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(field), "{status:?}");
+    }
+    let status = client::sql_ingest(
+        &api,
+        &CommandStatementIngest {
+            table: "no-such-destination".into(),
+            ..Default::default()
+        },
+        data::table(10, 10),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("there is no destination"),
+        "{status:?}"
+    );
+    // Another tenant's destination is not found either.
+    let other = api.with_token(&stack.create_token("tenant-b"));
+    let status = client::sql_ingest(
+        &other,
+        &CommandStatementIngest {
+            table: "campaigns".into(),
+            ..Default::default()
+        },
+        data::table(10, 10),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        status.message().contains("there is no destination"),
+        "{status:?}"
+    );
 }

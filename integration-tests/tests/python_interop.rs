@@ -1,37 +1,84 @@
 //! Interop with clients nobody here wrote: runs `integration-tests/python/test_interop.py`
-//! (pyarrow) against a stack started here (moto, control plane, worker), and
-//! `test_reflection.py` (grpcio's reflection client) against a control plane.
+//! (pyarrow) against a stack started here (moto, control plane, worker),
+//! `test_adbc_ingest.py` (ADBC's Flight SQL driver) against a stack with a stored destination,
+//! and `test_reflection.py` (grpcio's reflection client) against a control plane.
 
+use filedrop_integration_tests::client;
 use filedrop_integration_tests::services::{Moto, run_pytest};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
+use filedrop_proto::v1::{AccessKeyCredential, CreateDestinationRequest, FileFormat};
 use std::ffi::OsStr;
+
+/// The variables that tell the Python tests where the stack is (see `conftest.py`).
+fn stack_env(stack: &Stack, moto: &Moto, bucket: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "FILEDROP_INTEROP_FLIGHT_URL",
+            format!("grpc://127.0.0.1:{}", stack.port),
+        ),
+        ("FILEDROP_INTEROP_TOKEN", stack.token()),
+        (
+            "FILEDROP_INTEROP_S3_ENDPOINT",
+            moto.endpoint.trim_start_matches("http://").to_owned(),
+        ),
+        ("FILEDROP_INTEROP_ACCESS_KEY_ID", moto.access_key_id.clone()),
+        (
+            "FILEDROP_INTEROP_SECRET_ACCESS_KEY",
+            moto.secret_access_key.clone(),
+        ),
+        ("FILEDROP_INTEROP_BUCKET", bucket.to_owned()),
+    ]
+}
+
+fn pytest(file: &str, env: &[(&str, String)], passed: usize) {
+    let env: Vec<(&str, &OsStr)> = env
+        .iter()
+        .map(|(name, value)| (*name, OsStr::new(value.as_str())))
+        .collect();
+    run_pytest(file, &env, passed);
+}
 
 #[test]
 fn pyarrow_flight_client_and_pyarrow_s3_reader() {
     let moto = Moto::start(&["interop"]);
     let stack = Stack::start(StackOptions::default());
-    let flight_url = format!("grpc://127.0.0.1:{}", stack.port);
-    run_pytest(
-        "test_interop.py",
-        &[
-            ("FILEDROP_INTEROP_FLIGHT_URL", OsStr::new(&flight_url)),
-            ("FILEDROP_INTEROP_TOKEN", OsStr::new(&stack.token())),
-            (
-                "FILEDROP_INTEROP_S3_ENDPOINT",
-                OsStr::new(moto.endpoint.trim_start_matches("http://")),
-            ),
-            (
-                "FILEDROP_INTEROP_ACCESS_KEY_ID",
-                OsStr::new(&moto.access_key_id),
-            ),
-            (
-                "FILEDROP_INTEROP_SECRET_ACCESS_KEY",
-                OsStr::new(&moto.secret_access_key),
-            ),
-            ("FILEDROP_INTEROP_BUCKET", OsStr::new("interop")),
-        ],
-        2,
-    );
+    pytest("test_interop.py", &stack_env(&stack, &moto, "interop"), 2);
+}
+
+#[test]
+fn adbc_flight_sql_ingest_delivers_to_a_stored_destination() {
+    let moto = Moto::start(&["adbc"]);
+    let stack = Stack::start(StackOptions::default());
+    let api = stack.api();
+    // A stored destination, as its owner would set it up: a stored key, Parquet.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let credential = client::create_access_key_credential(
+            &api,
+            &AccessKeyCredential {
+                access_key_id: moto.access_key_id.clone(),
+                secret_access_key: moto.secret_access_key.clone(),
+                ..AccessKeyCredential::default()
+            },
+        )
+        .await
+        .expect("CreateCredential");
+        let mut settings = client::with_credential(
+            client::request_to(&moto, "adbc", "adbc/", FileFormat::Parquet),
+            &credential.credential_id,
+        );
+        settings.filename_template = "orders-{{run_id}}.parquet".into();
+        client::destinations(&api)
+            .await
+            .create_destination(CreateDestinationRequest {
+                name: "adbc-orders".into(),
+                settings: Some(settings),
+            })
+            .await
+            .expect("CreateDestination");
+    });
+    let mut env = stack_env(&stack, &moto, "adbc");
+    env.push(("FILEDROP_INTEROP_DESTINATION", "adbc-orders".to_owned()));
+    pytest("test_adbc_ingest.py", &env, 2);
 }
 
 #[test]

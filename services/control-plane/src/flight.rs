@@ -1,14 +1,20 @@
-//! The Arrow Flight service: `DoPut` starts an export; every other call says it is not
-//! supported yet.
+//! The Arrow Flight service: `DoPut` starts an export, from an `ExportRequest` command or from
+//! a Flight SQL bulk ingest (`CommandStatementIngest`, as ADBC's `adbc_ingest` sends it: the
+//! table names a stored destination, the options are template variables). Every other call
+//! says it is not supported.
 
+use crate::error::invalid_argument;
 use crate::ingest::Ingest;
 use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::{Any, Command, CommandStatementIngest, DoPutUpdateResult};
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use filedrop_proto::v1::{ErrorCode, ExportRequest};
 use futures::stream::BoxStream;
 use prost::Message;
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The Flight service of the control plane.
@@ -22,6 +28,96 @@ impl FlightEndpoint {
     pub fn new(ingest: Ingest) -> Self {
         Self { ingest }
     }
+}
+
+/// The response header naming the run a `DoPut` started (or found, for an idempotency key):
+/// Flight SQL clients see only the row count in the body.
+pub const RUN_ID_HEADER: &str = "x-filedrop-run-id";
+
+/// The Flight SQL bulk ingest command the first message carries, if it is one.
+fn sql_ingest(first: &FlightData) -> Result<Option<CommandStatementIngest>, Status> {
+    let Some(descriptor) = &first.flight_descriptor else {
+        return Ok(None);
+    };
+    let Ok(any) = Any::decode(descriptor.cmd.as_ref()) else {
+        return Ok(None);
+    };
+    if !any.type_url.starts_with(FLIGHT_SQL_TYPE_PREFIX) {
+        return Ok(None);
+    }
+    match Command::try_from(any) {
+        Ok(Command::CommandStatementIngest(command)) => Ok(Some(command)),
+        Ok(other) => Err(Status::unimplemented(format!(
+            "Flight SQL {} is not supported: filedrop takes bulk ingest \
+             (CommandStatementIngest) through DoPut, the table naming a stored destination",
+            other.type_url().trim_start_matches(FLIGHT_SQL_TYPE_PREFIX)
+        ))),
+        Err(error) => Err(invalid_argument(
+            ErrorCode::Unspecified,
+            format!("the Flight SQL command cannot be read: {error}"),
+        )),
+    }
+}
+
+const FLIGHT_SQL_TYPE_PREFIX: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
+
+/// The export a Flight SQL bulk ingest asks for: to the stored destination its table names,
+/// with its options as template variables. What a database would make of the rest (catalogs,
+/// temporary tables, transactions) has no meaning here and is refused.
+fn export_of_ingest(command: CommandStatementIngest) -> Result<ExportRequest, Status> {
+    let refuse = |field: &str, why: &str| {
+        Err(invalid_argument(
+            ErrorCode::Unspecified,
+            format!("CommandStatementIngest.{field}: {why}"),
+        ))
+    };
+    if command.table.is_empty() {
+        return refuse(
+            "table",
+            "name the stored destination to deliver to (DestinationService.CreateDestination)",
+        );
+    }
+    if command.catalog.as_deref().is_some_and(|c| !c.is_empty())
+        || command.schema.as_deref().is_some_and(|s| !s.is_empty())
+    {
+        return refuse(
+            "catalog",
+            "filedrop has no catalogs or schemas; the table alone names the stored destination",
+        );
+    }
+    if command.temporary {
+        return refuse(
+            "temporary",
+            "a delivery cannot be temporary; leave it unset",
+        );
+    }
+    if command.transaction_id.is_some() {
+        return refuse(
+            "transaction_id",
+            "filedrop has no transactions: each ingest is one delivery, all or nothing",
+        );
+    }
+    Ok(ExportRequest {
+        stored_destination: command.table,
+        variables: command.options.into_iter().collect(),
+        ..ExportRequest::default()
+    })
+}
+
+fn decode_request(first: &FlightData) -> Result<ExportRequest, Status> {
+    let descriptor = first.flight_descriptor.as_ref().ok_or_else(|| {
+        invalid_argument(
+            ErrorCode::Unspecified,
+            "the first message has no FlightDescriptor: open the DoPut with a descriptor whose \
+             command is an ExportRequest",
+        )
+    })?;
+    ExportRequest::decode(descriptor.cmd.as_ref()).map_err(|error| {
+        invalid_argument(
+            ErrorCode::Unspecified,
+            format!("the FlightDescriptor command is not an ExportRequest: {error}"),
+        )
+    })
 }
 
 fn not_supported(call: &str) -> Status {
@@ -45,11 +141,37 @@ impl FlightService for FlightEndpoint {
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
         let tenant = crate::auth::tenant_of(&request)?;
-        let accepted = self.ingest.export(&tenant, request.into_inner()).await?;
-        let result = PutResult {
-            app_metadata: accepted.encode_to_vec().into(),
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.ok_or_else(|| {
+            invalid_argument(
+                ErrorCode::Unspecified,
+                "the stream is empty: its first message must carry a FlightDescriptor whose \
+                 command is an ExportRequest",
+            )
+        })?;
+        let (export, sql_ingest) = match sql_ingest(&first)? {
+            Some(command) => (export_of_ingest(command)?, true),
+            None => (decode_request(&first)?, false),
         };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(result)]))))
+        let accepted = self.ingest.export(&tenant, export, first, stream).await?;
+        let app_metadata = if sql_ingest {
+            // What Flight SQL clients read: the rows ingested.
+            DoPutUpdateResult {
+                record_count: i64::try_from(accepted.rows).unwrap_or(i64::MAX),
+            }
+            .encode_to_vec()
+        } else {
+            accepted.encode_to_vec()
+        };
+        let result = PutResult {
+            app_metadata: app_metadata.into(),
+        };
+        let mut response: Response<Self::DoPutStream> =
+            Response::new(Box::pin(futures::stream::iter([Ok(result)])));
+        if let Ok(run_id) = MetadataValue::try_from(accepted.run_id.as_str()) {
+            response.metadata_mut().insert(RUN_ID_HEADER, run_id);
+        }
+        Ok(response)
     }
 
     async fn handshake(

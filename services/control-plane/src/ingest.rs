@@ -142,23 +142,16 @@ impl Ingest {
         Ok(settings)
     }
 
-    /// Receives one export stream of `tenant`; answers with the run id once every row is
-    /// staged.
+    /// Receives one export stream of `tenant` (`first`, the message that carried `request`,
+    /// then the rest of `stream`); answers with the run id once every row is staged.
     pub async fn export(
         &self,
         tenant: &str,
+        request: ExportRequest,
+        first: FlightData,
         mut stream: Streaming<FlightData>,
     ) -> Result<ExportAccepted, Status> {
-        let first = stream.message().await?.ok_or_else(|| {
-            invalid_argument(
-                ErrorCode::Unspecified,
-                "the stream is empty: its first message must carry a FlightDescriptor whose \
-                 command is an ExportRequest",
-            )
-        })?;
-        let request = self
-            .with_stored_destination(tenant, decode_request(&first)?)
-            .await?;
+        let request = self.with_stored_destination(tenant, request).await?;
         let spec = ExportSpec::validate(request.clone())
             .map_err(|invalid| invalid_argument(invalid.code, invalid.to_string()))?;
         if !spec.encoding.pgp_public_key.is_empty() {
@@ -524,22 +517,6 @@ impl Ingest {
         run.segment_count += 1;
         Ok(())
     }
-}
-
-fn decode_request(first: &FlightData) -> Result<ExportRequest, Status> {
-    let descriptor = first.flight_descriptor.as_ref().ok_or_else(|| {
-        invalid_argument(
-            ErrorCode::Unspecified,
-            "the first message has no FlightDescriptor: open the DoPut with a descriptor whose \
-             command is an ExportRequest",
-        )
-    })?;
-    ExportRequest::decode(descriptor.cmd.as_ref()).map_err(|error| {
-        invalid_argument(
-            ErrorCode::Unspecified,
-            format!("the FlightDescriptor command is not an ExportRequest: {error}"),
-        )
-    })
 }
 
 fn stream_error(error: FlightError) -> Status {
