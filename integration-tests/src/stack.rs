@@ -52,7 +52,8 @@ pub struct Stack {
     worker_starts: usize,
 }
 
-fn binary(name: &str) -> PathBuf {
+/// The path of the workspace binary `name`, built beside the test binaries.
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
     let dir = exe
         .parent()

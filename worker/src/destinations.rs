@@ -12,7 +12,7 @@ use filedrop_s3::credentials::{Renewal, ServiceIdentity, credentials_for};
 use prost::Message;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::warn;
 
@@ -25,6 +25,9 @@ pub struct Destinations {
     identity: ServiceIdentity,
     secrets: SecretBox,
     clients: Mutex<HashMap<String, Connected>>,
+    /// One connection attempt at a time per run: tasks of a run that start together share
+    /// one client (one role assumption) instead of each making its own.
+    connecting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A destination and a client that writes there.
@@ -96,12 +99,21 @@ impl Destinations {
             identity,
             secrets,
             clients: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashMap::new()),
         }
     }
 
     /// The destination sealed in a task of `run_id`, with a client for it: the run's client
     /// when one is kept, else a new one whose credentials were just checked.
     pub async fn connect(&self, sealed: &[u8], run_id: &str) -> Result<Connected, S3Failure> {
+        if let Some(connected) = self.kept(run_id) {
+            return Ok(connected);
+        }
+        let turn = {
+            let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+            connecting.entry(run_id.to_owned()).or_default().clone()
+        };
+        let _one_at_a_time = turn.lock().await;
         if let Some(connected) = self.kept(run_id) {
             return Ok(connected);
         }
@@ -118,6 +130,8 @@ impl Destinations {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         clients.retain(|_, kept| kept.used.elapsed() < IDLE_CLIENT);
         clients.insert(run_id.to_owned(), connected.clone());
+        let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+        connecting.retain(|run, turn| clients.contains_key(run) || Arc::strong_count(turn) > 1);
         Ok(connected)
     }
 
@@ -125,6 +139,8 @@ impl Destinations {
     pub fn forget(&self, run_id: &str) {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         clients.remove(run_id);
+        let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+        connecting.remove(run_id);
     }
 
     fn kept(&self, run_id: &str) -> Option<Connected> {

@@ -1,0 +1,844 @@
+//! `filedrop`, the command line of filedrop: send a file as an export and watch it go, and
+//! follow, cancel and retry runs, list destinations and credentials, test a destination.
+//!
+//! # Layout
+//! - `main.rs`: the commands, their output (for people, or `--json` for scripts) and the exit
+//!   codes.
+//! - [`api`]: the connection to the control plane (address, token, TLS).
+//! - [`input`]: the files an export reads (Parquet, CSV, Arrow IPC file or stream).
+//!
+//! Exit codes: 0 done (a run that succeeded); 1 the run failed or was cancelled, or the
+//! connection test found a problem; 2 bad usage;
+//! 3 the server refused the request (invalid, not found, not possible now) or the input
+//! cannot be read; 4 the token was refused; 5 the server could not be reached or failed.
+
+mod api;
+mod input;
+
+use anyhow::Context;
+use api::Authorized;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use clap::{Args, Parser, Subcommand};
+use filedrop_proto::v1::credential_service_client::CredentialServiceClient;
+use filedrop_proto::v1::destination_service_client::DestinationServiceClient;
+use filedrop_proto::v1::run_service_client::RunServiceClient;
+use filedrop_proto::v1::{
+    CancelRunRequest, DeleteCredentialRequest, DeleteDestinationRequest, ExportAccepted,
+    ExportRequest, GetCredentialRequest, GetDestinationRequest, GetRunRequest,
+    ListCredentialsRequest, ListDestinationsRequest, ListRunsRequest, RetryRunRequest, Run,
+    RunState, TestConnectionRequest, WatchRunRequest,
+};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use input::{InputFormat, Progress};
+use prost::Message;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Send files to filedrop and follow their delivery.
+#[derive(Debug, Parser)]
+#[command(name = "filedrop", version)]
+struct Cli {
+    /// The control plane's address.
+    #[arg(
+        long,
+        env = "FILEDROP_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    server: String,
+    /// The API token (from `filedrop-control-plane token create`); never printed.
+    #[arg(long, env = "FILEDROP_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// PEM of the CA that signed the server's certificate, for an https:// server.
+    #[arg(long, env = "FILEDROP_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
+    /// Print JSON for scripts instead of text for people (and no progress bars).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send a file (Parquet, CSV, Arrow; `-` for an Arrow IPC stream on standard input) to a
+    /// stored destination, then follow the run to its end.
+    Export(ExportArgs),
+    /// Runs: list, get, watch, cancel, retry.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Stored destinations: list, get, delete.
+    #[command(subcommand)]
+    Destinations(DestinationsCommand),
+    /// Stored credentials: list, get, delete.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+    /// Check that a stored destination can be written, without sending data.
+    TestConnection {
+        /// The destination's name or id.
+        destination: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The file to send; `-` reads an Arrow IPC stream from standard input.
+    file: String,
+    /// The stored destination (name or id).
+    #[arg(long, short)]
+    destination: String,
+    /// A template variable, `name=value` (repeat for more); over the destination's defaults.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    variables: Vec<String>,
+    /// The file's format, when its extension does not tell.
+    #[arg(long)]
+    input_format: Option<InputFormat>,
+    /// Sending again with the same key starts no second run.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Return once the rows are accepted, without following the run.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// The tenant's runs, newest first.
+    List {
+        /// Only runs in this state (repeat for more): receiving, encoding, uploading,
+        /// committing, succeeded, failed, cancelled.
+        #[arg(long = "state")]
+        states: Vec<String>,
+        /// Only runs to this destination name.
+        #[arg(long)]
+        destination: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+    /// One run.
+    Get {
+        /// The run id.
+        run_id: String,
+    },
+    /// Follow a run to its end.
+    Watch {
+        /// The run id.
+        run_id: String,
+    },
+    /// Cancel a run: its work stops and what it delivered is deleted.
+    Cancel {
+        /// The run id.
+        run_id: String,
+    },
+    /// Retry a failed run from its staged data, then follow it to its end.
+    Retry {
+        /// The run id.
+        run_id: String,
+        /// Return at once, without following the run.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DestinationsCommand {
+    /// The tenant's stored destinations.
+    List,
+    /// One destination's settings.
+    Get {
+        /// Its name or id.
+        destination: String,
+    },
+    /// Delete a destination.
+    Delete {
+        /// Its name or id.
+        destination: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialsCommand {
+    /// The tenant's credentials (secrets are shown as set or unset, never their values).
+    List,
+    /// One credential.
+    Get {
+        /// Its id.
+        credential_id: String,
+    },
+    /// Delete a credential.
+    Delete {
+        /// Its id.
+        credential_id: String,
+    },
+}
+
+/// How a command ended, beyond success: each has its exit code.
+#[derive(Debug)]
+enum Outcome {
+    /// The run ended failed or cancelled, or the connection test found a problem.
+    Failed,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli).await {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(Outcome::Failed)) => ExitCode::from(1),
+        Err(error) => {
+            let (code, kind) = classify(&error);
+            if json {
+                println!(
+                    "{}",
+                    json!({"error": {"kind": kind, "message": format!("{error:#}")}})
+                );
+            } else {
+                eprintln!("filedrop: {error:#}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The exit code of an error, and its kind for `--json`.
+fn classify(error: &anyhow::Error) -> (u8, &'static str) {
+    if error.downcast_ref::<api::Unreachable>().is_some() {
+        return (5, "unreachable");
+    }
+    match error
+        .downcast_ref::<tonic::Status>()
+        .map(tonic::Status::code)
+    {
+        Some(tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => {
+            (4, "unauthenticated")
+        }
+        Some(
+            tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::AlreadyExists
+            | tonic::Code::Aborted
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Unimplemented,
+        ) => (3, "refused"),
+        Some(_) => (5, "server"),
+        None => (3, "input"),
+    }
+}
+
+/// A gRPC failure as an error whose code `classify` reads, its message the server's.
+fn refused(status: tonic::Status) -> anyhow::Error {
+    let message = status.message().to_owned();
+    anyhow::Error::new(status).context(message)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Option<Outcome>> {
+    let token = cli.token.clone().context(
+        "no API token: pass --token or set FILEDROP_TOKEN (operators make one with \
+         `filedrop-control-plane token create --tenant <tenant>`)",
+    )?;
+    let ca = match &cli.ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let channel = api::connect(&cli.server, &token, ca).await?;
+    let out = Output { json: cli.json };
+    match cli.command {
+        Command::Export(args) => export(&channel, &out, args).await,
+        Command::Runs(command) => runs(&channel, &out, command).await,
+        Command::Destinations(command) => {
+            destinations(&channel, &out, command).await.map(|()| None)
+        }
+        Command::Credentials(command) => credentials(&channel, &out, command).await.map(|()| None),
+        Command::TestConnection { destination } => {
+            test_connection(&channel, &out, destination).await
+        }
+    }
+}
+
+/// Where results go: text for people, or JSON.
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    fn show(&self, value: &Value, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    /// A progress bar on standard error, hidden for `--json` and when it is not a terminal.
+    fn bar(&self, bar: ProgressBar) -> ProgressBar {
+        if self.json {
+            bar.set_draw_target(ProgressDrawTarget::hidden());
+        } else {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+        }
+        bar
+    }
+}
+
+fn state_name(state: RunState) -> String {
+    state
+        .as_str_name()
+        .trim_start_matches("RUN_STATE_")
+        .to_lowercase()
+}
+
+fn run_json(run: &Run) -> Value {
+    json!({
+        "run_id": run.run_id,
+        "state": state_name(run.state()),
+        "rows": run.rows,
+        "files": run.files,
+        "files_uploaded": run.files_uploaded,
+        "bytes_uploaded": run.bytes_uploaded,
+        "error": run.error.as_ref().map(|error| json!({
+            "code": error.code().as_str_name().trim_start_matches("ERROR_CODE_"),
+            "message": error.message,
+        })),
+        "created_at": run.created_at.map(|t| t.seconds),
+    })
+}
+
+fn run_line(run: &Run) -> String {
+    let mut line = format!(
+        "{}  {:<10}  {:>10} rows  {}/{} files  {} bytes",
+        run.run_id,
+        state_name(run.state()),
+        run.rows,
+        run.files_uploaded,
+        run.files,
+        run.bytes_uploaded
+    );
+    if let Some(error) = &run.error {
+        line.push_str(&format!(
+            "\n  {}: {}",
+            error.code().as_str_name().trim_start_matches("ERROR_CODE_"),
+            error.message
+        ));
+    }
+    line
+}
+
+async fn export(
+    channel: &Authorized,
+    out: &Output,
+    args: ExportArgs,
+) -> anyhow::Result<Option<Outcome>> {
+    let mut request = ExportRequest {
+        stored_destination: args.destination.clone(),
+        idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
+        ..ExportRequest::default()
+    };
+    for variable in &args.variables {
+        let (name, value) = variable
+            .split_once('=')
+            .with_context(|| format!("--var {variable:?}: write it as name=value"))?;
+        request.variables.insert(name.to_owned(), value.to_owned());
+    }
+    let format = match args.input_format {
+        Some(format) => format,
+        None => InputFormat::of(&args.file)?,
+    };
+    let progress = Arc::new(Progress::default());
+    let path = args.file.clone();
+    let opened_progress = progress.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || input::open(&path, format, opened_progress)).await??;
+    let (total_bytes, total_rows) = (opened.total_bytes, opened.total_rows);
+    let schema = opened.schema.clone();
+
+    // Read on a blocking thread, sent as they come: one batch in hand, one on the way.
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<anyhow::Result<arrow_array::RecordBatch>>(2);
+    let reader_progress = progress.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        for batch in opened.batches {
+            if let Ok(batch) = &batch {
+                reader_progress
+                    .rows
+                    .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            }
+            if sender.blocking_send(batch).is_err() {
+                return;
+            }
+        }
+    });
+    let bar = out.bar(match total_bytes {
+        Some(bytes) => ProgressBar::new(bytes),
+        None => ProgressBar::new_spinner(),
+    });
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} sending  [{bar:30}] {binary_bytes}/{binary_total_bytes}  {msg}  {binary_bytes_per_sec}  {elapsed}",
+        )?
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let ticker = {
+        let bar = bar.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                let rows = progress.rows.load(Ordering::Relaxed);
+                bar.set_position(progress.bytes.load(Ordering::Relaxed));
+                bar.set_message(match total_rows {
+                    Some(total) => format!("{rows}/{total} rows"),
+                    None => format!("{rows} rows"),
+                });
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let batches = tokio_stream::wrappers::ReceiverStream::new(receiver).map(|batch| {
+        batch.map_err(|error| arrow_flight::error::FlightError::ExternalError(error.into()))
+    });
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(request.encode_to_vec());
+    let mut data = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .with_schema(schema)
+        .build(batches);
+    // A file that cannot be read ends the stream with its error, which the server sees.
+    let (data_sender, data_receiver) = tokio::sync::mpsc::channel(2);
+    let pump = tokio::spawn(async move {
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(flight_data) => {
+                    if data_sender.send(flight_data).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    });
+    let mut client = FlightServiceClient::new(channel.clone());
+    let answer = client
+        .do_put(tokio_stream::wrappers::ReceiverStream::new(data_receiver))
+        .await;
+    ticker.abort();
+    let _ = reader.await;
+    if let Ok(Err(error)) = pump.await {
+        bar.abandon();
+        return Err(anyhow::anyhow!("{}: {error}", args.file));
+    }
+    let results: Vec<_> = match answer {
+        Ok(response) => {
+            let stream = response.into_inner();
+            stream
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()
+                .map_err(refused)?
+        }
+        Err(status) => {
+            bar.abandon();
+            return Err(refused(status));
+        }
+    };
+    bar.set_position(total_bytes.unwrap_or(progress.bytes.load(Ordering::Relaxed)));
+    bar.finish_and_clear();
+    let accepted = results
+        .last()
+        .map(|result| ExportAccepted::decode(result.app_metadata.as_ref()))
+        .transpose()?
+        .context("the server answered the export without a run")?;
+    if !out.json {
+        eprintln!(
+            "sent {} rows in {:.1} s: run {}{}",
+            accepted.rows,
+            started.elapsed().as_secs_f64(),
+            accepted.run_id,
+            if accepted.replayed {
+                " (sent before with this idempotency key)"
+            } else {
+                ""
+            }
+        );
+        for warning in &accepted.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    if args.no_wait {
+        out.show(&json!({"run_id": accepted.run_id, "rows": accepted.rows, "replayed": accepted.replayed}), || accepted.run_id.clone());
+        return Ok(None);
+    }
+    follow(channel, out, &accepted.run_id, started).await
+}
+
+/// Follows the run to its end with a progress bar of its files; prints the summary.
+async fn follow(
+    channel: &Authorized,
+    out: &Output,
+    run_id: &str,
+    started: Instant,
+) -> anyhow::Result<Option<Outcome>> {
+    let mut stream = RunServiceClient::new(channel.clone())
+        .watch_run(WatchRunRequest {
+            run_id: run_id.to_owned(),
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let bar = out.bar(ProgressBar::new(0));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:<10} [{bar:30}] {pos}/{len} files  {elapsed}",
+        )?
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let mut last = None;
+    while let Some(answer) = stream.next().await {
+        let run = answer
+            .map_err(refused)?
+            .run
+            .context("a watch answer without its run")?;
+        bar.set_length(run.files.max(run.files_uploaded));
+        bar.set_position(run.files_uploaded);
+        bar.set_message(state_name(run.state()));
+        last = Some(run);
+    }
+    bar.finish_and_clear();
+    let run = last.context("the watch ended without the run")?;
+    out.show(&run_json(&run), || {
+        let mut summary = format!(
+            "run {} {}: {} rows, {} of {} files, {} bytes delivered in {:.1} s",
+            run.run_id,
+            state_name(run.state()),
+            run.rows,
+            run.files_uploaded,
+            run.files,
+            run.bytes_uploaded,
+            started.elapsed().as_secs_f64()
+        );
+        if let Some(error) = &run.error {
+            summary.push_str(&format!(
+                "\n  {}: {}",
+                error.code().as_str_name().trim_start_matches("ERROR_CODE_"),
+                error.message
+            ));
+        }
+        summary
+    });
+    Ok((run.state() != RunState::Succeeded).then_some(Outcome::Failed))
+}
+
+fn parse_state(name: &str) -> anyhow::Result<i32> {
+    RunState::from_str_name(&format!("RUN_STATE_{}", name.to_uppercase()))
+        .filter(|state| *state != RunState::Unspecified)
+        .map(|state| state as i32)
+        .with_context(|| format!("--state {name:?}: give receiving, encoding, uploading, committing, succeeded, failed or cancelled"))
+}
+
+async fn runs(
+    channel: &Authorized,
+    out: &Output,
+    command: RunsCommand,
+) -> anyhow::Result<Option<Outcome>> {
+    let mut client = RunServiceClient::new(channel.clone());
+    match command {
+        RunsCommand::List {
+            states,
+            destination,
+            limit,
+        } => {
+            let states = states
+                .iter()
+                .map(|s| parse_state(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let runs = client
+                .list_runs(ListRunsRequest {
+                    page_size: limit,
+                    states,
+                    destination_name: destination.unwrap_or_default(),
+                    ..ListRunsRequest::default()
+                })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .runs;
+            out.show(&Value::Array(runs.iter().map(run_json).collect()), || {
+                if runs.is_empty() {
+                    "no runs".to_owned()
+                } else {
+                    runs.iter().map(run_line).collect::<Vec<_>>().join("\n")
+                }
+            });
+            Ok(None)
+        }
+        RunsCommand::Get { run_id } => {
+            let run = client
+                .get_run(GetRunRequest { run_id })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .run
+                .context("no run")?;
+            out.show(&run_json(&run), || run_line(&run));
+            Ok(None)
+        }
+        RunsCommand::Watch { run_id } => follow(channel, out, &run_id, Instant::now()).await,
+        RunsCommand::Cancel { run_id } => {
+            let run = client
+                .cancel_run(CancelRunRequest { run_id })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .run
+                .context("no run")?;
+            out.show(&run_json(&run), || {
+                format!(
+                    "run {} cancelled; what it delivered is being deleted",
+                    run.run_id
+                )
+            });
+            Ok(None)
+        }
+        RunsCommand::Retry { run_id, no_wait } => {
+            let run = client
+                .retry_run(RetryRunRequest { run_id })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .run
+                .context("no run")?;
+            if no_wait {
+                out.show(&run_json(&run), || run_line(&run));
+                return Ok(None);
+            }
+            if !out.json {
+                eprintln!("run {} retried", run.run_id);
+            }
+            follow(channel, out, &run.run_id, Instant::now()).await
+        }
+    }
+}
+
+async fn destinations(
+    channel: &Authorized,
+    out: &Output,
+    command: DestinationsCommand,
+) -> anyhow::Result<()> {
+    let mut client = DestinationServiceClient::new(channel.clone());
+    let summary = |destination: &filedrop_proto::v1::Destination| {
+        let s3 = destination
+            .settings
+            .as_ref()
+            .and_then(|s| s.destination.as_ref());
+        json!({
+            "destination_id": destination.destination_id,
+            "name": destination.name,
+            "bucket": s3.map(|d| d.bucket.clone()),
+            "prefix": s3.map(|d| d.prefix.clone()),
+            "filename_template": destination.settings.as_ref().map(|s| s.filename_template.clone()),
+        })
+    };
+    let line = |value: &Value| {
+        format!(
+            "{}  {}  s3://{}/{}{}",
+            value["destination_id"].as_str().unwrap_or_default(),
+            value["name"].as_str().unwrap_or_default(),
+            value["bucket"].as_str().unwrap_or_default(),
+            value["prefix"].as_str().unwrap_or_default(),
+            value["filename_template"].as_str().unwrap_or_default()
+        )
+    };
+    match command {
+        DestinationsCommand::List => {
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_destinations(ListDestinationsRequest {
+                        page_size: 100,
+                        page_token: page_token.clone(),
+                    })
+                    .await
+                    .map_err(refused)?
+                    .into_inner();
+                all.extend(page.destinations.iter().map(summary));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            out.show(&Value::Array(all.clone()), || {
+                if all.is_empty() {
+                    "no destinations".to_owned()
+                } else {
+                    all.iter().map(line).collect::<Vec<_>>().join("\n")
+                }
+            });
+        }
+        DestinationsCommand::Get { destination } => {
+            let found = client
+                .get_destination(GetDestinationRequest { destination })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .destination
+                .context("no destination")?;
+            let value = summary(&found);
+            out.show(&value, || line(&value));
+        }
+        DestinationsCommand::Delete { destination } => {
+            client
+                .delete_destination(DeleteDestinationRequest {
+                    destination: destination.clone(),
+                })
+                .await
+                .map_err(refused)?;
+            out.show(&json!({"deleted": destination}), || {
+                format!("destination {destination} deleted")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn credential_json(credential: &filedrop_proto::v1::Credential) -> Value {
+    use filedrop_proto::v1::credential::Kind;
+    let (kind, detail) = match &credential.kind {
+        Some(Kind::RoleToRole(role)) => (
+            "iam-role-to-role",
+            json!({"role_arn": role.role_arn, "external_id": role.external_id}),
+        ),
+        Some(Kind::AccessKey(key)) => (
+            "iam-credential",
+            json!({
+                "access_key_id": key.access_key_id,
+                "secret_access_key": if key.secret_access_key_set { "set" } else { "unset" },
+                "session_token": if key.session_token_set { "set" } else { "unset" },
+            }),
+        ),
+        None => ("unknown", Value::Null),
+    };
+    json!({"credential_id": credential.credential_id, "kind": kind, "detail": detail})
+}
+
+async fn credentials(
+    channel: &Authorized,
+    out: &Output,
+    command: CredentialsCommand,
+) -> anyhow::Result<()> {
+    let mut client = CredentialServiceClient::new(channel.clone());
+    let line = |value: &Value| {
+        format!(
+            "{}  {}  {}",
+            value["credential_id"].as_str().unwrap_or_default(),
+            value["kind"].as_str().unwrap_or_default(),
+            value["detail"]
+        )
+    };
+    match command {
+        CredentialsCommand::List => {
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_credentials(ListCredentialsRequest {
+                        page_size: 100,
+                        page_token: page_token.clone(),
+                    })
+                    .await
+                    .map_err(refused)?
+                    .into_inner();
+                all.extend(page.credentials.iter().map(credential_json));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            out.show(&Value::Array(all.clone()), || {
+                if all.is_empty() {
+                    "no credentials".to_owned()
+                } else {
+                    all.iter().map(line).collect::<Vec<_>>().join("\n")
+                }
+            });
+        }
+        CredentialsCommand::Get { credential_id } => {
+            let found = client
+                .get_credential(GetCredentialRequest { credential_id })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .credential
+                .context("no credential")?;
+            let value = credential_json(&found);
+            out.show(&value, || line(&value));
+        }
+        CredentialsCommand::Delete { credential_id } => {
+            client
+                .delete_credential(DeleteCredentialRequest {
+                    credential_id: credential_id.clone(),
+                })
+                .await
+                .map_err(refused)?;
+            out.show(&json!({"deleted": credential_id}), || {
+                format!("credential {credential_id} deleted")
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn test_connection(
+    channel: &Authorized,
+    out: &Output,
+    destination: String,
+) -> anyhow::Result<Option<Outcome>> {
+    let answer = DestinationServiceClient::new(channel.clone())
+        .test_connection(TestConnectionRequest {
+            stored_destination: destination.clone(),
+            ..TestConnectionRequest::default()
+        })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let error = answer.error.as_ref().map(|error| {
+        json!({
+            "code": error.code().as_str_name().trim_start_matches("ERROR_CODE_"),
+            "message": error.message,
+        })
+    });
+    let value = json!({
+        "destination": destination,
+        "ok": answer.ok,
+        "passed": answer.passed,
+        "failed_check": answer.failed_check,
+        "error": error,
+    });
+    out.show(&value, || {
+        if answer.ok {
+            format!("{destination}: ok ({})", answer.passed.join(", "))
+        } else {
+            format!(
+                "{destination}: the {} check failed: {}",
+                answer.failed_check,
+                answer
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.as_str())
+                    .unwrap_or_default()
+            )
+        }
+    });
+    Ok((!answer.ok).then_some(Outcome::Failed))
+}

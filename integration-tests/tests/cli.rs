@@ -1,0 +1,211 @@
+//! The `filedrop` command line, driven as a person and as a script would: a Parquet file sent
+//! from a terminal shows its progress and the run's summary; `--json` output parses; exit
+//! codes tell a failed run, a refused request and a refused token apart.
+
+use filedrop_integration_tests::services::{Moto, venv};
+use filedrop_integration_tests::stack::{Stack, StackOptions, binary};
+use filedrop_integration_tests::{client, data, s3};
+use filedrop_proto::v1::{AccessKeyCredential, CreateDestinationRequest, FileFormat};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BUCKET: &str = "cli";
+
+/// `filedrop ARGS` with the stack's address and `token`.
+fn filedrop(stack: &Stack, token: &str, args: &[&str]) -> Output {
+    Command::new(binary("filedrop"))
+        .args(args)
+        .env("FILEDROP_SERVER", stack.url())
+        .env("FILEDROP_TOKEN", token)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running filedrop")
+}
+
+/// `filedrop ARGS` in a terminal (`run_in_pty.py`): what it drew, and its exit code.
+fn filedrop_in_terminal(stack: &Stack, args: &[&str]) -> (String, Option<i32>) {
+    let script =
+        filedrop_integration_tests::repo_root().join("integration-tests/python/run_in_pty.py");
+    let output = Command::new(venv().join("bin/python"))
+        .arg(script)
+        .arg(binary("filedrop"))
+        .args(args)
+        .env("FILEDROP_SERVER", stack.url())
+        .env("FILEDROP_TOKEN", stack.token())
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running run_in_pty.py");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.code(),
+    )
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "not JSON ({error}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn write_parquet(path: &Path, rows: i64) {
+    let table = data::table(rows, 50_000);
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, data::schema(), None).unwrap();
+    for batch in &table {
+        writer.write(batch).unwrap();
+    }
+    writer.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parquet_file_sent_from_a_terminal_shows_progress_then_the_runs_summary() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let api = stack.api();
+    let key = client::create_access_key_credential(
+        &api,
+        &AccessKeyCredential {
+            access_key_id: moto.access_key_id.clone(),
+            secret_access_key: moto.secret_access_key.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("CreateCredential");
+    let mut settings = client::with_credential(
+        client::split(
+            client::request_to(&moto, BUCKET, "cli/", FileFormat::Csv),
+            50_000,
+        ),
+        &key.credential_id,
+    );
+    settings.filename_template = "{{campaign}}-{{run_id}}-{{file_number}}.csv".into();
+    settings
+        .variables
+        .insert("campaign".into(), "default".into());
+    let mut missing_bucket = settings.clone();
+    missing_bucket.destination.as_mut().unwrap().bucket = "no-such-bucket".into();
+    let mut destinations = client::destinations(&api).await;
+    for (name, settings) in [("orders", settings), ("nowhere", missing_bucket)] {
+        destinations
+            .create_destination(CreateDestinationRequest {
+                name: name.into(),
+                settings: Some(settings),
+            })
+            .await
+            .expect("CreateDestination");
+    }
+    let parquet = stack.dir.join("orders.parquet");
+    write_parquet(&parquet, 200_000);
+    let parquet = parquet.to_str().unwrap();
+
+    // A person at a terminal: a progress bar while the file goes, then the run's summary.
+    let (drawn, code) = filedrop_in_terminal(
+        &stack,
+        &[
+            "export",
+            parquet,
+            "--destination",
+            "orders",
+            "--var",
+            "campaign=spring",
+        ],
+    );
+    assert_eq!(code, Some(0), "{drawn}");
+    assert!(drawn.contains("sending"), "no progress bar:\n{drawn}");
+    assert!(
+        drawn.contains("200000/200000 rows"),
+        "no row count:\n{drawn}"
+    );
+    assert!(
+        drawn.contains("succeeded: 200000 rows, 4 of 4 files"),
+        "no summary:\n{drawn}"
+    );
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let objects = s3::list(&s3, BUCKET, "cli/").await;
+    let mut rows = 0;
+    for object in objects.iter().filter(|o| o.key.ends_with(".csv")) {
+        assert!(object.key.starts_with("cli/spring-"), "{}", object.key);
+        rows += data::csv_rows(s3::get(&s3, BUCKET, &object.key).await);
+    }
+    assert_eq!(rows, 200_000);
+
+    // A script: --json answers parse, and say the same.
+    let token = stack.token();
+    let listed = json(&filedrop(&stack, &token, &["--json", "runs", "list"]));
+    let runs = listed.as_array().expect("a list of runs");
+    assert_eq!(runs.len(), 1, "{listed}");
+    assert_eq!(runs[0]["state"], "succeeded");
+    assert_eq!(runs[0]["rows"], 200_000);
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let got = json(&filedrop(
+        &stack,
+        &token,
+        &["--json", "runs", "get", &run_id],
+    ));
+    assert_eq!(got["files_uploaded"], 4, "{got}");
+    let sent = filedrop(
+        &stack,
+        &token,
+        &["--json", "export", parquet, "--destination", "orders"],
+    );
+    assert_eq!(sent.status.code(), Some(0), "{sent:?}");
+    let sent = json(&sent);
+    assert_eq!(
+        (sent["state"].as_str(), sent["rows"].as_u64()),
+        (Some("succeeded"), Some(200_000))
+    );
+    let listed = json(&filedrop(
+        &stack,
+        &token,
+        &["--json", "destinations", "list"],
+    ));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    let tested = filedrop(&stack, &token, &["--json", "test-connection", "orders"]);
+    assert_eq!(tested.status.code(), Some(0), "{tested:?}");
+    assert_eq!(json(&tested)["ok"], true);
+
+    // Exit codes scripts can branch on.
+    let failed = filedrop(
+        &stack,
+        &token,
+        &["--json", "export", parquet, "--destination", "nowhere"],
+    );
+    assert_eq!(failed.status.code(), Some(1), "a failed run: {failed:?}");
+    assert_eq!(json(&failed)["error"]["code"], "BUCKET_NOT_FOUND");
+    let refused = filedrop(
+        &stack,
+        &token,
+        &["export", parquet, "--destination", "unknown"],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("there is no destination"),
+        "{refused:?}"
+    );
+    let missing = filedrop(
+        &stack,
+        &token,
+        &["runs", "get", "01a20000-0000-7000-8000-000000000000"],
+    );
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
+    let unauthenticated = filedrop(&stack, "not-a-token", &["runs", "list"]);
+    assert_eq!(
+        unauthenticated.status.code(),
+        Some(4),
+        "{unauthenticated:?}"
+    );
+    let usage = filedrop(&stack, &token, &["export"]);
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+    let unreadable = filedrop(
+        &stack,
+        &token,
+        &["export", "/no/such/file.parquet", "--destination", "orders"],
+    );
+    assert_eq!(unreadable.status.code(), Some(3), "{unreadable:?}");
+}
