@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Local services on loopback: RabbitMQ, the moto S3/STS/IAM server (authentication on) and,
-# on request, s3s-fs. Installs what is missing.
+# on request, PostgreSQL and s3s-fs. Installs what is missing.
 #
 #   deploy/local/services.sh install [s3s-fs]  Python tools (virtualenv), file tools (gzip, zstd,
 #                                              bzip2, unzip, tar, gpg) and RabbitMQ if missing;
 #                                              or s3s-fs (cargo install, for the tests)
 #   deploy/local/services.sh start [SERVICE]   rabbitmq and moto (default), or one of
-#                                              rabbitmq | moto | s3s-fs
+#                                              rabbitmq | postgres | moto | s3s-fs
 #   deploy/local/services.sh stop [SERVICE]
 #   deploy/local/services.sh status
 #
@@ -92,6 +92,42 @@ WRAPPER
   chmod +x "$base/rabbitmqctl"
 }
 
+# PostgreSQL, for the run store of a cluster and its tests: the machine's server (Debian's
+# package, trusting loopback connections), started when it is not listening.
+PG_PORT=5432
+install_postgres() {
+  if ! command -v psql >/dev/null || ! command -v pg_dump >/dev/null; then
+    log "installing the PostgreSQL client tools (the tests use psql and pg_dump)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
+  fi
+  if port_open "$PG_PORT" || command -v pg_ctlcluster >/dev/null; then
+    return 0
+  fi
+  log "installing PostgreSQL (Debian package)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  # The tests connect as postgres over loopback without a password.
+  local hba
+  for hba in /etc/postgresql/*/main/pg_hba.conf; do
+    sed -i -E 's/^(host\s+all\s+all\s+127\.0\.0\.1\/32\s+)\S+/\1trust/' "$hba"
+  done
+}
+
+start_postgres() {
+  install_postgres
+  if port_open "$PG_PORT"; then
+    log "PostgreSQL already listening on 127.0.0.1:$PG_PORT"
+    return 0
+  fi
+  log "starting PostgreSQL"
+  local cluster
+  for cluster in /etc/postgresql/*/main; do
+    pg_ctlcluster "$(basename "$(dirname "$cluster")")" main start || true
+  done
+  wait_port "$PG_PORT" 60 PostgreSQL
+}
+
 stop_rabbitmq() {
   local base="$STATE/rabbitmq"
   if [[ -f "$base/rabbitmq.pid" ]]; then
@@ -151,9 +187,9 @@ start_s3s() {
 }
 
 status() {
-  for entry in "RabbitMQ:$AMQP_PORT" "moto:$MOTO_PORT" "s3s-fs:$S3S_PORT"; do
+  for entry in "RabbitMQ:$AMQP_PORT" "PostgreSQL:$PG_PORT" "moto:$MOTO_PORT" "s3s-fs:$S3S_PORT"; do
     if port_open "${entry#*:}"; then state=up; else state=down; fi
-    printf '%-9s 127.0.0.1:%-6s %s\n' "${entry%%:*}" "${entry#*:}" "$state"
+    printf '%-11s 127.0.0.1:%-6s %s\n' "${entry%%:*}" "${entry#*:}" "$state"
   done
 }
 
@@ -170,6 +206,7 @@ case "$command" in
     case "$service" in
       "") start_rabbitmq; start_moto ;;
       rabbitmq) start_rabbitmq ;;
+      postgres) start_postgres ;;
       moto) start_moto ;;
       s3s-fs) start_s3s ;;
       *) echo "unknown service $service" >&2; exit 2 ;;
@@ -183,5 +220,5 @@ case "$command" in
       *) echo "unknown service $service" >&2; exit 2 ;;
     esac ;;
   status) status ;;
-  *) echo "usage: $0 install [s3s-fs] | start|stop|status [rabbitmq|moto|s3s-fs]" >&2; exit 2 ;;
+  *) echo "usage: $0 install [s3s-fs] | start|stop|status [rabbitmq|postgres|moto|s3s-fs]" >&2; exit 2 ;;
 esac

@@ -22,6 +22,53 @@ pub struct StackOptions {
     pub worker_env: Vec<(String, String)>,
     /// More environment variables for the control plane only (e.g. `FILEDROP_TLS__…`).
     pub control_plane_env: Vec<(String, String)>,
+    /// The run store: SQLite, or PostgreSQL when `FILEDROP_TEST_RUN_STORE=postgres`.
+    pub run_store: RunStoreKind,
+}
+
+/// Which run store a stack's control plane uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStoreKind {
+    /// A SQLite file in the stack's directory.
+    Sqlite,
+    /// A database of its own on the PostgreSQL server at `FILEDROP_TEST_POSTGRES_URL`
+    /// (`postgres://postgres@127.0.0.1:5432` by default), dropped with the stack.
+    Postgres,
+}
+
+impl RunStoreKind {
+    /// `FILEDROP_TEST_RUN_STORE`: `postgres`, or SQLite when unset.
+    pub fn from_env() -> Self {
+        match std::env::var("FILEDROP_TEST_RUN_STORE").as_deref() {
+            Ok("postgres") => Self::Postgres,
+            Ok("sqlite") | Err(_) => Self::Sqlite,
+            Ok(other) => panic!("FILEDROP_TEST_RUN_STORE={other:?}: give sqlite or postgres"),
+        }
+    }
+}
+
+/// The PostgreSQL server the tests use (no database named).
+fn postgres_server() -> String {
+    std::env::var("FILEDROP_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Runs `sql` on the PostgreSQL server's `postgres` database with `psql`; fails, saying how
+/// to start the server, when it does not answer.
+fn psql(sql: &str) {
+    let output = Command::new("psql")
+        .arg(format!("{}/postgres", postgres_server()))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect(
+            "running psql (Debian's postgresql-client); install it, or run deploy/local/test.sh",
+        );
+    assert!(
+        output.status.success(),
+        "psql failed on {sql:?}: {}\nstart PostgreSQL with `bash deploy/local/services.sh start \
+         postgres` (or set FILEDROP_TEST_POSTGRES_URL)",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 impl Default for StackOptions {
@@ -32,6 +79,7 @@ impl Default for StackOptions {
             env: Vec::new(),
             worker_env: Vec::new(),
             control_plane_env: Vec::new(),
+            run_store: RunStoreKind::from_env(),
         }
     }
 }
@@ -48,8 +96,14 @@ pub struct Stack {
     token: String,
     options: StackOptions,
     control_plane: Option<Child>,
+    /// More control planes on the same run store, broker and staging.
+    replicas: Vec<Child>,
     workers: Vec<Option<Child>>,
     worker_starts: usize,
+    /// The control plane's run store.
+    run_store_url: String,
+    /// The PostgreSQL database created for the stack, dropped with it.
+    postgres_database: Option<String>,
 }
 
 /// The path of the workspace binary `name`, built beside the test binaries.
@@ -76,6 +130,14 @@ impl Stack {
         let dir = std::env::temp_dir().join(format!("filedrop-test-{id}"));
         std::fs::create_dir_all(&dir).expect("creating the stack directory");
         let port = free_port();
+        let (run_store_url, postgres_database) = match options.run_store {
+            RunStoreKind::Sqlite => (format!("sqlite://{}/runs.db", dir.display()), None),
+            RunStoreKind::Postgres => {
+                let database = format!("filedrop_test_{id}");
+                psql(&format!("CREATE DATABASE {database}"));
+                (format!("{}/{database}", postgres_server()), Some(database))
+            }
+        };
         let mut stack = Self {
             dir,
             namespace: format!("filedrop-test-{id}"),
@@ -83,8 +145,11 @@ impl Stack {
             token: String::new(),
             options: options.clone(),
             control_plane: None,
+            replicas: Vec::new(),
             workers: Vec::new(),
             worker_starts: 0,
+            run_store_url,
+            postgres_database,
         };
         stack.token = stack.create_token(Self::TENANT);
         stack.control_plane = Some(stack.spawn(
@@ -160,10 +225,7 @@ impl Stack {
     fn control_plane_env(&self) -> Vec<(&str, String)> {
         let mut env = vec![
             ("FILEDROP_LISTEN_ADDR", format!("127.0.0.1:{}", self.port)),
-            (
-                "FILEDROP_RUN_STORE__URL",
-                format!("sqlite://{}/runs.db", self.dir.display()),
-            ),
+            ("FILEDROP_RUN_STORE__URL", self.run_store_url.clone()),
         ];
         env.extend(
             self.options
@@ -172,6 +234,44 @@ impl Stack {
                 .map(|(name, value)| (name.as_str(), value.clone())),
         );
         env
+    }
+
+    /// Starts another control plane on the stack's run store, broker and staging (a replica,
+    /// as a cluster runs several); returns its URL once it listens.
+    pub fn start_replica(&mut self) -> String {
+        let port = free_port();
+        let mut env = self.control_plane_env();
+        env.retain(|(name, _)| *name != "FILEDROP_LISTEN_ADDR");
+        env.push(("FILEDROP_LISTEN_ADDR", format!("127.0.0.1:{port}")));
+        let log = format!("control-plane-{}.log", self.replicas.len() + 2);
+        self.replicas
+            .push(self.spawn("filedrop-control-plane", &log, &env));
+        crate::services::wait_for_port(port, Duration::from_secs(60), "the replica control plane");
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// Everything the run store holds, as bytes to search: the SQLite file (with its
+    /// write-ahead log), or a `pg_dump` of the PostgreSQL database.
+    pub fn run_store_contents(&self) -> Vec<u8> {
+        match &self.postgres_database {
+            None => {
+                let mut bytes = std::fs::read(self.dir.join("runs.db")).expect("reading runs.db");
+                bytes.extend(std::fs::read(self.dir.join("runs.db-wal")).unwrap_or_default());
+                bytes
+            }
+            Some(_) => {
+                let output = Command::new("pg_dump")
+                    .arg(&self.run_store_url)
+                    .output()
+                    .expect("running pg_dump (Debian's postgresql-client)");
+                assert!(
+                    output.status.success(),
+                    "pg_dump failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                output.stdout
+            }
+        }
     }
 
     /// The staging directory.
@@ -394,6 +494,14 @@ impl Drop for Stack {
         }
         if let Some(child) = self.control_plane.take() {
             terminate(child);
+        }
+        for child in self.replicas.drain(..) {
+            terminate(child);
+        }
+        if let Some(database) = self.postgres_database.take() {
+            let _ = std::panic::catch_unwind(|| {
+                psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            });
         }
         if std::thread::panicking() {
             eprintln!("{}", self.logs());

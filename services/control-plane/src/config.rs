@@ -95,7 +95,9 @@ impl TlsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunStoreConfig {
-    /// Database URL; `sqlite://<path>` (created if missing).
+    /// Database URL: `sqlite://<path>` (created if missing), or
+    /// `postgres://<user>[:<password>]@<host>[:<port>]/<database>` (the database must exist) for
+    /// several control planes sharing one store.
     pub url: String,
 }
 

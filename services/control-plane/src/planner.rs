@@ -14,7 +14,9 @@
 //!
 //! Planning runs under one lock per process, reads the run's state from the store each time,
 //! and publishes before recording, so a crash between the two republishes (harmless: tasks
-//! are idempotent) rather than losing a task.
+//! are idempotent) rather than losing a task. Control-plane replicas on one store may plan a
+//! run at once: a task published twice is harmless, state moves are conditional, and an
+//! upload reported before another replica recorded its file is tried again.
 
 use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
@@ -185,6 +187,10 @@ pub enum PlanError {
     /// The staging store failed.
     #[error("staging: {0}")]
     Staging(StagingError),
+    /// A file's upload was reported before its planning step recorded it (the step ran on
+    /// another control plane and has not finished).
+    #[error("file {0} is not recorded yet")]
+    FileNotPlannedYet(u64),
 }
 
 /// Why a run cannot be retried.
@@ -276,8 +282,11 @@ impl Planner {
                 // Under the planning lock: a file's task is published before its row is
                 // recorded, so a fast upload's event must wait for the planning step that
                 // published it, or its update would find no row and be lost.
+                // Another replica's planning step may still be between the two: the event is
+                // tried again until the row is there.
                 let one_at_a_time = self.lock.lock().await;
-                self.store
+                let known = self
+                    .store
                     .file_uploaded(
                         run_id,
                         uploaded.file_number,
@@ -286,6 +295,9 @@ impl Planner {
                     )
                     .await?;
                 drop(one_at_a_time);
+                if !known && !self.run_has_ended(run_id).await? {
+                    return Err(PlanError::FileNotPlannedYet(uploaded.file_number));
+                }
                 self.plan(run_id).await
             }
             Some(worker_event::Event::RunFinalized(_)) => {
@@ -332,6 +344,15 @@ impl Planner {
             warn!(run_id, %error, "could not ask for the failed run's open uploads to be aborted");
         }
         Ok(())
+    }
+
+    /// Whether the run is over (or unknown): its late events change nothing.
+    async fn run_has_ended(&self, run_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .get_run(run_id)
+            .await?
+            .is_none_or(|run| is_final(run.state)))
     }
 
     /// Whether a failed run's staging is kept for a retry: its whole stream was received.

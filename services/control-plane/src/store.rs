@@ -1,5 +1,11 @@
 //! The run store: runs, their partitions, segments and files, stored credentials and API tokens,
-//! in SQLite (the embedded default), with migrations embedded in the binary.
+//! in SQLite (the embedded default) or PostgreSQL (for several control planes sharing one
+//! store), chosen by the URL's scheme, with the same migrations embedded in the binary.
+//!
+//! Both go through sqlx's `Any` driver with one SQL text: placeholders are numbered (`$1`,
+//! which SQLite reads too, see [`query`]), inserts that may repeat say `ON CONFLICT DO
+//! NOTHING`, and the migrations' `INTEGER` and `BLOB` columns become `BIGINT` and `BYTEA` on
+//! PostgreSQL (see [`migrator`]).
 //!
 //! Runs and credentials belong to a tenant. The API reads them through the `…_of` functions,
 //! which take the caller's tenant and find nothing of another's; the planner reads runs
@@ -10,12 +16,10 @@
 
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::v1::{ErrorCode, Resolution, RunState};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyQueryResult, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::{Any, AnyPool, Executor, Row, SqlSafeStr};
 use std::collections::BTreeMap;
-use std::str::FromStr;
-use std::time::Duration;
 
 /// Errors of the run store.
 #[derive(Debug, thiserror::Error)]
@@ -226,13 +230,21 @@ pub fn is_final(state: RunState) -> bool {
     )
 }
 
-fn migrator() -> Migrator {
+/// The migrations, in the dialect of the store: the SQLite text as written, or with its
+/// `INTEGER` and `BLOB` columns as PostgreSQL's `BIGINT` and `BYTEA` (SQLite's integers are
+/// 64-bit; PostgreSQL's `INTEGER` is not).
+fn migrator(postgres: bool) -> Migrator {
     let migration = |version, name: &'static str, sql: &'static str| {
+        let sql = if postgres {
+            sql.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA")
+        } else {
+            sql.to_owned()
+        };
         Migration::new(
             version,
             name.into(),
             MigrationType::Simple,
-            sql.into_sql_str(),
+            sqlx::AssertSqlSafe(sql).into_sql_str(),
             false,
         )
     };
@@ -282,7 +294,7 @@ const RUN_SELECT: &str = "SELECT r.*, \
        (SELECT COUNT(*) FROM files f WHERE f.run_id = r.run_id) AS files, \
        (SELECT COUNT(*) FROM files f WHERE f.run_id = r.run_id AND f.uploaded = 1) \
          AS files_uploaded, \
-       (SELECT COALESCE(SUM(f.size), 0) FROM files f \
+       (SELECT CAST(COALESCE(SUM(f.size), 0) AS BIGINT) FROM files f \
          WHERE f.run_id = r.run_id AND f.uploaded = 1) AS bytes_uploaded \
      FROM runs r";
 
@@ -291,28 +303,81 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// `sql` with its `?` placeholders numbered `$1`, `$2`, … in order: PostgreSQL reads only
+/// those, and SQLite reads them too. (No SQL text here holds a `?` inside a literal.)
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut number = 0;
+    for character in sql.chars() {
+        if character == '?' {
+            number += 1;
+            out.push_str(&format!("${number}"));
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
+
+/// A query of `sql` (with `?` placeholders, see [`numbered`]).
+fn query(sql: &str) -> sqlx::query::Query<'static, Any, AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(numbered(sql)))
+}
+
 /// The run store.
 #[derive(Debug, Clone)]
 pub struct RunStore {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl RunStore {
-    /// Opens (creating if missing) the database at `url` and applies migrations.
+    /// Opens the store at `url` and applies migrations: `sqlite://<path>` (the file and its
+    /// directory are created if missing) or `postgres://<user>@<host>/<database>` (the
+    /// database must exist).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        if let Some(parent) = options.get_filename().parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let url = if postgres {
+            url.to_owned()
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .ok_or_else(|| {
+                    StoreError::Database(sqlx::Error::Configuration(
+                        format!(
+                            "run_store.url {url:?}: give sqlite://<path> or \
+                             postgres://<user>@<host>/<database>"
+                        )
+                        .into(),
+                    ))
+                })?
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Created if missing; a second writer waits its turn rather than failing.
+            format!("sqlite://{path}?mode=rwc")
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if postgres { 8 } else { 4 })
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if !postgres {
+                        connection
+                            .execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
-        migrator().run(&pool).await?;
+        migrator(postgres).run(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -323,7 +388,7 @@ impl RunStore {
         tenant_id: &str,
         name: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO api_tokens (token_hash, tenant_id, name, created_at) VALUES (?, ?, ?, ?)",
         )
         .bind(token_hash)
@@ -337,7 +402,7 @@ impl RunStore {
 
     /// The tenant of the API token whose SHA-256 is `token_hash`, if there is one.
     pub async fn tenant_of_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT tenant_id FROM api_tokens WHERE token_hash = ?")
+        let row = query("SELECT tenant_id FROM api_tokens WHERE token_hash = ?")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -372,7 +437,7 @@ impl RunStore {
                 Some(sealed_key.as_slice()),
             ),
         };
-        sqlx::query(
+        query(
             "INSERT INTO credentials (credential_id, tenant_id, kind, role_arn, external_id, \
              access_key_id, sealed_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -395,12 +460,11 @@ impl RunStore {
         tenant_id: &str,
         credential_id: &str,
     ) -> Result<Option<CredentialRecord>, StoreError> {
-        let row =
-            sqlx::query("SELECT * FROM credentials WHERE credential_id = ? AND tenant_id = ?")
-                .bind(credential_id)
-                .bind(tenant_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = query("SELECT * FROM credentials WHERE credential_id = ? AND tenant_id = ?")
+            .bind(credential_id)
+            .bind(tenant_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|row| credential_from_row(&row)))
     }
 
@@ -411,7 +475,7 @@ impl RunStore {
         tenant_id: &str,
         destination: &DestinationRecord,
     ) -> Result<bool, StoreError> {
-        let inserted = sqlx::query(
+        let inserted = query(
             "INSERT INTO destinations (destination_id, tenant_id, name, settings, created_at, \
              updated_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -432,7 +496,7 @@ impl RunStore {
         tenant_id: &str,
         name_or_id: &str,
     ) -> Result<Option<DestinationRecord>, StoreError> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT * FROM destinations WHERE tenant_id = ? AND (name = ? OR destination_id = ?) \
              ORDER BY name = ? DESC LIMIT 1",
         )
@@ -452,7 +516,7 @@ impl RunStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DestinationRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM destinations WHERE tenant_id = ? AND (? IS NULL OR name > ?) \
              ORDER BY name LIMIT ?",
         )
@@ -472,7 +536,7 @@ impl RunStore {
         tenant_id: &str,
         destination: &DestinationRecord,
     ) -> Result<bool, StoreError> {
-        let updated = sqlx::query(
+        let updated = query(
             "UPDATE destinations SET name = ?, settings = ?, updated_at = ? \
              WHERE destination_id = ? AND tenant_id = ?",
         )
@@ -492,12 +556,11 @@ impl RunStore {
         tenant_id: &str,
         destination_id: &str,
     ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM destinations WHERE destination_id = ? AND tenant_id = ?")
-                .bind(destination_id)
-                .bind(tenant_id)
-                .execute(&self.pool)
-                .await?;
+        let done = query("DELETE FROM destinations WHERE destination_id = ? AND tenant_id = ?")
+            .bind(destination_id)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -509,7 +572,7 @@ impl RunStore {
         before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<CredentialRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM credentials WHERE tenant_id = ? AND (? IS NULL OR credential_id < ?) \
              ORDER BY credential_id DESC LIMIT ?",
         )
@@ -528,7 +591,7 @@ impl RunStore {
         tenant_id: &str,
         credential_id: &str,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM credentials WHERE credential_id = ? AND tenant_id = ?")
+        let done = query("DELETE FROM credentials WHERE credential_id = ? AND tenant_id = ?")
             .bind(credential_id)
             .bind(tenant_id)
             .execute(&self.pool)
@@ -540,7 +603,7 @@ impl RunStore {
     /// idempotency key already names one of its tenant's runs.
     pub async fn create_run(&self, run: &NewRun<'_>) -> Result<bool, StoreError> {
         let now = now_ms();
-        let inserted = sqlx::query(
+        let inserted = query(
             "INSERT INTO runs (run_id, tenant_id, destination_name, idempotency_key, state, \
              sealed_request, arrow_schema, created_at, updated_at) \
              VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?)",
@@ -572,12 +635,11 @@ impl RunStore {
         tenant_id: &str,
         key: &str,
     ) -> Result<Option<RunRecord>, StoreError> {
-        let row =
-            sqlx::query("SELECT run_id FROM runs WHERE tenant_id = ? AND idempotency_key = ?")
-                .bind(tenant_id)
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = query("SELECT run_id FROM runs WHERE tenant_id = ? AND idempotency_key = ?")
+            .bind(tenant_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some(row) => self.get_run(row.get("run_id")).await,
             None => Ok(None),
@@ -611,7 +673,7 @@ impl RunStore {
             sql.push_str(" AND r.destination_name = ?");
         }
         sql.push_str(" ORDER BY r.run_id DESC LIMIT ?");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id);
+        let mut query = query(&sql).bind(tenant_id);
         if let Some(before) = before {
             query = query.bind(before);
         }
@@ -645,12 +707,10 @@ impl RunStore {
 
     /// The run, whichever tenant it belongs to (for the planner).
     pub async fn get_run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{RUN_SELECT} WHERE r.run_id = ?"
-        )))
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = query(&format!("{RUN_SELECT} WHERE r.run_id = ?"))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|row| run_from_row(&row)))
     }
 
@@ -662,9 +722,9 @@ impl RunStore {
         key_values: &[String],
     ) -> Result<(), StoreError> {
         let key_values = serde_json::to_string(key_values).unwrap_or_default();
-        sqlx::query(
-            "INSERT OR IGNORE INTO partitions (run_id, partition_index, key_values) \
-             VALUES (?, ?, ?)",
+        query(
+            "INSERT INTO partitions (run_id, partition_index, key_values) \
+             VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(run_id)
         .bind(partition_index as i64)
@@ -676,7 +736,7 @@ impl RunStore {
 
     /// The partitions of a partitioned run: each one's key text by index.
     pub async fn partitions(&self, run_id: &str) -> Result<BTreeMap<u64, Vec<String>>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT partition_index, key_values FROM partitions WHERE run_id = ? \
              ORDER BY partition_index",
         )
@@ -703,9 +763,9 @@ impl RunStore {
         segment: &NewSegment,
         rows_received: u64,
     ) -> Result<bool, StoreError> {
-        sqlx::query(
-            "INSERT OR IGNORE INTO segments (run_id, segment_index, partition_index, row_offset, \
-             row_count) VALUES (?, ?, ?, ?, ?)",
+        query(
+            "INSERT INTO segments (run_id, segment_index, partition_index, row_offset, \
+             row_count) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(run_id)
         .bind(segment.segment_index as i64)
@@ -714,7 +774,7 @@ impl RunStore {
         .bind(segment.row_count as i64)
         .execute(&self.pool)
         .await?;
-        let receiving = sqlx::query(
+        let receiving = query(
             "UPDATE runs SET rows = ?, updated_at = ? WHERE run_id = ? AND state = 'receiving'",
         )
         .bind(rows_received as i64)
@@ -732,7 +792,7 @@ impl RunStore {
         rows: u64,
         segment_count: u64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE runs SET state = 'encoding', rows = ?, segment_count = ?, updated_at = ? \
              WHERE run_id = ? AND state = 'receiving'",
         )
@@ -764,7 +824,7 @@ impl RunStore {
                     .join(",")
             })
         };
-        sqlx::query(
+        query(
             "UPDATE segments SET encoded = 1, block_size = ?, block_sizes = ?, block_rows = ? \
              WHERE run_id = ? AND segment_index = ?",
         )
@@ -780,7 +840,7 @@ impl RunStore {
 
     /// The run's segments, in stream order.
     pub async fn segments(&self, run_id: &str) -> Result<Vec<SegmentRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT segment_index, partition_index, row_offset, row_count, encoded, block_size, \
              block_sizes, block_rows FROM segments WHERE run_id = ? ORDER BY segment_index",
         )
@@ -817,7 +877,7 @@ impl RunStore {
 
     /// The run's planned files, by number.
     pub async fn files(&self, run_id: &str) -> Result<Vec<FileRecord>, StoreError> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT file_number, partition_index, number_in_partition, object_key, uploaded, \
              size, rows, sha256 FROM files WHERE run_id = ? ORDER BY file_number",
         )
@@ -844,9 +904,10 @@ impl RunStore {
 
     /// Records a planned file (its upload task is published).
     pub async fn add_file(&self, run_id: &str, file: &FileRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT OR IGNORE INTO files (run_id, file_number, partition_index, \
-             number_in_partition, object_key, rows) VALUES (?, ?, ?, ?, ?, ?)",
+        query(
+            "INSERT INTO files (run_id, file_number, partition_index, \
+             number_in_partition, object_key, rows) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(run_id)
         .bind(file.file_number as i64)
@@ -859,15 +920,16 @@ impl RunStore {
         Ok(())
     }
 
-    /// Records an uploaded file: its size and SHA-256.
+    /// Records an uploaded file: its size and SHA-256. Says whether the file was known (its
+    /// planning step had recorded it).
     pub async fn file_uploaded(
         &self,
         run_id: &str,
         file_number: u64,
         size: u64,
         sha256: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let known = query(
             "UPDATE files SET uploaded = 1, size = ?, sha256 = ? WHERE run_id = ? AND file_number = ?",
         )
         .bind(size as i64)
@@ -876,11 +938,12 @@ impl RunStore {
             .bind(file_number as i64)
             .execute(&self.pool)
             .await?;
-        self.touch(run_id).await
+        self.touch(run_id).await?;
+        Ok(known.rows_affected() == 1)
     }
 
     async fn touch(&self, run_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE runs SET updated_at = ? WHERE run_id = ?")
+        query("UPDATE runs SET updated_at = ? WHERE run_id = ?")
             .bind(now_ms())
             .bind(run_id)
             .execute(&self.pool)
@@ -896,7 +959,7 @@ impl RunStore {
         to: RunState,
     ) -> Result<bool, StoreError> {
         let done =
-            sqlx::query("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?")
+            query("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?")
                 .bind(state_name(to))
                 .bind(now_ms())
                 .bind(run_id)
@@ -909,7 +972,7 @@ impl RunStore {
     /// Cancels the run unless it has succeeded or is cancelled already; says whether it was
     /// cancelled now. A failed run's error is cleared: cancelling it gives it up.
     pub async fn cancel(&self, run_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE runs SET state = 'cancelled', error_code = NULL, error_message = NULL, \
              error_resolutions = NULL, updated_at = ? \
              WHERE run_id = ? AND state NOT IN ('succeeded', 'cancelled')",
@@ -926,7 +989,7 @@ impl RunStore {
     /// whether it was resumed.
     pub async fn retry(&self, run_id: &str) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        let done = sqlx::query(
+        let done = query(
             "UPDATE runs SET state = 'encoding', error_code = NULL, error_message = NULL, \
              error_resolutions = NULL, updated_at = ? \
              WHERE run_id = ? AND state = 'failed' AND segment_count IS NOT NULL",
@@ -938,7 +1001,7 @@ impl RunStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        sqlx::query("DELETE FROM files WHERE run_id = ? AND uploaded = 0")
+        query("DELETE FROM files WHERE run_id = ? AND uploaded = 0")
             .bind(run_id)
             .execute(&mut *transaction)
             .await?;
@@ -954,7 +1017,7 @@ impl RunStore {
             .map(|r| (*r as i32).to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let done = sqlx::query(
+        let done = query(
             "UPDATE runs SET state = 'failed', error_code = ?, error_message = ?, \
              error_resolutions = ?, updated_at = ? \
              WHERE run_id = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')",
@@ -971,9 +1034,7 @@ impl RunStore {
 }
 
 /// A write's outcome: `false` when it broke a unique constraint (a name taken).
-fn unique(
-    written: Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
-) -> Result<bool, StoreError> {
+fn unique(written: Result<AnyQueryResult, sqlx::Error>) -> Result<bool, StoreError> {
     match written {
         Ok(_) => Ok(true),
         Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(false),
@@ -981,7 +1042,7 @@ fn unique(
     }
 }
 
-fn destination_from_row(row: &SqliteRow) -> DestinationRecord {
+fn destination_from_row(row: &AnyRow) -> DestinationRecord {
     DestinationRecord {
         destination_id: row.get("destination_id"),
         name: row.get("name"),
@@ -991,7 +1052,7 @@ fn destination_from_row(row: &SqliteRow) -> DestinationRecord {
     }
 }
 
-fn credential_from_row(row: &SqliteRow) -> CredentialRecord {
+fn credential_from_row(row: &AnyRow) -> CredentialRecord {
     let kind = if row.get::<&str, _>("kind") == "iam-credential" {
         StoredCredential::AccessKey {
             access_key_id: row.get("access_key_id"),
@@ -1012,7 +1073,7 @@ fn credential_from_row(row: &SqliteRow) -> CredentialRecord {
     }
 }
 
-fn run_from_row(row: &SqliteRow) -> RunRecord {
+fn run_from_row(row: &AnyRow) -> RunRecord {
     let failure = row
         .get::<Option<i64>, _>("error_code")
         .map(|code| RunFailure {
