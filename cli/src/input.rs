@@ -4,7 +4,7 @@
 //! whatever the file's size.
 
 use anyhow::Context;
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::SchemaRef;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
@@ -106,13 +106,7 @@ pub fn open(path: &str, format: InputFormat, progress: Arc<Progress>) -> anyhow:
             None,
         )
         .context("standard input is not an Arrow IPC stream")?;
-        let schema = reader.schema();
-        return Ok(Input {
-            schema,
-            total_bytes: None,
-            total_rows: None,
-            batches: Box::new(reader.map(|batch| batch.map_err(anyhow::Error::from))),
-        });
+        return Ok(streamed(reader, None));
     }
     let file = File::open(path).with_context(|| format!("cannot open {path}"))?;
     let size = file.metadata().map(|m| m.len()).ok();
@@ -148,20 +142,14 @@ pub fn open(path: &str, format: InputFormat, progress: Arc<Progress>) -> anyhow:
                 .with_header(true)
                 .infer_schema(&mut sample, Some(1_000))
                 .with_context(|| format!("{path}: the CSV header and first rows cannot be read"))?;
-            let schema = Arc::new(schema);
-            let reader = arrow_csv::ReaderBuilder::new(schema.clone())
+            let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
                 .with_header(true)
                 .with_batch_size(BATCH_ROWS)
                 .build(Counting {
                     inner: BufReader::new(file),
                     progress,
                 })?;
-            Ok(Input {
-                schema,
-                total_bytes: size,
-                total_rows: None,
-                batches: Box::new(reader.map(|batch| batch.map_err(anyhow::Error::from))),
-            })
+            Ok(streamed(reader, size))
         }
         InputFormat::Arrow => {
             let reader = arrow_ipc::reader::FileReader::try_new(
@@ -172,12 +160,7 @@ pub fn open(path: &str, format: InputFormat, progress: Arc<Progress>) -> anyhow:
                 None,
             )
             .with_context(|| format!("{path} is not an Arrow IPC file"))?;
-            Ok(Input {
-                schema: reader.schema(),
-                total_bytes: size,
-                total_rows: None,
-                batches: Box::new(reader.map(|batch| batch.map_err(anyhow::Error::from))),
-            })
+            Ok(streamed(reader, size))
         }
         InputFormat::ArrowStream => {
             let reader = arrow_ipc::reader::StreamReader::try_new(
@@ -188,12 +171,17 @@ pub fn open(path: &str, format: InputFormat, progress: Arc<Progress>) -> anyhow:
                 None,
             )
             .with_context(|| format!("{path} is not an Arrow IPC stream"))?;
-            Ok(Input {
-                schema: reader.schema(),
-                total_bytes: size,
-                total_rows: None,
-                batches: Box::new(reader.map(|batch| batch.map_err(anyhow::Error::from))),
-            })
+            Ok(streamed(reader, size))
         }
+    }
+}
+
+/// An input read as it streams (CSV, Arrow IPC): its row count is not known ahead.
+fn streamed(reader: impl RecordBatchReader + Send + 'static, total_bytes: Option<u64>) -> Input {
+    Input {
+        schema: reader.schema(),
+        total_bytes,
+        total_rows: None,
+        batches: Box::new(reader.map(|batch| batch.map_err(anyhow::Error::from))),
     }
 }

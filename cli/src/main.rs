@@ -24,10 +24,11 @@ use filedrop_proto::v1::credential_service_client::CredentialServiceClient;
 use filedrop_proto::v1::destination_service_client::DestinationServiceClient;
 use filedrop_proto::v1::run_service_client::RunServiceClient;
 use filedrop_proto::v1::{
-    CancelRunRequest, DeleteCredentialRequest, DeleteDestinationRequest, ExportAccepted,
-    ExportRequest, GetCredentialRequest, GetDestinationRequest, GetRunRequest,
-    ListCredentialsRequest, ListDestinationsRequest, ListRunsRequest, RetryRunRequest, Run,
-    RunState, TestConnectionRequest, WatchRunRequest,
+    CancelRunRequest, CreateCredentialRequest, CreateDestinationRequest, DeleteCredentialRequest,
+    DeleteDestinationRequest, ExportAccepted, ExportRequest, GetCredentialRequest,
+    GetDestinationRequest, GetRunRequest, ListCredentialsRequest, ListDestinationsRequest,
+    ListRunsRequest, RetryRunRequest, RoleToRoleRequest, Run, RunState, TestConnectionRequest,
+    WatchRunRequest, create_credential_request,
 };
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -72,10 +73,10 @@ enum Command {
     /// Runs: list, get, watch, cancel, retry.
     #[command(subcommand)]
     Runs(RunsCommand),
-    /// Stored destinations: list, get, delete.
+    /// Stored destinations: create, list, get, delete.
     #[command(subcommand)]
     Destinations(DestinationsCommand),
-    /// Stored credentials: list, get, delete.
+    /// Stored credentials: create-role, create-key, list, get, delete.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
     /// Check that a stored destination can be written, without sending data.
@@ -148,6 +149,9 @@ enum RunsCommand {
 
 #[derive(Debug, Subcommand)]
 enum DestinationsCommand {
+    /// Store a destination under a name (its most used settings; every setting through
+    /// `DestinationService.CreateDestination`).
+    Create(CreateDestinationArgs),
     /// The tenant's stored destinations.
     List,
     /// One destination's settings.
@@ -162,8 +166,68 @@ enum DestinationsCommand {
     },
 }
 
+/// The settings `filedrop destinations create` takes.
+#[derive(Debug, Args)]
+struct CreateDestinationArgs {
+    /// The destination's name, which exports name.
+    name: String,
+    /// The bucket.
+    #[arg(long)]
+    bucket: String,
+    /// The key prefix the files go under.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// The bucket's region.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// An S3-compatible endpoint instead of Amazon S3's.
+    #[arg(long)]
+    endpoint_url: Option<String>,
+    /// Path-style addressing (most S3-compatible stores want it).
+    #[arg(long)]
+    path_style: bool,
+    /// The stored credential that writes there (`filedrop credentials create-…`).
+    #[arg(long)]
+    credential: String,
+    /// csv, tsv, psv, json, ndjson or parquet.
+    #[arg(long, default_value = "csv")]
+    format: String,
+    /// The filename template, e.g. `orders-{{now|format:'yyyy-MM-dd'}}-{{file_number}}.csv`.
+    #[arg(long)]
+    filename_template: String,
+    /// Split the delivery into files of this many rows.
+    #[arg(long)]
+    rows_per_file: Option<u64>,
+    /// Split the delivery into files of at most this many megabytes.
+    #[arg(long)]
+    megabytes_per_file: Option<u64>,
+    /// none, gzip, zstd, bzip2, zip, tar or tgz (text formats).
+    #[arg(long)]
+    compression: Option<String>,
+    /// A template variable's default, `name=value` (repeat for more).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    variables: Vec<String>,
+    /// No success marker.
+    #[arg(long)]
+    no_success_file: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum CredentialsCommand {
+    /// Create an iam-role-to-role credential: prints the External ID and the trust policy
+    /// the role's owner adds to the role.
+    CreateRole {
+        /// The role's ARN, e.g. `arn:aws:iam::123456789012:role/filedrop-exports`.
+        #[arg(long)]
+        role_arn: String,
+    },
+    /// Store an access key (iam-credential). The secret is read from
+    /// FILEDROP_SECRET_ACCESS_KEY, or from the first line of standard input.
+    CreateKey {
+        /// The access key id.
+        #[arg(long)]
+        access_key_id: String,
+    },
     /// The tenant's credentials (secrets are shown as set or unset, never their values).
     List,
     /// One credential.
@@ -277,6 +341,17 @@ impl Output {
         } else {
             println!("{}", text());
         }
+    }
+
+    /// A list: a JSON array, or a line per item (`empty` when there is none).
+    fn list(&self, items: &[Value], empty: &str, line: impl Fn(&Value) -> String) {
+        self.show(&Value::Array(items.to_vec()), || {
+            if items.is_empty() {
+                empty.to_owned()
+            } else {
+                items.iter().map(line).collect::<Vec<_>>().join("\n")
+            }
+        });
     }
 
     /// A progress bar on standard error, hidden for `--json` and when it is not a terminal.
@@ -539,6 +614,25 @@ async fn follow(
     Ok((run.state() != RunState::Succeeded).then_some(Outcome::Failed))
 }
 
+/// Every item of a paged list: `page` is asked for the page of a token (empty: the first) and
+/// answers its items and the next token (empty: the last page).
+async fn all_pages<F, Fut>(mut page: F) -> anyhow::Result<Vec<Value>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<Value>, String), tonic::Status>>,
+{
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token).await.map_err(refused)?;
+        all.extend(items);
+        if next.is_empty() {
+            return Ok(all);
+        }
+        token = next;
+    }
+}
+
 fn parse_state(name: &str) -> anyhow::Result<i32> {
     RunState::from_str_name(&format!("RUN_STATE_{}", name.to_uppercase()))
         .filter(|state| *state != RunState::Unspecified)
@@ -660,31 +754,37 @@ async fn destinations(
         )
     };
     match command {
+        DestinationsCommand::Create(args) => {
+            let created = client
+                .create_destination(CreateDestinationRequest {
+                    name: args.name.clone(),
+                    settings: Some(destination_settings(&args)?),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .destination
+                .context("no destination")?;
+            let value = summary(&created);
+            out.show(&value, || format!("created {}", line(&value)));
+        }
         DestinationsCommand::List => {
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_destinations(ListDestinationsRequest {
-                        page_size: 100,
-                        page_token: page_token.clone(),
-                    })
-                    .await
-                    .map_err(refused)?
-                    .into_inner();
-                all.extend(page.destinations.iter().map(summary));
-                if page.next_page_token.is_empty() {
-                    break;
+            let all = all_pages(|page_token| {
+                let mut client = client.clone();
+                async move {
+                    let page = client
+                        .list_destinations(ListDestinationsRequest {
+                            page_size: 100,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    let items = page.destinations.iter().map(summary).collect();
+                    Ok((items, page.next_page_token))
                 }
-                page_token = page.next_page_token;
-            }
-            out.show(&Value::Array(all.clone()), || {
-                if all.is_empty() {
-                    "no destinations".to_owned()
-                } else {
-                    all.iter().map(line).collect::<Vec<_>>().join("\n")
-                }
-            });
+            })
+            .await?;
+            out.list(&all, "no destinations", line);
         }
         DestinationsCommand::Get { destination } => {
             let found = client
@@ -710,6 +810,67 @@ async fn destinations(
         }
     }
     Ok(())
+}
+
+/// The export settings of `filedrop destinations create`.
+fn destination_settings(args: &CreateDestinationArgs) -> anyhow::Result<ExportRequest> {
+    use filedrop_proto::v1::{
+        Compression, CsvOptions, FileFormat, S3Destination, Split, SuccessFile,
+    };
+    let format = match args.format.as_str() {
+        "csv" => FileFormat::Csv,
+        "tsv" => FileFormat::Tsv,
+        "psv" => FileFormat::Psv,
+        "json" => FileFormat::Json,
+        "ndjson" => FileFormat::Ndjson,
+        "parquet" => FileFormat::Parquet,
+        other => anyhow::bail!("--format {other:?}: give csv, tsv, psv, json, ndjson or parquet"),
+    };
+    let compression = match args.compression.as_deref() {
+        None => Compression::Unspecified,
+        Some(name) => Compression::from_str_name(&format!("COMPRESSION_{}", name.to_uppercase()))
+            .filter(|c| *c != Compression::Unspecified)
+            .with_context(|| {
+                format!("--compression {name:?}: give none, gzip, zstd, bzip2, zip, tar or tgz")
+            })?,
+    };
+    let mut variables = std::collections::HashMap::new();
+    for variable in &args.variables {
+        let (name, value) = variable
+            .split_once('=')
+            .with_context(|| format!("--var {variable:?}: write it as name=value"))?;
+        variables.insert(name.to_owned(), value.to_owned());
+    }
+    let delimited = matches!(format, FileFormat::Csv | FileFormat::Tsv | FileFormat::Psv);
+    Ok(ExportRequest {
+        destination: Some(S3Destination {
+            endpoint_url: args.endpoint_url.clone().unwrap_or_default(),
+            region: args.region.clone(),
+            force_path_style: args.path_style,
+            bucket: args.bucket.clone(),
+            prefix: args.prefix.clone(),
+            credential_id: args.credential.clone(),
+            ..Default::default()
+        }),
+        format: format.into(),
+        csv: delimited.then(|| CsvOptions {
+            header: true,
+            ..Default::default()
+        }),
+        filename_template: args.filename_template.clone(),
+        split: (args.rows_per_file.is_some() || args.megabytes_per_file.is_some()).then(|| Split {
+            rows_per_file: args.rows_per_file.unwrap_or_default(),
+            megabytes_per_file: args.megabytes_per_file.unwrap_or_default(),
+            ..Default::default()
+        }),
+        success_file: Some(SuccessFile {
+            enabled: !args.no_success_file,
+            ..Default::default()
+        }),
+        compression: compression.into(),
+        variables,
+        ..Default::default()
+    })
 }
 
 fn credential_json(credential: &filedrop_proto::v1::Credential) -> Value {
@@ -747,31 +908,79 @@ async fn credentials(
         )
     };
     match command {
-        CredentialsCommand::List => {
-            let mut all = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_credentials(ListCredentialsRequest {
-                        page_size: 100,
-                        page_token: page_token.clone(),
-                    })
-                    .await
-                    .map_err(refused)?
-                    .into_inner();
-                all.extend(page.credentials.iter().map(credential_json));
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
+        CredentialsCommand::CreateRole { role_arn } => {
+            let created = client
+                .create_credential(CreateCredentialRequest {
+                    kind: Some(create_credential_request::Kind::RoleToRole(
+                        RoleToRoleRequest { role_arn },
+                    )),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .credential
+                .context("no credential")?;
+            let mut value = credential_json(&created);
+            if let Some(filedrop_proto::v1::credential::Kind::RoleToRole(role)) = &created.kind {
+                value["trust_policy_json"] = json!(role.trust_policy_json);
+                out.show(&value, || {
+                    format!(
+                        "credential {}\nExternal ID: {}\nAdd this trust policy to the role:\n{}",
+                        created.credential_id, role.external_id, role.trust_policy_json
+                    )
+                });
             }
-            out.show(&Value::Array(all.clone()), || {
-                if all.is_empty() {
-                    "no credentials".to_owned()
-                } else {
-                    all.iter().map(line).collect::<Vec<_>>().join("\n")
+        }
+        CredentialsCommand::CreateKey { access_key_id } => {
+            let secret = match std::env::var("FILEDROP_SECRET_ACCESS_KEY") {
+                Ok(secret) => secret,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the secret access key from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
                 }
-            });
+            };
+            anyhow::ensure!(
+                !secret.is_empty(),
+                "no secret access key: set FILEDROP_SECRET_ACCESS_KEY or write it on standard input"
+            );
+            let created = client
+                .create_credential(CreateCredentialRequest {
+                    kind: Some(create_credential_request::Kind::AccessKey(
+                        filedrop_proto::v1::AccessKeyCredential {
+                            access_key_id,
+                            secret_access_key: secret,
+                            ..Default::default()
+                        },
+                    )),
+                })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .credential
+                .context("no credential")?;
+            let value = credential_json(&created);
+            out.show(&value, || format!("created {}", line(&value)));
+        }
+        CredentialsCommand::List => {
+            let all = all_pages(|page_token| {
+                let mut client = client.clone();
+                async move {
+                    let page = client
+                        .list_credentials(ListCredentialsRequest {
+                            page_size: 100,
+                            page_token,
+                        })
+                        .await?
+                        .into_inner();
+                    let items = page.credentials.iter().map(credential_json).collect();
+                    Ok((items, page.next_page_token))
+                }
+            })
+            .await?;
+            out.list(&all, "no credentials", line);
         }
         CredentialsCommand::Get { credential_id } => {
             let found = client

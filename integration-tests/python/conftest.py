@@ -51,3 +51,17 @@ def filedrop_pb2(tmp_path_factory):
     from filedrop.v1 import export_pb2  # noqa: PLC0415
 
     return export_pb2
+
+
+def s3_filesystem(stack):
+    """pyarrow's S3 filesystem on the stack's moto server."""
+    from pyarrow import fs  # noqa: PLC0415 (only the tests that read S3 need it)
+
+    return fs.S3FileSystem(
+        access_key=stack["access_key_id"],
+        secret_key=stack["secret_access_key"],
+        endpoint_override=stack["s3_endpoint"],
+        scheme="http",
+        region="us-east-1",
+        force_virtual_addressing=False,
+    )

@@ -11,6 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from pyarrow import fs
 
+from conftest import s3_filesystem
+
 ROWS = 20_000
 
 
@@ -33,17 +35,6 @@ def ingest(stack, token, table_name, table):
     """`adbc_ingest` of `table` into `table_name`; returns the rows the server counted."""
     with connect(stack, token) as connection, connection.cursor() as cursor:
         return cursor.adbc_ingest(table_name, table, mode="append")
-
-
-def s3_filesystem(stack):
-    return fs.S3FileSystem(
-        access_key=stack["access_key_id"],
-        secret_key=stack["secret_access_key"],
-        endpoint_override=stack["s3_endpoint"],
-        scheme="http",
-        region="us-east-1",
-        force_virtual_addressing=False,
-    )
 
 
 def test_adbc_ingest_of_a_pyarrow_table_delivers_it_to_the_stored_destination(stack):

@@ -13,6 +13,8 @@ import pyarrow.flight as flight
 import pyarrow.parquet as pq
 from pyarrow import fs
 
+from conftest import s3_filesystem
+
 ROWS = 200_000
 
 
@@ -64,18 +66,6 @@ def send(stack, filedrop_pb2, request, table, chunk_rows):
     accepted = filedrop_pb2.ExportAccepted.FromString(reader.read().to_pybytes())
     writer.close()
     return accepted
-
-
-def s3_filesystem(stack):
-    """pyarrow's S3 filesystem on the stack's moto server."""
-    return fs.S3FileSystem(
-        access_key=stack["access_key_id"],
-        secret_key=stack["secret_access_key"],
-        endpoint_override=stack["s3_endpoint"],
-        scheme="http",
-        region="us-east-1",
-        force_virtual_addressing=False,
-    )
 
 
 def test_pyarrow_flight_export_reads_back_through_pyarrow_s3(stack, filedrop_pb2):

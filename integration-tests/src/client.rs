@@ -327,6 +327,23 @@ pub async fn create_access_key_credential(
     Ok(response.credential.expect("a credential"))
 }
 
+/// Stores the key of `moto`'s IAM user as an iam-credential of the tenant.
+pub async fn store_moto_key(
+    api: &Api,
+    moto: &crate::services::Moto,
+) -> filedrop_proto::v1::Credential {
+    create_access_key_credential(
+        api,
+        &AccessKeyCredential {
+            access_key_id: moto.access_key_id.clone(),
+            secret_access_key: moto.secret_access_key.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("CreateCredential")
+}
+
 /// A page of the tenant's credentials.
 pub async fn list_credentials(
     api: &Api,

@@ -4,8 +4,7 @@
 
 use filedrop_integration_tests::services::{Moto, venv};
 use filedrop_integration_tests::stack::{Stack, StackOptions, binary};
-use filedrop_integration_tests::{client, data, s3};
-use filedrop_proto::v1::{AccessKeyCredential, CreateDestinationRequest, FileFormat};
+use filedrop_integration_tests::{data, s3};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -13,10 +12,16 @@ const BUCKET: &str = "cli";
 
 /// `filedrop ARGS` with the stack's address and `token`.
 fn filedrop(stack: &Stack, token: &str, args: &[&str]) -> Output {
+    filedrop_with(stack, token, args, &[])
+}
+
+/// `filedrop ARGS` with the stack's address, `token` and more environment variables.
+fn filedrop_with(stack: &Stack, token: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(binary("filedrop"))
         .args(args)
         .env("FILEDROP_SERVER", stack.url())
         .env("FILEDROP_TOKEN", token)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .expect("running filedrop")
@@ -65,41 +70,105 @@ fn write_parquet(path: &Path, rows: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parquet_file_sent_from_a_terminal_shows_progress_then_the_runs_summary() {
     let moto = Moto::start(&[BUCKET]);
-    let stack = Stack::start(StackOptions::default());
-    let api = stack.api();
-    let key = client::create_access_key_credential(
-        &api,
-        &AccessKeyCredential {
-            access_key_id: moto.access_key_id.clone(),
-            secret_access_key: moto.secret_access_key.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("CreateCredential");
-    let mut settings = client::with_credential(
-        client::split(
-            client::request_to(&moto, BUCKET, "cli/", FileFormat::Csv),
-            50_000,
-        ),
-        &key.credential_id,
+    // filedrop's own AWS identity (moto's), which role-to-role credentials name.
+    let stack = Stack::start(StackOptions {
+        env: moto.identity_env(),
+        ..StackOptions::default()
+    });
+    let token = stack.token();
+
+    // Set up from the command line: a stored key (its secret from the environment, never
+    // shown), a destination naming it, and one whose bucket does not exist.
+    let created = filedrop_with(
+        &stack,
+        &token,
+        &[
+            "--json",
+            "credentials",
+            "create-key",
+            "--access-key-id",
+            &moto.access_key_id,
+        ],
+        &[("FILEDROP_SECRET_ACCESS_KEY", &moto.secret_access_key)],
     );
-    settings.filename_template = "{{campaign}}-{{run_id}}-{{file_number}}.csv".into();
-    settings
-        .variables
-        .insert("campaign".into(), "default".into());
-    let mut missing_bucket = settings.clone();
-    missing_bucket.destination.as_mut().unwrap().bucket = "no-such-bucket".into();
-    let mut destinations = client::destinations(&api).await;
-    for (name, settings) in [("orders", settings), ("nowhere", missing_bucket)] {
-        destinations
-            .create_destination(CreateDestinationRequest {
-                name: name.into(),
-                settings: Some(settings),
-            })
-            .await
-            .expect("CreateDestination");
+    assert_eq!(created.status.code(), Some(0), "{created:?}");
+    assert!(!String::from_utf8_lossy(&created.stdout).contains(&moto.secret_access_key));
+    let created = json(&created);
+    assert_eq!(created["detail"]["secret_access_key"], "set", "{created}");
+    let credential_id = created["credential_id"].as_str().unwrap().to_owned();
+    for (name, bucket) in [("orders", BUCKET), ("nowhere", "no-such-bucket")] {
+        let made = filedrop(
+            &stack,
+            &token,
+            &[
+                "destinations",
+                "create",
+                name,
+                "--bucket",
+                bucket,
+                "--prefix",
+                "cli/",
+                "--endpoint-url",
+                &moto.endpoint,
+                "--path-style",
+                "--credential",
+                &credential_id,
+                "--format",
+                "csv",
+                "--filename-template",
+                "{{campaign}}-{{run_id}}-{{file_number}}.csv",
+                "--rows-per-file",
+                "50000",
+                "--var",
+                "campaign=default",
+            ],
+        );
+        assert_eq!(made.status.code(), Some(0), "{made:?}");
     }
+    let role = filedrop(
+        &stack,
+        &token,
+        &[
+            "--json",
+            "credentials",
+            "create-role",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/cli",
+        ],
+    );
+    assert_eq!(role.status.code(), Some(0), "{role:?}");
+    let role = json(&role);
+    let external_id = role["detail"]["external_id"].as_str().unwrap();
+    assert!(!external_id.is_empty(), "{role}");
+    assert!(
+        role["trust_policy_json"]
+            .as_str()
+            .unwrap()
+            .contains(external_id),
+        "{role}"
+    );
+    // A bad setting is refused, naming it.
+    let refused = filedrop(
+        &stack,
+        &token,
+        &[
+            "destinations",
+            "create",
+            "bad",
+            "--bucket",
+            "Not_A_Bucket",
+            "--credential",
+            &credential_id,
+            "--filename-template",
+            "x.csv",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("bucket"),
+        "{refused:?}"
+    );
+
     let parquet = stack.dir.join("orders.parquet");
     write_parquet(&parquet, 200_000);
     let parquet = parquet.to_str().unwrap();
@@ -136,7 +205,6 @@ async fn a_parquet_file_sent_from_a_terminal_shows_progress_then_the_runs_summar
     assert_eq!(rows, 200_000);
 
     // A script: --json answers parse, and say the same.
-    let token = stack.token();
     let listed = json(&filedrop(&stack, &token, &["--json", "runs", "list"]));
     let runs = listed.as_array().expect("a list of runs");
     assert_eq!(runs.len(), 1, "{listed}");

@@ -8,8 +8,8 @@ use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{
-    AccessKeyCredential, CreateDestinationRequest, DeleteDestinationRequest, ExportRequest,
-    FileFormat, GetDestinationRequest, ListDestinationsRequest, ListRunsRequest, RunState,
+    CreateDestinationRequest, DeleteDestinationRequest, ExportRequest, FileFormat,
+    GetDestinationRequest, ListDestinationsRequest, ListRunsRequest, RunState,
     TestConnectionRequest, UpdateDestinationRequest,
 };
 use std::time::Duration;
@@ -24,16 +24,7 @@ async fn a_stored_destination_is_kept_validated_named_by_exports_and_deleted() {
     let stack = Stack::start(StackOptions::default());
     let api = stack.api();
     let mut service = client::destinations(&api).await;
-    let key = client::create_access_key_credential(
-        &api,
-        &AccessKeyCredential {
-            access_key_id: moto.access_key_id.clone(),
-            secret_access_key: moto.secret_access_key.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("CreateCredential");
+    let key = client::store_moto_key(&api, &moto).await;
     let mut settings = client::with_credential(
         client::request_to(&moto, BUCKET, "crm/", FileFormat::Csv),
         &key.credential_id,
@@ -270,16 +261,7 @@ async fn a_flight_sql_ingest_exports_to_the_stored_destination_its_table_names()
     let moto = Moto::start(&[BUCKET]);
     let stack = Stack::start(StackOptions::default());
     let api = stack.api();
-    let key = client::create_access_key_credential(
-        &api,
-        &AccessKeyCredential {
-            access_key_id: moto.access_key_id.clone(),
-            secret_access_key: moto.secret_access_key.clone(),
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("CreateCredential");
+    let key = client::store_moto_key(&api, &moto).await;
     let mut settings = client::with_credential(
         client::request_to(&moto, BUCKET, "ingest/", FileFormat::Csv),
         &key.credential_id,

@@ -6,7 +6,7 @@
 use filedrop_integration_tests::client;
 use filedrop_integration_tests::services::{Moto, run_pytest};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
-use filedrop_proto::v1::{AccessKeyCredential, CreateDestinationRequest, FileFormat};
+use filedrop_proto::v1::{CreateDestinationRequest, FileFormat};
 use std::ffi::OsStr;
 
 /// The variables that tell the Python tests where the stack is (see `conftest.py`).
@@ -52,16 +52,7 @@ fn adbc_flight_sql_ingest_delivers_to_a_stored_destination() {
     let api = stack.api();
     // A stored destination, as its owner would set it up: a stored key, Parquet.
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let credential = client::create_access_key_credential(
-            &api,
-            &AccessKeyCredential {
-                access_key_id: moto.access_key_id.clone(),
-                secret_access_key: moto.secret_access_key.clone(),
-                ..AccessKeyCredential::default()
-            },
-        )
-        .await
-        .expect("CreateCredential");
+        let credential = client::store_moto_key(&api, &moto).await;
         let mut settings = client::with_credential(
             client::request_to(&moto, "adbc", "adbc/", FileFormat::Parquet),
             &credential.credential_id,
