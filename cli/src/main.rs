@@ -151,7 +151,7 @@ enum RunsCommand {
 enum DestinationsCommand {
     /// Store a destination under a name (its most used settings; every setting through
     /// `DestinationService.CreateDestination`).
-    Create(CreateDestinationArgs),
+    Create(Box<CreateDestinationArgs>),
     /// The tenant's stored destinations.
     List,
     /// One destination's settings.
