@@ -13,9 +13,21 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 EXPECTED = {
-    "filedrop.v1.RunService": {"GetRun", "WatchRun"},
-    "filedrop.v1.CredentialService": {"CreateCredential", "GetCredential"},
-    "filedrop.v1.DestinationService": {"TestConnection"},
+    "filedrop.v1.RunService": {"GetRun", "WatchRun", "ListRuns", "CancelRun", "RetryRun"},
+    "filedrop.v1.CredentialService": {
+        "CreateCredential",
+        "GetCredential",
+        "ListCredentials",
+        "DeleteCredential",
+    },
+    "filedrop.v1.DestinationService": {
+        "CreateDestination",
+        "GetDestination",
+        "ListDestinations",
+        "UpdateDestination",
+        "DeleteDestination",
+        "TestConnection",
+    },
     "grpc.health.v1.Health": {"Check", "Watch"},
 }
 

@@ -147,11 +147,13 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
 
 /// Whether the run was cancelled while its file was being delivered. Looked at after the
 /// receipt is kept: either this sees the cancellation, or the cancellation's cleanup, which
-/// begins after it is marked, sees the receipt and deletes the file.
+/// begins after it is marked, sees the receipt and deletes the file. A mark that cannot be
+/// read counts as none: the file is reported, and a cancellation's cleanup still finds its
+/// receipt.
 async fn cancelled_meanwhile(context: &Context, run_id: &str) -> bool {
     matches!(
         context.staging.stopped(run_id).await,
-        Ok(Some(Stopped::Cancelled)) | Err(_)
+        Ok(Some(Stopped::Cancelled))
     )
 }
 
