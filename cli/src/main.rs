@@ -277,8 +277,8 @@ fn classify(error: &anyhow::Error) -> (u8, &'static str) {
         return (5, "unreachable");
     }
     match error
-        .downcast_ref::<tonic::Status>()
-        .map(tonic::Status::code)
+        .downcast_ref::<Refused>()
+        .map(|refused| refused.0.code())
     {
         Some(tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => {
             (4, "unauthenticated")
@@ -297,10 +297,21 @@ fn classify(error: &anyhow::Error) -> (u8, &'static str) {
     }
 }
 
+/// A call the server refused: shown as the server's message, its code read by `classify`.
+#[derive(Debug)]
+struct Refused(tonic::Status);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.message())
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// A gRPC failure as an error whose code `classify` reads, its message the server's.
 fn refused(status: tonic::Status) -> anyhow::Error {
-    let message = status.message().to_owned();
-    anyhow::Error::new(status).context(message)
+    anyhow::Error::new(Refused(status))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Option<Outcome>> {

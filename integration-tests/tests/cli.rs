@@ -268,6 +268,12 @@ async fn a_parquet_file_sent_from_a_terminal_shows_progress_then_the_runs_summar
         Some(4),
         "{unauthenticated:?}"
     );
+    let said = String::from_utf8_lossy(&unauthenticated.stderr);
+    assert_eq!(
+        said.matches("token is not valid").count(),
+        1,
+        "said once: {said}"
+    );
     let usage = filedrop(&stack, &token, &["export"]);
     assert_eq!(usage.status.code(), Some(2), "{usage:?}");
     let unreadable = filedrop(
