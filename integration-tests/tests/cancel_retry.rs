@@ -31,6 +31,13 @@ where
     }
 }
 
+/// Asserts that `answer` was refused as not possible now, with a message that `says`.
+fn assert_not_possible<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, says: &str) {
+    let status = answer.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains(says), "{status:?}");
+}
+
 fn keys(objects: &[s3::Object]) -> Vec<String> {
     objects.iter().map(|object| object.key.clone()).collect()
 }
@@ -125,9 +132,7 @@ async fn a_cancelled_run_leaves_no_object_and_no_open_upload() {
     let watched = client::watch_to_end(&api, run_id, Duration::from_secs(10)).await;
     assert_eq!(watched.last().unwrap().state(), RunState::Cancelled);
     // A cancelled run is not retried.
-    let status = client::retry_run(&api, run_id).await.unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("is cancelled"), "{status:?}");
+    assert_not_possible(client::retry_run(&api, run_id).await, "is cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,12 +237,8 @@ async fn a_run_failed_by_a_credential_is_retried_after_the_fix_and_writes_each_f
     assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());
 
     // A delivered run is neither retried nor cancelled.
-    let status = client::retry_run(&api, run_id).await.unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("is succeeded"), "{status:?}");
-    let status = client::cancel_run(&api, run_id).await.unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("has succeeded"), "{status:?}");
+    assert_not_possible(client::retry_run(&api, run_id).await, "is succeeded");
+    assert_not_possible(client::cancel_run(&api, run_id).await, "has succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,12 +253,9 @@ async fn a_failed_run_whose_data_is_not_kept_cannot_be_retried() {
     request.destination.as_mut().unwrap().bucket = "no-such-bucket".into();
     let run = client::export_to_end(&api, &request, data::table(1_000, 500), RUN_TIMEOUT).await;
     assert_eq!(run.state(), RunState::Failed, "{run:?}");
-    let status = client::retry_run(&api, &run.run_id).await.unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(
-        status.message().contains("keep_failed_hours")
-            && status.message().contains("export the data again"),
-        "{status:?}"
+    assert_not_possible(
+        client::retry_run(&api, &run.run_id).await,
+        "(the service keeps a failed run's data for staging.keep_failed_hours): export the data again",
     );
     assert!(!stack.staging_dir().join("runs").join(&run.run_id).exists());
     // A failed run can be given up: cancelled, it is final.
