@@ -242,6 +242,34 @@ pub async fn export_with_schema(
     Ok(ExportAccepted::decode(result.app_metadata.as_ref()).expect("ExportAccepted metadata"))
 }
 
+/// Sends `messages` as they are as one `DoPut` (a client that encodes its own stream, or a
+/// broken one); answers with the `PutResult`s, or the status the control plane refused with.
+pub async fn do_put_messages(
+    api: &Api,
+    messages: Vec<arrow_flight::FlightData>,
+) -> Result<Vec<arrow_flight::PutResult>, tonic::Status> {
+    let channel = api
+        .connect()
+        .await
+        .expect("connecting to the control plane");
+    let mut client = arrow_flight::flight_service_client::FlightServiceClient::new(channel)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let mut request = tonic::Request::new(futures::stream::iter(messages));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", api.token)
+            .parse()
+            .expect("a token is ASCII"),
+    );
+    client
+        .do_put(request)
+        .await?
+        .into_inner()
+        .try_collect()
+        .await
+}
+
 /// What a Flight SQL bulk ingest answered: the run it started (the `x-filedrop-run-id`
 /// response header) and the rows it counted.
 #[derive(Debug, Clone, PartialEq, Eq)]

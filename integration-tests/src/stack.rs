@@ -441,6 +441,54 @@ impl Stack {
         let _ = connection.close(0, "done".into()).await;
     }
 
+    /// The processes of the stack that have exited, with how (`control plane: signal 6`,
+    /// `worker 0: exit status: 1`); empty while every one runs.
+    pub fn exited(&mut self) -> Vec<String> {
+        let mut exited = Vec::new();
+        if let Some(child) = self.control_plane.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            exited.push(format!("control plane: {status}"));
+        }
+        for (index, worker) in self.workers.iter_mut().enumerate() {
+            if let Some(child) = worker
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited.push(format!("worker {index}: {status}"));
+            }
+        }
+        exited
+    }
+
+    /// Whether worker `index` has exited; if so it is reaped, and [`Stack::restart_worker`]
+    /// starts it again.
+    pub fn worker_exited(&mut self, index: usize) -> bool {
+        match &mut self.workers[index] {
+            Some(child) => match child.try_wait() {
+                Ok(Some(_)) => {
+                    self.workers[index] = None;
+                    true
+                }
+                _ => false,
+            },
+            None => true,
+        }
+    }
+
+    /// Starts worker `index` again, with `extra` environment (as it was started), after it
+    /// exited.
+    pub fn restart_worker(&mut self, index: usize, extra: &[(&str, &str)]) {
+        assert!(self.workers[index].is_none(), "worker {index} still runs");
+        let restarted = self.start_worker_with(extra);
+        self.workers.swap(index, restarted);
+        self.workers.pop();
+    }
+
+    /// Everything the control plane has logged so far.
+    pub fn control_plane_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("control-plane.log")).unwrap_or_default()
+    }
+
     /// Kills a worker at once (SIGKILL), as a crash would.
     pub fn kill_worker(&mut self, index: usize) {
         if let Some(mut child) = self.workers[index].take() {

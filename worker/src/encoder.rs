@@ -21,7 +21,10 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
     broker
         .consume(Queue::Encode, prefetch, move |payload| {
             let context = context.clone();
-            async move { handle(&context, &payload).await }
+            async move {
+                let handled = handle(&context, &payload);
+                crate::boundary::guarded(&context, Queue::Encode, &payload, handled).await
+            }
         })
         .await
 }

@@ -24,7 +24,10 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
     broker
         .consume(Queue::Finalize, 1, move |payload| {
             let context = context.clone();
-            async move { handle(&context, &payload).await }
+            async move {
+                let handled = handle(&context, &payload);
+                crate::boundary::guarded(&context, Queue::Finalize, &payload, handled).await
+            }
         })
         .await
 }

@@ -10,6 +10,7 @@
 //! dead-lettered.
 //!
 //! # Layout
+//! - [`boundary`]: the boundary of every task — a panic fails the task's run, not the process.
 //! - [`config`]: the worker's configuration.
 //! - [`encoder`]: the encode role.
 //! - [`destinations`]: sealed destinations opened, credentials resolved, a client per run, and
@@ -19,6 +20,7 @@
 //! - [`finalizer`]: the finalize step (success marker).
 //! - [`report`]: publishing worker events, and the outcome of a failed task.
 
+pub mod boundary;
 pub mod config;
 pub mod destinations;
 pub mod encoder;
@@ -29,6 +31,7 @@ pub mod uploader;
 use config::{Role, WorkerConfig};
 use destinations::Destinations;
 use filedrop_runtime::broker::Broker;
+use filedrop_runtime::faults::Faults;
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::shutdown::Shutdown;
 use filedrop_runtime::staging::Staging;
@@ -46,10 +49,13 @@ pub struct Context {
     pub destinations: Arc<Destinations>,
     /// The configuration.
     pub config: Arc<WorkerConfig>,
+    /// Faults injected for tests; none in production.
+    pub faults: Arc<Faults>,
 }
 
-/// Runs the configured roles until `shutdown` is raised and in-flight tasks are done.
-pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Runs the configured roles until `shutdown` is raised and in-flight tasks are done. `faults`
+/// are injected for tests (see `filedrop_runtime::faults`); pass none in production.
+pub async fn run(config: WorkerConfig, faults: Faults, shutdown: Shutdown) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
@@ -62,6 +68,7 @@ pub async fn run(config: WorkerConfig, shutdown: Shutdown) -> anyhow::Result<()>
         staging,
         destinations: Arc::new(Destinations::new(identity, secrets)),
         config: Arc::new(config),
+        faults: Arc::new(faults),
     };
     let mut roles = tokio::task::JoinSet::new();
     for role in context.config.roles.clone() {

@@ -31,7 +31,10 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
     broker
         .consume(Queue::Upload, prefetch, move |payload| {
             let context = context.clone();
-            async move { handle(&context, &payload).await }
+            async move {
+                let handled = handle(&context, &payload);
+                crate::boundary::guarded(&context, Queue::Upload, &payload, handled).await
+            }
         })
         .await
 }

@@ -7,6 +7,98 @@ const MIN_EXTERNAL_ID_CHARS: usize = 2;
 const MAX_EXTERNAL_ID_CHARS: usize = 1224;
 /// Most characters of an STS role session name.
 const MAX_SESSION_NAME_CHARS: usize = 64;
+/// Fewest characters of an access key id. AWS's have 16 to 128; S3-compatible stores use
+/// shorter ones (MinIO's may have 3).
+const MIN_ACCESS_KEY_ID_CHARS: usize = 3;
+/// Most characters of an access key id (IAM's limit).
+const MAX_ACCESS_KEY_ID_CHARS: usize = 128;
+/// Most characters of a secret access key (AWS's have 40).
+const MAX_SECRET_CHARS: usize = 1024;
+/// Most characters of a session token. STS's grow with session policies and tags, to a few
+/// kilobytes; this leaves room while keeping the header a store accepts.
+const MAX_SESSION_TOKEN_CHARS: usize = 16_384;
+
+/// Checks an access key id: 3 to 128 letters, digits and `_.~-`. It is sent in the
+/// `Authorization` header of every request (the SigV4 credential scope), so anything else —
+/// a space, a control character, a `/` — would make a request that cannot be signed.
+pub fn validate_access_key_id(id: &str) -> Result<(), String> {
+    let length = id.chars().count();
+    if !(MIN_ACCESS_KEY_ID_CHARS..=MAX_ACCESS_KEY_ID_CHARS).contains(&length) {
+        return Err(format!(
+            "an access key id has {MIN_ACCESS_KEY_ID_CHARS} to {MAX_ACCESS_KEY_ID_CHARS} \
+             characters (AWS's look like 'AKIAIOSFODNN7EXAMPLE'); this one has {length}"
+        ));
+    }
+    if let Some((position, bad)) = id
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || "_.~-".contains(*c)))
+    {
+        return Err(format!(
+            "an access key id is letters, digits and _.~- (AWS's look like \
+             'AKIAIOSFODNN7EXAMPLE'); character {} is {}: copy the id again",
+            position + 1,
+            describe(bad)
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a secret access key: 1 to 1,024 printable ASCII characters, no spaces. The message
+/// never repeats the secret: it says where the fault is and what it is.
+pub fn validate_secret_access_key(secret: &str) -> Result<(), String> {
+    check_token_text("a secret access key", secret, MAX_SECRET_CHARS)
+}
+
+/// Checks a session token: 1 to 16,384 printable ASCII characters, no spaces. It travels in
+/// the `x-amz-security-token` header, which cannot carry anything else. The message never
+/// repeats the token.
+pub fn validate_session_token(token: &str) -> Result<(), String> {
+    check_token_text("a session token", token, MAX_SESSION_TOKEN_CHARS)
+}
+
+/// Checks secret text (a secret, a token): printable ASCII without spaces, at most `most`
+/// characters. Says which character is wrong without showing the others.
+fn check_token_text(what: &str, text: &str, most: usize) -> Result<(), String> {
+    let length = text.chars().count();
+    if length == 0 || length > most {
+        return Err(format!(
+            "{what} has 1 to {most} characters; this one has {length}"
+        ));
+    }
+    if let Some((position, bad)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_graphic())
+    {
+        let hint = if bad == '\n' || bad == '\r' {
+            " (text read from a file often ends with one)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "{what} is printable ASCII without spaces; character {} of {length} is {}{hint}: \
+             copy it again",
+            position + 1,
+            describe(bad)
+        ));
+    }
+    Ok(())
+}
+
+/// A character as a message shows it: by name when it cannot be seen, otherwise quoted.
+pub fn describe(c: char) -> String {
+    match c {
+        '\n' => "a line break (LF)".into(),
+        '\r' => "a carriage return (CR)".into(),
+        '\t' => "a tab".into(),
+        ' ' => "a space".into(),
+        '\u{7f}' => "DEL (0x7F), a control character".into(),
+        c if c.is_control() => format!("a control character (U+{:04X})", c as u32),
+        c if !c.is_ascii() => format!("{c:?} (U+{:04X}), not ASCII", c as u32),
+        c => format!("{c:?}"),
+    }
+}
 
 /// Checks that `arn` names an IAM role: `arn:<partition>:iam::<12-digit account>:role/<name>`,
 /// the name possibly under a path. Returns what is wrong.
@@ -132,6 +224,54 @@ mod tests {
             let error = validate_role_arn(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn access_key_ids_are_short_words_that_a_header_can_carry() {
+        for good in [
+            "AKIAIOSFODNN7EXAMPLE",
+            "minioadmin",
+            "GK31c2f218a2e44f485b94239e",
+            "a_b.c~d-e",
+        ] {
+            assert_eq!(validate_access_key_id(good), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("AKIA\u{7f}BAD", "character 5 is DEL (0x7F)"),
+            ("AKIA BAD", "character 5 is a space"),
+            ("AKIA/BAD", "character 5 is '/'"),
+            ("AKIAÉBAD", "not ASCII"),
+            ("AK", "this one has 2"),
+        ] {
+            let error = validate_access_key_id(bad).unwrap_err();
+            assert!(error.contains(says), "{bad:?}: {error}");
+        }
+        assert!(validate_access_key_id(&"A".repeat(129)).is_err());
+        assert_eq!(validate_access_key_id(&"A".repeat(128)), Ok(()));
+    }
+
+    #[test]
+    fn secrets_and_tokens_are_printable_ascii_and_messages_never_show_them() {
+        assert_eq!(
+            validate_secret_access_key("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            Ok(())
+        );
+        assert_eq!(validate_session_token("FwoGZXIvYXdzE+/=="), Ok(()));
+        let error = validate_session_token("FwoGZXIvYXdz\nSECRETPART").unwrap_err();
+        assert!(
+            error.contains("character 13 of 23 is a line break"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("SECRETPART") && !error.contains("FwoG"),
+            "{error}"
+        );
+        let error = validate_secret_access_key("secret-value\n").unwrap_err();
+        assert!(error.contains("often ends with one"), "{error}");
+        assert!(!error.contains("secret-value"), "{error}");
+        assert!(validate_secret_access_key("").is_err());
+        assert!(validate_secret_access_key("with space").is_err());
+        assert!(validate_session_token(&"a".repeat(16_385)).is_err());
     }
 
     #[test]

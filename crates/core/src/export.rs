@@ -2,7 +2,11 @@
 //! any data is read, and the object keys of a run's files and marker.
 
 use crate::bucket::validate_bucket_name;
-use crate::credential::{validate_external_id, validate_role_arn};
+use crate::credential::{
+    validate_access_key_id, validate_external_id, validate_role_arn, validate_secret_access_key,
+    validate_session_token,
+};
+use crate::endpoint::{validate_endpoint_url, validate_region};
 use crate::failure::RunFailure;
 use crate::template::{BUILT_IN_VARIABLES, FilenameTemplate, PARTITION_VARIABLE, TemplateValues};
 use chrono::{DateTime, Utc};
@@ -748,6 +752,13 @@ fn validate_variables(
                 BUILT_IN_VARIABLES.join(", ")
             ));
         }
+        if let Some(bad) = value.chars().find(|c| c.is_control()) {
+            return invalid(format!(
+                "the value of variable {name:?} contains {}; values become part of object \
+                 keys, which hold no control characters",
+                crate::credential::describe(bad)
+            ));
+        }
         if value.len() > MAX_VARIABLE_VALUE_BYTES {
             return invalid(format!(
                 "the value of variable {name:?} is {} bytes; at most \
@@ -784,19 +795,13 @@ pub fn validate_destination(
     if destination.region.is_empty() {
         return Err(InvalidRequest::missing("destination.region", "'us-east-1'"));
     }
-    let endpoint = destination.endpoint_url.as_str();
-    let endpoint_ok =
-        endpoint.is_empty() || endpoint.starts_with("http://") || endpoint.starts_with("https://");
-    if !endpoint_ok {
-        return Err(InvalidRequest::new(
-            "destination.endpoint_url",
-            ErrorCode::Unspecified,
-            format!(
-                "endpoint URL {:?} must start with http:// or https://, e.g. \
-                 'https://s3.example.com'",
-                destination.endpoint_url
-            ),
-        ));
+    validate_region(&destination.region).map_err(|problem| {
+        InvalidRequest::new("destination.region", ErrorCode::Unspecified, problem)
+    })?;
+    if !destination.endpoint_url.is_empty() {
+        validate_endpoint_url(&destination.endpoint_url).map_err(|problem| {
+            InvalidRequest::new("destination.endpoint_url", ErrorCode::Unspecified, problem)
+        })?;
     }
     destination.prefix = normalize_prefix(&destination.prefix)?;
     if destination.name.chars().count() > MAX_DESTINATION_NAME_CHARS {
@@ -804,6 +809,16 @@ pub fn validate_destination(
             "destination.name",
             ErrorCode::Unspecified,
             format!("the destination name is longer than {MAX_DESTINATION_NAME_CHARS} characters"),
+        ));
+    }
+    if let Some(bad) = destination.name.chars().find(|c| c.is_control()) {
+        return Err(InvalidRequest::new(
+            "destination.name",
+            ErrorCode::Unspecified,
+            format!(
+                "the destination name contains {}; names are text on one line",
+                crate::credential::describe(bad)
+            ),
         ));
     }
     crate::object_settings::validate_object_settings(&destination)
@@ -862,11 +877,34 @@ pub fn validate_access_key(key: &AccessKeyCredential) -> Result<(), InvalidReque
             "'AKIA…'",
         ));
     }
+    validate_access_key_id(&key.access_key_id).map_err(|problem| {
+        InvalidRequest::new(
+            "destination.access_key.access_key_id",
+            ErrorCode::InvalidCredentials,
+            problem,
+        )
+    })?;
     if key.secret_access_key.is_empty() {
         return Err(InvalidRequest::missing(
             "destination.access_key.secret_access_key",
             "the secret of the access key",
         ));
+    }
+    validate_secret_access_key(&key.secret_access_key).map_err(|problem| {
+        InvalidRequest::new(
+            "destination.access_key.secret_access_key",
+            ErrorCode::InvalidCredentials,
+            problem,
+        )
+    })?;
+    if !key.session_token.is_empty() {
+        validate_session_token(&key.session_token).map_err(|problem| {
+            InvalidRequest::new(
+                "destination.access_key.session_token",
+                ErrorCode::InvalidCredentials,
+                problem,
+            )
+        })?;
     }
     if !key.role_arn.is_empty() {
         validate_role_arn(&key.role_arn).map_err(|problem| {
@@ -1054,6 +1092,12 @@ fn normalize_prefix(prefix: &str) -> Result<String, InvalidRequest> {
             "must not start with '/'; write 'exports/' not '/exports/'",
         ));
     }
+    if let Some(bad) = prefix.chars().find(|c| c.is_control()) {
+        return Err(invalid(&format!(
+            "contains {}; S3 keys filedrop writes hold no control characters",
+            crate::credential::describe(bad)
+        )));
+    }
     let trimmed = prefix.trim_end_matches('/');
     if trimmed
         .split('/')
@@ -1091,6 +1135,12 @@ fn join_key(prefix: &str, name: &str) -> Result<String, RunFailure> {
     }
     if name.split('/').any(str::is_empty) {
         return Err(invalid("has an empty folder name ('//' or a trailing '/')"));
+    }
+    if let Some(bad) = name.chars().find(|c| c.is_control()) {
+        return Err(invalid(&format!(
+            "contains {}; give variables and partition values without control characters",
+            crate::credential::describe(bad)
+        )));
     }
     let key = format!("{prefix}{name}");
     if key.len() > MAX_KEY_BYTES {

@@ -5,7 +5,9 @@
 //! - [`bucket`]: the S3 bucket naming rules.
 //! - [`joda`]: Joda-Time date patterns (`yyyy-MM-dd`) translated to `chrono` formats.
 //! - [`template`]: filename templates (`{{run_id}}`, `{{file_number}}`, `{{now|format:'…'}}`).
-//! - [`credential`]: role ARNs, External IDs, session names and trust policies of credentials
+//! - [`endpoint`]: endpoint URLs and regions of destinations.
+//! - [`credential`]: access key ids, secrets and session tokens, role ARNs, External IDs,
+//!   session names and trust policies of credentials
 //!   that assume a role.
 //! - [`export`]: an `ExportRequest` validated into an [`export::ExportSpec`], with object keys.
 //! - [`object_settings`]: server-side encryption, storage class, canned ACL and tags of the
@@ -16,6 +18,7 @@
 
 pub mod bucket;
 pub mod credential;
+pub mod endpoint;
 pub mod export;
 pub mod failure;
 pub mod joda;

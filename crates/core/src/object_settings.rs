@@ -27,6 +27,8 @@ pub const CANNED_ACLS: &[&str] = &[
     "aws-exec-read",
 ];
 
+/// Most characters of a KMS key id, alias or ARN (KMS's limit).
+const MAX_KMS_KEY_ID_CHARS: usize = 2048;
 /// Most tags on an object.
 const MAX_TAGS: usize = 10;
 /// Longest tag key, in characters.
@@ -55,6 +57,10 @@ pub fn validate_object_settings(destination: &S3Destination) -> Result<(), (&'st
                 .into(),
         ));
     }
+    if !destination.kms_key_id.is_empty() {
+        validate_kms_key_id(&destination.kms_key_id)
+            .map_err(|problem| ("destination.kms_key_id", problem))?;
+    }
     if !destination.storage_class.is_empty()
         && !STORAGE_CLASSES.contains(&destination.storage_class.as_str())
     {
@@ -80,6 +86,29 @@ pub fn validate_object_settings(destination: &S3Destination) -> Result<(), (&'st
         ));
     }
     validate_tags(&destination.tags).map_err(|problem| ("destination.tags", problem))
+}
+
+/// Checks a KMS key id as S3's `x-amz-server-side-encryption-aws-kms-key-id` header takes
+/// it: a key id, a key ARN, an alias (`alias/…`) or an alias ARN — up to 2,048 letters,
+/// digits and `:/_-`.
+fn validate_kms_key_id(key: &str) -> Result<(), String> {
+    let example = "e.g. 'alias/exports', '1234abcd-12ab-34cd-56ef-1234567890ab' or \
+                   'arn:aws:kms:us-east-1:111122223333:key/1234abcd-…'";
+    if key.chars().count() > MAX_KMS_KEY_ID_CHARS {
+        return Err(format!(
+            "a KMS key id has at most {MAX_KMS_KEY_ID_CHARS} characters, {example}"
+        ));
+    }
+    if let Some(bad) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ":/_-".contains(*c)))
+    {
+        return Err(format!(
+            "a KMS key id is letters, digits and :/_-; {} is not allowed, {example}",
+            crate::credential::describe(bad)
+        ));
+    }
+    Ok(())
 }
 
 fn validate_tags(tags: &HashMap<String, String>) -> Result<(), String> {
@@ -137,6 +166,18 @@ mod tests {
         let mut d = good.clone();
         d.server_side_encryption = ServerSideEncryption::Aes256.into();
         assert_eq!(field_of(&d), "destination.kms_key_id");
+        for bad_key in [
+            "alias/exports\r\nx-amz-acl: public-read",
+            "key id",
+            "alias/ü",
+        ] {
+            let mut d = good.clone();
+            d.kms_key_id = bad_key.into();
+            assert_eq!(field_of(&d), "destination.kms_key_id", "{bad_key:?}");
+        }
+        let mut d = good.clone();
+        d.kms_key_id = "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd_x".into();
+        assert_eq!(validate_object_settings(&d), Ok(()));
         let mut d = good.clone();
         d.storage_class = "COLD".into();
         assert_eq!(field_of(&d), "destination.storage_class");

@@ -18,6 +18,7 @@
 //! - [`encode`]: one segment to one block.
 //! - [`assemble`]: a file's blocks to the delivered bytes, written to any `std::io::Write`.
 //! - [`partition`]: rows grouped by the key text of their partition columns' values.
+//! - [`untrusted`]: checks of clients' Arrow IPC messages before the decoder sees them.
 //! - [`size`]: upper bounds on a delivered file's size from its blocks' sizes (splits by size).
 
 pub mod archive;
@@ -30,6 +31,7 @@ pub mod partition;
 pub mod pgp;
 pub mod segment;
 pub mod size;
+pub mod untrusted;
 
 /// Errors of encoding and assembling.
 #[derive(Debug, thiserror::Error)]

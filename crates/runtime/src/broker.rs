@@ -12,7 +12,8 @@
 //! ```
 //!
 //! Work queues dead-letter a message that is rejected, or redelivered more than
-//! [`DELIVERY_LIMIT`] times (a poison message), to `<ns>.dead-letter`.
+//! [`DELIVERY_LIMIT`] times (a poison message), to `<ns>.dead-letter`; the control plane
+//! consumes it ([`Broker::consume_dead_letters`]) to fail the runs of poison messages.
 //!
 //! Publishing waits for the broker's confirm. Consuming uses manual acks and a bounded
 //! prefetch; a handler says what to do with the message through [`Outcome`]. When the
@@ -109,6 +110,60 @@ pub enum Outcome {
     Retry,
     /// Can never succeed: dead-letter it.
     Reject,
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeathReason {
+    /// A handler rejected it ([`Outcome::Reject`]): it reported what went wrong itself.
+    Rejected,
+    /// It was delivered more than [`DELIVERY_LIMIT`] times without being settled: each
+    /// process that took it stopped (crashed, or was killed) before finishing it.
+    DeliveryLimit,
+    /// Another reason RabbitMQ gives (`expired`, `maxlen`), or none.
+    Other(String),
+}
+
+/// A message of the dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The message as it was published.
+    pub payload: Vec<u8>,
+    /// The work queue it died in, if it is one of the topology's.
+    pub queue: Option<Queue>,
+    /// Why it died.
+    pub reason: DeathReason,
+}
+
+impl DeadLetter {
+    /// Reads RabbitMQ's `x-first-death-queue` and `x-first-death-reason` headers.
+    fn from_delivery(namespace: &str, payload: Vec<u8>, properties: &BasicProperties) -> Self {
+        let header = |name: &str| -> Option<String> {
+            let headers = properties.headers().as_ref()?;
+            match headers.inner().get(name)? {
+                AMQPValue::LongString(text) => {
+                    Some(String::from_utf8_lossy(text.as_bytes()).into_owned())
+                }
+                AMQPValue::ShortString(text) => Some(text.as_str().to_owned()),
+                _ => None,
+            }
+        };
+        let queue = header("x-first-death-queue").and_then(|name| {
+            [Queue::Encode, Queue::Upload, Queue::Finalize, Queue::Events]
+                .into_iter()
+                .find(|queue| name == format!("{namespace}.{}", queue.suffix()))
+        });
+        let reason = match header("x-first-death-reason").as_deref() {
+            Some("rejected") => DeathReason::Rejected,
+            Some("delivery_limit") => DeathReason::DeliveryLimit,
+            other => DeathReason::Other(other.unwrap_or_default().to_owned()),
+        };
+        Self {
+            payload,
+            queue,
+            reason,
+        }
+    }
 }
 
 struct Link {
@@ -355,6 +410,39 @@ impl Broker {
         Fut: Future<Output = Outcome> + Send,
     {
         let name = self.queue_name(queue);
+        self.consume_queue(name, prefetch, move |payload, _| handle(payload))
+            .await
+    }
+
+    /// Consumes the dead-letter queue until shutdown, as [`Broker::consume`] does, telling
+    /// `handle` where and why each message died.
+    pub async fn consume_dead_letters<F, Fut>(
+        self: &Arc<Self>,
+        prefetch: u16,
+        handle: F,
+    ) -> Result<(), BrokerError>
+    where
+        F: Fn(DeadLetter) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send,
+    {
+        let name = format!("{}.dead-letter", self.config.namespace);
+        let namespace = self.config.namespace.clone();
+        self.consume_queue(name, prefetch, move |payload, properties| {
+            handle(DeadLetter::from_delivery(&namespace, payload, &properties))
+        })
+        .await
+    }
+
+    async fn consume_queue<F, Fut>(
+        self: &Arc<Self>,
+        name: String,
+        prefetch: u16,
+        handle: F,
+    ) -> Result<(), BrokerError>
+    where
+        F: Fn(Vec<u8>, BasicProperties) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send,
+    {
         let mut broken = None;
         while !self.shutdown.is_raised() {
             let link = match self.current_link(broken).await {
@@ -387,7 +475,7 @@ impl Broker {
         handle: F,
     ) -> Result<(), lapin::Error>
     where
-        F: Fn(Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
+        F: Fn(Vec<u8>, BasicProperties) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Outcome> + Send,
     {
         let channel = link.connection.create_channel().await?;
@@ -419,7 +507,7 @@ impl Broker {
                             return;
                         }
                     };
-                    let outcome = handle(delivery.data.clone()).await;
+                    let outcome = handle(delivery.data.clone(), delivery.properties.clone()).await;
                     let settled = match outcome {
                         Outcome::Ack => delivery.acker.ack(BasicAckOptions::default()).await,
                         Outcome::Retry => {

@@ -4,8 +4,10 @@
 use crate::settings::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. Logs go to stderr.
+/// Installs the global subscriber, and the panic hook that logs panics through it (see
+/// [`crate::panic`]). Logs go to stderr.
 pub fn init(config: &LogConfig) {
+    crate::panic::install_hook();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.filter.as_str()));
     let builder = tracing_subscriber::fmt()

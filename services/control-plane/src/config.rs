@@ -123,6 +123,10 @@ pub struct IngestConfig {
     /// Most bytes (Arrow IPC) held in the open segments of all partitions of a run; past it
     /// the largest is staged early.
     pub partition_buffer_bytes: usize,
+    /// Most fields (nested ones counted) in a stream's schema; a wider schema is refused.
+    pub max_columns: usize,
+    /// Most rows one record batch may declare; a larger one is refused before it is decoded.
+    pub max_batch_rows: u64,
 }
 
 impl Default for IngestConfig {
@@ -132,6 +136,8 @@ impl Default for IngestConfig {
             segment_max_bytes: 32 * 1024 * 1024,
             max_partitions: 10_000,
             partition_buffer_bytes: 128 * 1024 * 1024,
+            max_columns: 10_000,
+            max_batch_rows: 16 * 1024 * 1024,
         }
     }
 }

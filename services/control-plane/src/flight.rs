@@ -153,7 +153,17 @@ impl FlightService for FlightEndpoint {
             Some(command) => (export_of_ingest(command)?, true),
             None => (decode_request(&first)?, false),
         };
-        let accepted = self.ingest.export(&tenant, export, first, stream).await?;
+        // A panic in validation or ingest is an answer too, not a reset stream (a run that
+        // exists by then is failed inside `export`).
+        let accepted =
+            filedrop_runtime::panic::catch(self.ingest.export(&tenant, export, first, stream))
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(Status::internal(format!(
+                        "the export could not be accepted (filedrop {panic}); this is a fault \
+                         in filedrop: tell the operators"
+                    )))
+                })?;
         let app_metadata = if sql_ingest {
             // What Flight SQL clients read: the rows ingested.
             DoPutUpdateResult {

@@ -28,9 +28,11 @@ use filedrop_formats::partition::{PartitionProblem, Partitioner};
 use filedrop_formats::pgp::PgpRecipient;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_formats::size::SizeBound;
+use filedrop_formats::untrusted::{IpcLimits, check_message};
 use filedrop_proto::jobs::v1::EncodeTask;
 use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest};
 use filedrop_runtime::broker::{Broker, Queue};
+use filedrop_runtime::faults::{Faults, Place};
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::staging::{Staging, block_key, segment_key};
 use futures::{StreamExt, TryStreamExt};
@@ -57,8 +59,10 @@ pub struct Ingest {
     pub secrets: SecretBox,
     /// Plans uploads once the stream ends.
     pub planner: Arc<Planner>,
-    /// Segment limits.
+    /// Segment limits, and what one message may declare.
     pub config: IngestConfig,
+    /// Faults injected for tests; none in production.
+    pub faults: Arc<Faults>,
 }
 
 /// A partition being received (the whole run, when it is not partitioned).
@@ -179,10 +183,22 @@ impl Ingest {
         let output = Output::from_encoding(&spec.encoding)
             .map_err(|problem| internal("reading the format", &problem))?;
 
-        let mut batches = FlightRecordBatchStream::new_from_flight_data(
-            futures::stream::once(async { Ok(first) }).chain(stream.map_err(FlightError::from)),
-        );
-        let first_batch = batches.try_next().await.map_err(stream_error)?;
+        // Every message is checked before Arrow's decoder sees it, and the decoder runs
+        // behind a panic boundary (`next_batch`): malformed IPC gets INVALID_ARGUMENT.
+        let limits = IpcLimits {
+            max_columns: self.config.max_columns,
+            max_batch_rows: self.config.max_batch_rows,
+        };
+        let checked = futures::stream::once(async { Ok(first) })
+            .chain(stream.map_err(FlightError::from))
+            .map(move |data| {
+                let data = data?;
+                check_message(&data.data_header, data.data_body.len(), &limits)
+                    .map_err(|problem| FlightError::DecodeError(problem.to_string()))?;
+                Ok(data)
+            });
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(checked);
+        let first_batch = next_batch(&mut batches).await?;
         let schema = batches.schema().cloned().ok_or_else(|| {
             invalid_argument(ErrorCode::Unspecified, "the stream carries no Arrow schema")
         })?;
@@ -251,7 +267,7 @@ impl Ingest {
             .map_err(|e| internal("creating the run", &e))?;
         if !created {
             // The same key was sent at the same time: that export's run is the one.
-            while batches.try_next().await.map_err(stream_error)?.is_some() {}
+            while next_batch(&mut batches).await?.is_some() {}
             let key = spec.idempotency_key.as_deref().unwrap_or_default();
             let run = self
                 .store
@@ -284,18 +300,27 @@ impl Ingest {
             segment_max_bytes,
             max_block_bytes,
         };
-        let received: Result<(), Status> = async {
+        // Behind a panic boundary: whatever fails while the run is received fails the run.
+        let received: Result<(), Status> = filedrop_runtime::panic::catch(async {
+            self.faults.inject(Place::Ingest, &request.encode_to_vec());
             let mut next = first_batch;
             while let Some(batch) = next {
                 self.receive_batch(&mut receiving, &batch).await?;
-                next = batches.try_next().await.map_err(stream_error)?;
+                next = next_batch(&mut batches).await?;
             }
             for partition in 0..receiving.partitions.len() {
                 self.flush(&mut receiving, partition).await?;
             }
             Ok(())
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|panic| {
+            Err(Status::internal(format!(
+                "receiving the stream failed unexpectedly (filedrop {panic}); this is a fault \
+                 in filedrop: send the data again, and tell the operators if it fails the \
+                 same way again"
+            )))
+        });
         if let Err(status) = received {
             warn!(run_id, error = %status.message(), "export stream failed");
             let failure = RunFailure::new(
@@ -516,6 +541,22 @@ impl Ingest {
             .map_err(|e| internal("queueing a segment", &e))?;
         run.segment_count += 1;
         Ok(())
+    }
+}
+
+/// The next batch of a client's stream, decoded behind a panic boundary: a panic in Arrow's
+/// decoder (a malformed message the checks let through) is INVALID_ARGUMENT, like any other
+/// message that cannot be decoded. The stream is not read again after an error.
+async fn next_batch(batches: &mut FlightRecordBatchStream) -> Result<Option<RecordBatch>, Status> {
+    match filedrop_runtime::panic::catch(batches.try_next()).await {
+        Ok(next) => next.map_err(stream_error),
+        Err(panic) => Err(invalid_argument(
+            ErrorCode::Unspecified,
+            format!(
+                "the Arrow Flight stream could not be decoded: a record batch is malformed \
+                 (Arrow's decoder {panic})"
+            ),
+        )),
     }
 }
 

@@ -36,6 +36,7 @@ use filedrop_proto::v1::credential_service_server::CredentialServiceServer;
 use filedrop_proto::v1::destination_service_server::DestinationServiceServer;
 use filedrop_proto::v1::run_service_server::RunServiceServer;
 use filedrop_runtime::broker::Broker;
+use filedrop_runtime::faults::Faults;
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::shutdown::Shutdown;
 use filedrop_runtime::staging::Staging;
@@ -52,9 +53,12 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Serves on `listener` until `shutdown` is raised: stops accepting, lets calls in flight end,
 /// stops consuming events, closes the broker connection.
+///
+/// `faults` are injected for tests (see `filedrop_runtime::faults`); pass none in production.
 pub async fn serve(
     config: ControlPlaneConfig,
     listener: TcpListener,
+    faults: Faults,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     config
@@ -76,8 +80,10 @@ pub async fn serve(
         staging.clone(),
         secrets.clone(),
         Duration::from_secs(config.staging.keep_failed_hours.saturating_mul(3600)),
+        faults.clone(),
     ));
     let events = tokio::spawn(planner.clone().consume_events());
+    let dead_letters = tokio::spawn(planner.clone().consume_dead_letters());
     let sweep = tokio::spawn(planner.clone().sweep_staging(
         Duration::from_secs(config.staging.sweep_interval_secs.max(1)),
         shutdown.clone(),
@@ -89,6 +95,7 @@ pub async fn serve(
         secrets: secrets.clone(),
         planner: planner.clone(),
         config: config.ingest.clone(),
+        faults: Arc::new(faults),
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -151,6 +158,7 @@ pub async fn serve(
         })
         .await?;
     events.await??;
+    dead_letters.await??;
     sweep.await?;
     broker.close().await;
     info!("control plane stopped");

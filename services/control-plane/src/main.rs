@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use filedrop_control_plane::config::ControlPlaneConfig;
+use filedrop_runtime::faults::Faults;
 use std::path::PathBuf;
 
 /// The filedrop control plane (Arrow Flight exports, run API, planner).
@@ -59,7 +60,10 @@ async fn main() -> anyhow::Result<()> {
     let (trigger, shutdown) = filedrop_runtime::shutdown::channel();
     trigger.raise_on_signals();
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
-    if let Err(error) = filedrop_control_plane::serve(config, listener, shutdown).await {
+    // Faults injected on purpose, by the tests of failure handling only.
+    let faults = Faults::parse(&std::env::var("FILEDROP_TEST_FAULTS").unwrap_or_default())
+        .map_err(|problem| anyhow::anyhow!("FILEDROP_TEST_FAULTS: {problem}"))?;
+    if let Err(error) = filedrop_control_plane::serve(config, listener, faults, shutdown).await {
         tracing::error!(error = %format!("{error:#}"), "control plane failed");
         return Err(error);
     }

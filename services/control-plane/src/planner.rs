@@ -8,6 +8,9 @@
 //! - `RunFinalized` → succeeded; staging is deleted.
 //! - `TaskFailed` → failed with the worker's error; staging is kept for a retry when the
 //!   stream was received (`staging.keep_failed_hours`), deleted otherwise.
+//! - An event whose handling panics fails its run with `INTERNAL`; so does a task that died in
+//!   the dead-letter queue of the delivery limit (a poison message that crashed every process
+//!   that took it).
 //!
 //! It also cancels runs and retries failed ones (`RunService`), and sweeps staging for what
 //! ended runs left behind.
@@ -31,7 +34,10 @@ use filedrop_proto::jobs::v1::{
     worker_event,
 };
 use filedrop_proto::v1::{ErrorCode, ExportRequest, RunState, S3Destination};
-use filedrop_runtime::broker::{Broker, BrokerError, Outcome, Queue};
+use filedrop_runtime::broker::{
+    Broker, BrokerError, DELIVERY_LIMIT, DeadLetter, DeathReason, Outcome, Queue,
+};
+use filedrop_runtime::faults::{Faults, Place};
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::shutdown::Shutdown;
 use filedrop_runtime::staging::{
@@ -214,6 +220,8 @@ pub struct Planner {
     /// How long a failed run's staging is kept for a retry; zero: not kept.
     keep_failed: Duration,
     lock: Mutex<()>,
+    /// Faults injected for tests; none in production.
+    faults: Faults,
 }
 
 impl Planner {
@@ -224,6 +232,7 @@ impl Planner {
         staging: Staging,
         secrets: SecretBox,
         keep_failed: Duration,
+        faults: Faults,
     ) -> Self {
         Self {
             store,
@@ -232,6 +241,7 @@ impl Planner {
             secrets,
             keep_failed,
             lock: Mutex::new(()),
+            faults,
         }
     }
 
@@ -254,10 +264,95 @@ impl Planner {
                 return Outcome::Reject;
             }
         };
-        match self.apply(&event).await {
+        let handled = filedrop_runtime::panic::catch(async {
+            self.inject_fault(&event).await;
+            self.apply(&event).await
+        })
+        .await;
+        match handled {
+            Ok(Ok(())) => Outcome::Ack,
+            Ok(Err(error)) => {
+                warn!(run_id = %event.run_id, %error, "event handling failed, will retry");
+                Outcome::Retry
+            }
+            Err(panic) => {
+                // The event cannot be handled: the run cannot go on. Tried again only if the
+                // failure cannot be recorded now; after the delivery limit the dead-letter
+                // consumer fails the run.
+                let what = filedrop_runtime::tasks::describe(Queue::Events, payload)
+                    .map_or_else(|| "handling of a worker's report".to_owned(), |t| t.what);
+                let failure = RunFailure::internal(format!(
+                    "the {what} failed unexpectedly (filedrop {panic}); the run cannot go on. \
+                     This is a fault in filedrop, not in the data or the destination: retry \
+                     the run, and tell the operators if it fails the same way again"
+                ));
+                match self.fail_run(&event.run_id, &failure).await {
+                    Ok(()) => Outcome::Reject,
+                    Err(error) => {
+                        warn!(run_id = %event.run_id, %error, "could not fail the run of a panicked event, will retry");
+                        Outcome::Retry
+                    }
+                }
+            }
+        }
+    }
+
+    /// Injects the fault configured for events (tests only), matched against the request of
+    /// the event's run.
+    async fn inject_fault(&self, event: &WorkerEvent) {
+        if !self.faults.any_at(Place::Events) {
+            return;
+        }
+        if let Ok(Some(run)) = self.store.get_run(&event.run_id).await
+            && let Ok(request) = self.request_of(&run)
+        {
+            self.faults.inject(Place::Events, &request.encode_to_vec());
+        }
+    }
+
+    /// Consumes the dead-letter queue until shutdown: a task that died of the delivery limit
+    /// (each process that took it stopped before finishing it) fails its run, so that no run
+    /// waits for it forever. A rejected task needs nothing: whoever rejected it reported why.
+    pub async fn consume_dead_letters(self: Arc<Self>) -> Result<(), BrokerError> {
+        let broker = self.broker.clone();
+        broker
+            .consume_dead_letters(4, move |letter| {
+                let planner = self.clone();
+                async move { planner.on_dead_letter(letter).await }
+            })
+            .await
+    }
+
+    async fn on_dead_letter(&self, letter: DeadLetter) -> Outcome {
+        let task = letter
+            .queue
+            .and_then(|queue| filedrop_runtime::tasks::describe(queue, &letter.payload));
+        let Some(task) = task else {
+            warn!(queue = ?letter.queue, reason = ?letter.reason, "an undecodable message was dead-lettered; dropping it");
+            return Outcome::Ack;
+        };
+        let why = match &letter.reason {
+            DeathReason::Rejected => {
+                info!(run_id = %task.run_id, task = %task.what, "a rejected task was dead-lettered; its failure was reported");
+                return Outcome::Ack;
+            }
+            DeathReason::DeliveryLimit => format!(
+                "was given to a process {} times and each stopped before finishing it (a crash, \
+                 or a kill for lack of memory)",
+                DELIVERY_LIMIT + 1
+            ),
+            DeathReason::Other(reason) => format!("was dropped by the queue ({reason})"),
+        };
+        let failure = RunFailure::internal(format!(
+            "the {} {why}; the run cannot go on. This is a fault in filedrop, not in the data or \
+             the destination: retry the run, and tell the operators if it fails the same way \
+             again",
+            task.what
+        ));
+        match self.fail_run(&task.run_id, &failure).await {
             Ok(()) => Outcome::Ack,
             Err(error) => {
-                warn!(run_id = %event.run_id, %error, "event handling failed, will retry");
+                warn!(run_id = %task.run_id, %error, "could not fail the run of a dead-lettered task, will retry");
                 Outcome::Retry
             }
         }

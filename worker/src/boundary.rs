@@ -1,0 +1,51 @@
+//! The boundary of every task: a task that panics fails its run, never its process.
+//!
+//! [`guarded`] runs a task's handler; a panic inside it is caught (`filedrop_runtime::panic`),
+//! the run is failed with `INTERNAL` and a message that names the task and the place of the
+//! panic (no data, no secret), and the message is dead-lettered. The process goes on with
+//! the other tasks. A fault injected for tests (`filedrop_runtime::faults`) fires here too,
+//! inside the boundary.
+
+use crate::{Context, report};
+use filedrop_core::failure::RunFailure;
+use filedrop_runtime::broker::{Outcome, Queue};
+use filedrop_runtime::faults::Place;
+use std::future::Future;
+use tracing::error;
+
+/// Runs `handle` for the task in `payload`, taken from `queue`.
+pub async fn guarded<Fut>(context: &Context, queue: Queue, payload: &[u8], handle: Fut) -> Outcome
+where
+    Fut: Future<Output = Outcome>,
+{
+    let place = match queue {
+        Queue::Encode => Place::Encode,
+        Queue::Upload => Place::Upload,
+        Queue::Finalize => Place::Finalize,
+        Queue::Events => Place::Events,
+    };
+    let handled = filedrop_runtime::panic::catch(async {
+        context.faults.inject(place, payload);
+        handle.await
+    })
+    .await;
+    let panic = match handled {
+        Ok(outcome) => return outcome,
+        Err(panic) => panic,
+    };
+    let Some(task) = filedrop_runtime::tasks::describe(queue, payload) else {
+        error!(?queue, %panic, "an undecodable task panicked; dead-lettering it");
+        return Outcome::Reject;
+    };
+    report::fail(
+        context,
+        &task.run_id,
+        RunFailure::internal(format!(
+            "the {} failed unexpectedly (filedrop {panic}); the run cannot go on. This is a \
+             fault in filedrop, not in the data or the destination: retry the run, and tell \
+             the operators if it fails the same way again",
+            task.what
+        )),
+    )
+    .await
+}
