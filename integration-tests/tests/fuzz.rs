@@ -175,7 +175,7 @@ fn cases() -> usize {
     std::env::var("FILEDROP_FUZZ_CASES")
         .ok()
         .map(|cases| cases.parse().expect("FILEDROP_FUZZ_CASES is a number"))
-        .unwrap_or(150)
+        .unwrap_or(300)
 }
 
 /// A valid stream of small batches for `request`, as Flight messages.
@@ -270,6 +270,8 @@ async fn fuzzed_requests_streams_and_settings_take_nothing_down() {
         stored.count(outcome);
     }
     println!("stored settings campaign: {:?}", stored.0);
+    let exited = stack.exited();
+    assert!(exited.is_empty(), "after the stored settings: {exited:?}");
 
     // 3. Flight streams: a byte of a message's header or body changed.
     let mut streams = Tally::default();
@@ -290,7 +292,7 @@ async fn fuzzed_requests_streams_and_settings_take_nothing_down() {
     }
     println!("Flight stream campaign: {:?}", streams.0);
     let exited = stack.exited();
-    assert!(exited.is_empty(), "after the campaigns: {exited:?}");
+    assert!(exited.is_empty(), "after the streams: {exited:?}");
 
     // Every run the campaigns started ends, with a code when it failed.
     let mut ended = BTreeMap::<String, usize>::new();

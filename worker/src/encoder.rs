@@ -77,9 +77,16 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
     let first_row_number = task.row_offset + 1;
     let max_block_bytes = (task.max_block_bytes > 0).then_some(task.max_block_bytes);
     let encoded = tokio::task::spawn_blocking(move || {
-        encode(&output, segment, first_row_number, max_block_bytes)
+        filedrop_runtime::panic::catch_blocking(|| {
+            encode(&output, segment, first_row_number, max_block_bytes)
+        })
     })
-    .await;
+    .await
+    .unwrap_or_else(|join| {
+        Err(filedrop_runtime::panic::Panic {
+            location: format!("a blocking thread ({join:?})"),
+        })
+    });
     let blocks = match encoded {
         Ok(Ok(blocks)) => blocks,
         Ok(Err(FormatError::FileTooLarge(message))) => {
@@ -101,11 +108,16 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             )
             .await;
         }
-        Err(join) => {
+        Err(panic) => {
             return report::fail(
                 context,
                 &run_id,
-                RunFailure::internal(format!("encoder crashed: {join}")),
+                RunFailure::internal(format!(
+                    "the encoding of segment {} failed unexpectedly (filedrop {panic}); the run \
+                     cannot go on. This is a fault in filedrop: retry the run, and tell the \
+                     operators if it fails the same way again",
+                    task.segment_index
+                )),
             )
             .await;
         }

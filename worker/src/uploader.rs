@@ -326,28 +326,30 @@ async fn upload_once(
     } = parts.clone();
     let runtime = tokio::runtime::Handle::current();
     let assembler = tokio::task::spawn_blocking(move || {
-        let writer = PartWriter::new(part_size, sender);
-        let fetch = |index: usize| {
-            runtime
-                .block_on(staging.get(&block_keys[index]))
-                .map_err(|error| match error {
-                    StagingError::NotFound { .. } => FormatError::Io(std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "block gone",
-                    )),
-                    other => FormatError::Io(std::io::Error::other(other)),
-                })
-        };
-        let writer = filedrop_formats::assemble::assemble(
-            &output,
-            &schema,
-            &object_key,
-            &block_sizes,
-            fetch,
-            writer,
-        )?;
-        writer.finish()?;
-        Ok::<(), FormatError>(())
+        filedrop_runtime::panic::catch_blocking(move || {
+            let writer = PartWriter::new(part_size, sender);
+            let fetch = |index: usize| {
+                runtime
+                    .block_on(staging.get(&block_keys[index]))
+                    .map_err(|error| match error {
+                        StagingError::NotFound { .. } => FormatError::Io(std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "block gone",
+                        )),
+                        other => FormatError::Io(std::io::Error::other(other)),
+                    })
+            };
+            let writer = filedrop_formats::assemble::assemble(
+                &output,
+                &schema,
+                &object_key,
+                &block_sizes,
+                fetch,
+                writer,
+            )?;
+            writer.finish()?;
+            Ok::<(), FormatError>(())
+        })
     });
     let uploaded = upload_stream(
         &connected.client,
@@ -359,7 +361,11 @@ async fn upload_once(
         context.config.upload.parts_in_flight,
     )
     .await;
-    let assembled = assembler.await;
+    let assembled = assembler.await.unwrap_or_else(|join| {
+        Err(filedrop_runtime::panic::Panic {
+            location: format!("a blocking thread ({join:?})"),
+        })
+    });
     match (uploaded, assembled) {
         (Ok(object), Ok(Ok(()))) => Ok(object),
         (Err(UploadError::Destination(failure)), _) => Err(Failed::Destination(failure)),
@@ -374,8 +380,11 @@ async fn upload_once(
             "file {} could not be assembled: {error}",
             task.file_number
         )))),
-        (_, Err(join)) => Err(Failed::Run(RunFailure::internal(format!(
-            "assembler crashed: {join}"
+        (_, Err(panic)) => Err(Failed::Run(RunFailure::internal(format!(
+            "the assembly of file {} failed unexpectedly (filedrop {panic}); the run cannot go \
+             on. This is a fault in filedrop: retry the run, and tell the operators if it \
+             fails the same way again",
+            task.file_number
         )))),
         (Err(UploadError::Incomplete), Ok(Ok(()))) => Err(Failed::Run(RunFailure::internal(
             "the assembler ended without finishing the file",

@@ -66,9 +66,11 @@ fn sample() -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
-/// The schema message, the dictionary messages and the batch message of `batch`, each as
-/// (header, body).
-fn encoded(batch: &RecordBatch) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+/// One IPC message: its header (a flatbuffer) and its body.
+type IpcMessage = (Vec<u8>, Vec<u8>);
+
+/// The schema message's header, and the dictionary messages and the batch message of `batch`.
+fn encoded(batch: &RecordBatch) -> (Vec<u8>, Vec<IpcMessage>) {
     let generator = IpcDataGenerator::default();
     let options = IpcWriteOptions::default();
     let mut tracker = DictionaryTracker::new(false);
@@ -85,7 +87,7 @@ fn encoded(batch: &RecordBatch) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
             &mut IpcWriteContext::default(),
         )
         .unwrap();
-    let mut messages: Vec<(Vec<u8>, Vec<u8>)> = dictionaries
+    let mut messages: Vec<IpcMessage> = dictionaries
         .into_iter()
         .map(|d| (d.ipc_message, d.arrow_data))
         .collect();
@@ -94,7 +96,7 @@ fn encoded(batch: &RecordBatch) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
 }
 
 /// Decodes dictionary and batch messages against `schema` as a Flight server would.
-fn decode(schema: &Arc<Schema>, messages: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+fn decode(schema: &Arc<Schema>, messages: &[IpcMessage]) -> Result<(), String> {
     let mut dictionaries = HashMap::new();
     for (header, body) in messages {
         let message = arrow_ipc::root_as_message(header).map_err(|e| e.to_string())?;
@@ -211,7 +213,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-fn apply(message: &mut (Vec<u8>, Vec<u8>), mutation: &Mutation) {
+fn apply(message: &mut IpcMessage, mutation: &Mutation) {
     let (header, body) = message;
     let overwrite = |target: &mut Vec<u8>, at: usize, bytes: &[u8]| {
         if target.is_empty() {

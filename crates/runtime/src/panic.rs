@@ -85,6 +85,19 @@ pub async fn catch<F: Future>(future: F) -> Result<F::Output, Panic> {
     }
 }
 
+/// Runs `work` (blocking code, on the thread that calls this); if it panics, the panic stops
+/// here and its place is returned. For work moved to a blocking thread
+/// (`tokio::task::spawn_blocking(|| catch_blocking(work))`), whose panic would otherwise come
+/// back as a `JoinError` that quotes the panic's message.
+pub fn catch_blocking<T>(work: impl FnOnce() -> T) -> Result<T, Panic> {
+    LAST_PANIC.with(|last| last.borrow_mut().take());
+    std::panic::catch_unwind(AssertUnwindSafe(work)).map_err(|_| Panic {
+        location: LAST_PANIC
+            .with(|last| last.borrow_mut().take())
+            .unwrap_or_else(|| "an unknown place".to_owned()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +117,16 @@ mod tests {
             "{caught}"
         );
         assert_eq!(catch(async { 7 }).await, Ok(7));
+        let caught = tokio::task::spawn_blocking(|| catch_blocking(|| -> u8 { panic!("x") }))
+            .await
+            .expect("the blocking task returns");
+        assert!(
+            caught
+                .unwrap_err()
+                .location
+                .starts_with("runtime/src/panic.rs:"),
+            "the place of a blocking panic"
+        );
     }
 
     #[test]

@@ -108,6 +108,14 @@ impl AwsIdentityConfig {
                 self.refresh_before_expiry_secs, self.session_seconds
             ));
         }
+        if !self.region.is_empty() {
+            filedrop_core::endpoint::validate_region(&self.region)
+                .map_err(|problem| format!("aws_identity.region: {problem}"))?;
+        }
+        if !self.sts_endpoint_url.is_empty() {
+            filedrop_core::endpoint::validate_endpoint_url(&self.sts_endpoint_url)
+                .map_err(|problem| format!("aws_identity.sts_endpoint_url: {problem}"))?;
+        }
         match self.source {
             AwsIdentitySource::Profile if self.profile.is_empty() => {
                 Err("aws_identity.profile is empty: name the profile, or use another source".into())
@@ -119,6 +127,16 @@ impl AwsIdentityConfig {
                     "aws_identity: source \"static\" needs access_key_id and secret_access_key"
                         .into(),
                 )
+            }
+            // The same rules as a destination's key: these become request headers too.
+            AwsIdentitySource::Static => {
+                use filedrop_core::credential::{
+                    validate_access_key_id, validate_secret_access_key,
+                };
+                validate_access_key_id(&self.access_key_id)
+                    .map_err(|problem| format!("aws_identity.access_key_id: {problem}"))?;
+                validate_secret_access_key(&self.secret_access_key)
+                    .map_err(|problem| format!("aws_identity.secret_access_key: {problem}"))
             }
             _ => Ok(()),
         }
