@@ -38,6 +38,15 @@ async fn a_normal_export_succeeds(stack: &Stack, moto: &Moto, prefix: &str) {
     );
 }
 
+/// `status` refuses the request as invalid, naming `field` first.
+fn assert_refused_naming(status: &tonic::Status, field: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with(&format!("{field}:")),
+        "{status:?}"
+    );
+}
+
 fn assert_all_running(stack: &mut Stack) {
     let exited = stack.exited();
     assert!(exited.is_empty(), "processes exited: {exited:?}");
@@ -96,13 +105,7 @@ async fn credentials_that_cannot_be_sent_are_refused_naming_the_field() {
         let status = client::export(&api, &request, data::table(10, 10))
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        assert!(
-            status
-                .message()
-                .starts_with(&format!("destination.access_key.{field}:")),
-            "{status:?}"
-        );
+        assert_refused_naming(&status, &format!("destination.access_key.{field}"));
         assert!(status.message().contains(says), "{status:?}");
         assert!(!status.message().contains(secret_part), "{status:?}");
         assert!(
@@ -120,13 +123,7 @@ async fn credentials_that_cannot_be_sent_are_refused_naming_the_field() {
         let status = client::create_access_key_credential(&api, &key)
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        assert!(
-            status
-                .message()
-                .starts_with(&format!("access_key.{field}:")),
-            "{status:?}"
-        );
+        assert_refused_naming(&status, &format!("access_key.{field}"));
         assert!(!status.message().contains(secret_part), "{status:?}");
     }
     let runs = client::list_runs(&api, ListRunsRequest::default())
@@ -156,11 +153,7 @@ async fn credentials_that_cannot_be_sent_are_refused_naming_the_field() {
         let status = client::export(&api, &request, data::table(10, 10))
             .await
             .unwrap_err();
-        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        assert!(
-            status.message().starts_with(&format!("{field}:")),
-            "{status:?}"
-        );
+        assert_refused_naming(&status, field);
     }
     assert_all_running(&mut stack);
     a_normal_export_succeeds(&stack, &moto, "after/").await;

@@ -40,12 +40,7 @@ where
     report::fail(
         context,
         &task.run_id,
-        RunFailure::internal(format!(
-            "the {} failed unexpectedly (filedrop {panic}); the run cannot go on. This is a \
-             fault in filedrop, not in the data or the destination: retry the run, and tell \
-             the operators if it fails the same way again",
-            task.what
-        )),
+        RunFailure::panicked(&task.what, panic),
     )
     .await
 }

@@ -112,12 +112,10 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             return report::fail(
                 context,
                 &run_id,
-                RunFailure::internal(format!(
-                    "the encoding of segment {} failed unexpectedly (filedrop {panic}); the run \
-                     cannot go on. This is a fault in filedrop: retry the run, and tell the \
-                     operators if it fails the same way again",
-                    task.segment_index
-                )),
+                RunFailure::panicked(
+                    &format!("encoding of segment {}", task.segment_index),
+                    panic,
+                ),
             )
             .await;
         }

@@ -380,12 +380,10 @@ async fn upload_once(
             "file {} could not be assembled: {error}",
             task.file_number
         )))),
-        (_, Err(panic)) => Err(Failed::Run(RunFailure::internal(format!(
-            "the assembly of file {} failed unexpectedly (filedrop {panic}); the run cannot go \
-             on. This is a fault in filedrop: retry the run, and tell the operators if it \
-             fails the same way again",
-            task.file_number
-        )))),
+        (_, Err(panic)) => Err(Failed::Run(RunFailure::panicked(
+            &format!("assembly of file {}", task.file_number),
+            panic,
+        ))),
         (Err(UploadError::Incomplete), Ok(Ok(()))) => Err(Failed::Run(RunFailure::internal(
             "the assembler ended without finishing the file",
         ))),

@@ -70,6 +70,10 @@ pub fn validate_endpoint_url(endpoint: &str) -> Result<(), String> {
             "{shown} must start with http:// or https://, {example}"
         ));
     }
+    let after_scheme = endpoint.split_once("://").map_or("", |(_, rest)| rest);
+    if after_scheme.is_empty() || after_scheme.starts_with('/') {
+        return Err(format!("{shown} names no host, {example}"));
+    }
     let url = url::Url::parse(endpoint)
         .map_err(|error| format!("{shown} is not a URL ({error}), {example}"))?;
     match url.host() {
@@ -131,7 +135,8 @@ mod tests {
         for (bad, says) in [
             ("127.0.0.1:9000", "must start with http"),
             ("ftp://example.com", "must start with http"),
-            ("http://", "not a URL"),
+            ("http://", "names no host"),
+            ("http:///a", "names no host"),
             ("http://example.com/s3", "has a path"),
             ("http://example.com?x=1", "'?'"),
             ("http://example.com#x", "'#'"),

@@ -877,34 +877,22 @@ pub fn validate_access_key(key: &AccessKeyCredential) -> Result<(), InvalidReque
             "'AKIA…'",
         ));
     }
-    validate_access_key_id(&key.access_key_id).map_err(|problem| {
-        InvalidRequest::new(
-            "destination.access_key.access_key_id",
-            ErrorCode::InvalidCredentials,
-            problem,
-        )
-    })?;
+    let refused = |field: &'static str| {
+        move |problem: String| InvalidRequest::new(field, ErrorCode::InvalidCredentials, problem)
+    };
+    validate_access_key_id(&key.access_key_id)
+        .map_err(refused("destination.access_key.access_key_id"))?;
     if key.secret_access_key.is_empty() {
         return Err(InvalidRequest::missing(
             "destination.access_key.secret_access_key",
             "the secret of the access key",
         ));
     }
-    validate_secret_access_key(&key.secret_access_key).map_err(|problem| {
-        InvalidRequest::new(
-            "destination.access_key.secret_access_key",
-            ErrorCode::InvalidCredentials,
-            problem,
-        )
-    })?;
+    validate_secret_access_key(&key.secret_access_key)
+        .map_err(refused("destination.access_key.secret_access_key"))?;
     if !key.session_token.is_empty() {
-        validate_session_token(&key.session_token).map_err(|problem| {
-            InvalidRequest::new(
-                "destination.access_key.session_token",
-                ErrorCode::InvalidCredentials,
-                problem,
-            )
-        })?;
+        validate_session_token(&key.session_token)
+            .map_err(refused("destination.access_key.session_token"))?;
     }
     if !key.role_arn.is_empty() {
         validate_role_arn(&key.role_arn).map_err(|problem| {

@@ -30,6 +30,23 @@ impl RunFailure {
         Self::new(ErrorCode::Internal, message)
     }
 
+    /// A piece of work that a fault inside filedrop stopped (a panic, a process that died on
+    /// it each time): `the <work> <what happened>; the run cannot go on …`. Says it is not the
+    /// data's or the destination's fault, and what to do.
+    pub fn fault(work: &str, what_happened: impl std::fmt::Display) -> Self {
+        Self::internal(format!(
+            "the {work} {what_happened}; the run cannot go on. This is a fault in filedrop, not \
+             in the data or the destination: retry the run, and tell the operators if it fails \
+             the same way again"
+        ))
+    }
+
+    /// A piece of work that panicked, at the place `panic` names (never its message, which
+    /// may quote data).
+    pub fn panicked(work: &str, panic: impl std::fmt::Display) -> Self {
+        Self::fault(work, format_args!("failed unexpectedly (filedrop {panic})"))
+    }
+
     /// The wire form.
     pub fn to_proto(&self) -> RunError {
         RunError {

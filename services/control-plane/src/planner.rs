@@ -281,11 +281,7 @@ impl Planner {
                 // consumer fails the run.
                 let what = filedrop_runtime::tasks::describe(Queue::Events, payload)
                     .map_or_else(|| "handling of a worker's report".to_owned(), |t| t.what);
-                let failure = RunFailure::internal(format!(
-                    "the {what} failed unexpectedly (filedrop {panic}); the run cannot go on. \
-                     This is a fault in filedrop, not in the data or the destination: retry \
-                     the run, and tell the operators if it fails the same way again"
-                ));
+                let failure = RunFailure::panicked(&what, panic);
                 match self.fail_run(&event.run_id, &failure).await {
                     Ok(()) => Outcome::Reject,
                     Err(error) => {
@@ -343,12 +339,7 @@ impl Planner {
             ),
             DeathReason::Other(reason) => format!("was dropped by the queue ({reason})"),
         };
-        let failure = RunFailure::internal(format!(
-            "the {} {why}; the run cannot go on. This is a fault in filedrop, not in the data or \
-             the destination: retry the run, and tell the operators if it fails the same way \
-             again",
-            task.what
-        ));
+        let failure = RunFailure::fault(&task.what, why);
         match self.fail_run(&task.run_id, &failure).await {
             Ok(()) => Outcome::Ack,
             Err(error) => {
