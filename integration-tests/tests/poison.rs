@@ -1,5 +1,5 @@
 //! No request can take filedrop down: hostile credentials are refused before data moves, a task
-//! that panics fails its run and not its process, a task that kills every process that takes
+//! that panics fails its run and not its process (a panicking API call is answered), a task that kills every process that takes
 //! it is dead-lettered after the delivery limit and fails its run, and malformed Arrow IPC is
 //! refused without a panic. Every test ends with the processes alive (but for the ones a
 //! test kills on purpose) and a normal export delivered on the same workers.
@@ -191,7 +191,10 @@ async fn a_task_that_panics_fails_its_run_and_its_process_goes_on() {
             "FILEDROP_TEST_FAULTS".into(),
             rules(&["encode", "upload", "finalize"]),
         )],
-        control_plane_env: vec![("FILEDROP_TEST_FAULTS".into(), rules(&["events", "ingest"]))],
+        control_plane_env: vec![(
+            "FILEDROP_TEST_FAULTS".into(),
+            format!("{},api:panic:RetryRun", rules(&["events", "ingest"])),
+        )],
         ..StackOptions::default()
     });
     let api = stack.api();
@@ -251,6 +254,21 @@ async fn a_task_that_panics_fails_its_run_and_its_process_goes_on() {
     }
     let open = s3::open_uploads(&s3, BUCKET).await;
     assert!(open.is_empty(), "{open:?}");
+    // A panic in an API call's handler is an answer, and the control plane goes on.
+    let runs = client::list_runs(&api, ListRunsRequest::default())
+        .await
+        .unwrap();
+    let status = client::retry_run(&api, &runs.runs[0].run_id)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status.message().starts_with(
+            "/filedrop.v1.RunService/RetryRun failed unexpectedly (filedrop panicked at"
+        ),
+        "{status:?}"
+    );
+    assert_all_running(&mut stack);
     // The tasks that panicked went to the dead-letter queue, where the control plane saw them.
     let log = stack.control_plane_log();
     assert!(

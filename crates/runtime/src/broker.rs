@@ -587,7 +587,38 @@ async fn declare_quorum_queue(
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{AMQPValue, BasicProperties, DeadLetter, DeathReason, FieldTable, Queue, redact};
+
+    #[test]
+    fn dead_letters_say_where_and_why_they_died() {
+        let died = |queue: &str, reason: &str| {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                "x-first-death-queue".into(),
+                AMQPValue::LongString(queue.into()),
+            );
+            headers.insert(
+                "x-first-death-reason".into(),
+                AMQPValue::LongString(reason.into()),
+            );
+            let properties = BasicProperties::default().with_headers(headers);
+            DeadLetter::from_delivery("ns", vec![1], &properties)
+        };
+        let letter = died("ns.encode", "delivery_limit");
+        assert_eq!(letter.queue, Some(Queue::Encode));
+        assert_eq!(letter.reason, DeathReason::DeliveryLimit);
+        let letter = died("ns.upload", "rejected");
+        assert_eq!(letter.queue, Some(Queue::Upload));
+        assert_eq!(letter.reason, DeathReason::Rejected);
+        let letter = died("other.upload", "expired");
+        assert_eq!(letter.queue, None, "another namespace's queue");
+        assert_eq!(letter.reason, DeathReason::Other("expired".into()));
+        let bare = DeadLetter::from_delivery("ns", vec![], &BasicProperties::default());
+        assert_eq!(
+            (bare.queue, bare.reason),
+            (None, DeathReason::Other(String::new()))
+        );
+    }
 
     #[test]
     fn redacts_credentials_from_urls() {

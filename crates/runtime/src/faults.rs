@@ -4,10 +4,11 @@
 //! never set it in production.
 //!
 //! A specification is a comma-separated list of `<place>:<action>:<marker>`: at `place`
-//! (`encode`, `upload`, `finalize`, `events`, `ingest`), a task whose message contains the
-//! bytes of `marker` makes the process `panic` or `abort`. Tests put the marker where only
+//! (`encode`, `upload`, `finalize`, `events`, `ingest`, `api`), a task whose message contains
+//! the bytes of `marker` makes the process `panic` or `abort`. Tests put the marker where only
 //! the run they mean to break carries it: a row number column's name (encode and upload
-//! tasks), the destination prefix (upload and finalize tasks, the run's request).
+//! tasks), the destination prefix (upload and finalize tasks, the run's request), a call's
+//! path (`api`).
 
 /// Where a fault can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub enum Place {
     /// A `DoPut` stream, in the control plane, once its run exists (matched against the
     /// request).
     Ingest,
+    /// Any gRPC call to the control plane (matched against its path, e.g.
+    /// `/filedrop.v1.RunService/GetRun`).
+    Api,
 }
 
 /// What an injected fault does.
@@ -62,9 +66,11 @@ impl Faults {
                 "finalize" => Place::Finalize,
                 "events" => Place::Events,
                 "ingest" => Place::Ingest,
+                "api" => Place::Api,
                 other => {
                     return Err(format!(
-                        "fault place {other:?}: use encode, upload, finalize, events or ingest"
+                        "fault place {other:?}: use encode, upload, finalize, events, ingest or \
+                         api"
                     ));
                 }
             };

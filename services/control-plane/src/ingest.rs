@@ -302,7 +302,9 @@ impl Ingest {
         };
         // Behind a panic boundary: whatever fails while the run is received fails the run.
         let received: Result<(), Status> = filedrop_runtime::panic::catch(async {
-            self.faults.inject(Place::Ingest, &request.encode_to_vec());
+            if self.faults.any_at(Place::Ingest) {
+                self.faults.inject(Place::Ingest, &request.encode_to_vec());
+            }
             let mut next = first_batch;
             while let Some(batch) = next {
                 self.receive_batch(&mut receiving, &batch).await?;

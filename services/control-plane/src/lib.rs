@@ -14,6 +14,7 @@
 //! - [`planner`]: worker events into upload and finalize tasks, run outcomes, cancelling and
 //!   retrying runs, and the staging sweep.
 //! - [`store`]: the run store (SQLite, embedded migrations).
+//! - [`panics`]: a panic in any call's handler answered as `INTERNAL`.
 //! - [`error`]: the mapping of errors to gRPC statuses.
 //! - [`wire`]: timestamps and pages, shared by the API services.
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod flight;
 pub mod ingest;
 pub mod manifest;
+pub mod panics;
 pub mod planner;
 pub mod runs;
 pub mod store;
@@ -74,6 +76,7 @@ pub async fn serve(
     let staging = Staging::local(&config.staging.dir)?;
     let secrets = SecretBox::load_or_create(&config.secrets.key_file)?;
     let broker = Broker::connect(config.broker.clone(), shutdown.clone()).await?;
+    let faults = Arc::new(faults);
     let planner = Arc::new(planner::Planner::new(
         store.clone(),
         broker.clone(),
@@ -95,7 +98,7 @@ pub async fn serve(
         secrets: secrets.clone(),
         planner: planner.clone(),
         config: config.ingest.clone(),
-        faults: Arc::new(faults),
+        faults: faults.clone(),
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -145,6 +148,7 @@ pub async fn serve(
         info!("the listener serves TLS");
     }
     server
+        .layer(panics::CatchPanicLayer::new(faults))
         .layer(auth::AuthLayer::new(token_store))
         .add_service(health_service)
         .add_service(reflection_v1)

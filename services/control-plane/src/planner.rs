@@ -221,7 +221,7 @@ pub struct Planner {
     keep_failed: Duration,
     lock: Mutex<()>,
     /// Faults injected for tests; none in production.
-    faults: Faults,
+    faults: Arc<Faults>,
 }
 
 impl Planner {
@@ -232,7 +232,7 @@ impl Planner {
         staging: Staging,
         secrets: SecretBox,
         keep_failed: Duration,
-        faults: Faults,
+        faults: Arc<Faults>,
     ) -> Self {
         Self {
             store,
