@@ -576,7 +576,14 @@ fn delete_topology(namespace: &str) {
         let Ok(channel) = connection.create_channel().await else {
             return;
         };
-        for queue in ["encode", "upload", "finalize", "events", "dead-letter"] {
+        for queue in [
+            "encode",
+            "upload",
+            "finalize",
+            "events",
+            "dead-letter",
+            "dead-letter.runs",
+        ] {
             let _ = channel
                 .queue_delete(
                     format!("{namespace}.{queue}").as_str().into(),

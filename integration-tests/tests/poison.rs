@@ -269,7 +269,12 @@ async fn a_task_that_panics_fails_its_run_and_its_process_goes_on() {
         "{status:?}"
     );
     assert_all_running(&mut stack);
-    // The tasks that panicked went to the dead-letter queue, where the control plane saw them.
+    // The tasks that panicked are kept in the dead-letter queue for the operators (the encode,
+    // upload and finalize tasks at least), and the control plane saw its copy of each.
+    let kept = stack
+        .take_tasks("dead-letter", 3, Duration::from_secs(30))
+        .await;
+    assert_eq!(kept.len(), 3);
     let log = stack.control_plane_log();
     assert!(
         log.matches("a rejected task was dead-lettered").count() >= 3,
@@ -338,6 +343,13 @@ async fn a_task_that_kills_every_worker_is_dead_lettered_and_fails_its_run() {
         message.contains("the encoding of segment 0 was given to a process"),
         "{message}"
     );
+    // The poison task is kept in the dead-letter queue, for the operators to look at.
+    let kept = stack
+        .take_tasks("dead-letter", 1, Duration::from_secs(30))
+        .await;
+    let task = <filedrop_proto::jobs::v1::EncodeTask as prost::Message>::decode(kept[0].as_slice())
+        .expect("an encode task");
+    assert_eq!(task.run_id, killer);
     let limit = filedrop_runtime::broker::DELIVERY_LIMIT as usize + 1;
     assert!(
         (1..=limit).contains(&restarts),

@@ -9,11 +9,13 @@
 //!                               ─finalize▶ queue <ns>.finalize  (quorum)
 //! exchange <ns>.events (direct) ─events──▶ queue <ns>.events    (quorum)
 //! exchange <ns>.dead-letter (fanout) ────▶ queue <ns>.dead-letter (quorum)
+//!                                    └───▶ queue <ns>.dead-letter.runs (quorum)
 //! ```
 //!
 //! Work queues dead-letter a message that is rejected, or redelivered more than
-//! [`DELIVERY_LIMIT`] times (a poison message), to `<ns>.dead-letter`; the control plane
-//! consumes it ([`Broker::consume_dead_letters`]) to fail the runs of poison messages.
+//! [`DELIVERY_LIMIT`] times (a poison message). `<ns>.dead-letter` keeps it for the operators
+//! to inspect; the control plane consumes the copy in `<ns>.dead-letter.runs`
+//! ([`Broker::consume_dead_letters`]) to fail the runs of poison messages.
 //!
 //! Publishing waits for the broker's confirm. Consuming uses manual acks and a bounded
 //! prefetch; a handler says what to do with the message through [`Outcome`]. When the
@@ -241,6 +243,11 @@ impl Broker {
         format!("{}.{}", self.config.namespace, queue.suffix())
     }
 
+    /// The copy of the dead letters that [`Broker::consume_dead_letters`] reads.
+    fn dead_letters_for_runs(&self) -> String {
+        format!("{}.dead-letter.runs", self.config.namespace)
+    }
+
     async fn open_link(&self) -> Result<Arc<Link>, lapin::Error> {
         let connection = Connection::connect(
             &self.config.url,
@@ -279,16 +286,20 @@ impl Broker {
                 FieldTable::default(),
             )
             .await?;
-        declare_quorum_queue(channel, &dead_letter, None).await?;
-        channel
-            .queue_bind(
-                dead_letter.as_str().into(),
-                dead_letter.as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        // Each dead letter goes to both: one queue kept for the operators, one the control
+        // plane reads to fail the runs of poison messages.
+        for queue in [dead_letter.clone(), self.dead_letters_for_runs()] {
+            declare_quorum_queue(channel, &queue, None).await?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    dead_letter.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         for exchange in ["tasks", "events"] {
             channel
                 .exchange_declare(
@@ -414,8 +425,9 @@ impl Broker {
             .await
     }
 
-    /// Consumes the dead-letter queue until shutdown, as [`Broker::consume`] does, telling
-    /// `handle` where and why each message died.
+    /// Consumes the control plane's copy of the dead letters (`<ns>.dead-letter.runs`) until
+    /// shutdown, as [`Broker::consume`] does, telling `handle` where and why each message died.
+    /// `<ns>.dead-letter` keeps them for the operators.
     pub async fn consume_dead_letters<F, Fut>(
         self: &Arc<Self>,
         prefetch: u16,
@@ -425,7 +437,7 @@ impl Broker {
         F: Fn(DeadLetter) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Outcome> + Send,
     {
-        let name = format!("{}.dead-letter", self.config.namespace);
+        let name = self.dead_letters_for_runs();
         let namespace = self.config.namespace.clone();
         self.consume_queue(name, prefetch, move |payload, properties| {
             handle(DeadLetter::from_delivery(&namespace, payload, &properties))
