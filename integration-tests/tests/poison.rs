@@ -385,7 +385,10 @@ async fn flight_messages(request: &ExportRequest, batches: usize) -> Vec<FlightD
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_record_batches_are_refused_and_their_run_fails() {
     let moto = Moto::start(&[BUCKET]);
-    let mut stack = Stack::start(StackOptions::default());
+    let mut stack = Stack::start(StackOptions {
+        control_plane_env: vec![("FILEDROP_INGEST__MAX_VALUE_BYTES".into(), "4096".into())],
+        ..StackOptions::default()
+    });
     let api = stack.api();
     let request = client::request_to(&moto, BUCKET, "malformed/", FileFormat::Csv);
 
@@ -417,6 +420,22 @@ async fn malformed_record_batches_are_refused_and_their_run_fails() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
         status.message().contains("declares 1099511627776 rows"),
+        "{status:?}"
+    );
+
+    // A value over the service's limit for one value (4096 bytes here).
+    let long = arrow_array::RecordBatch::try_from_iter([(
+        "note",
+        std::sync::Arc::new(arrow_array::StringArray::from(vec!["x".repeat(5_000)]))
+            as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let status = client::export(&api, &request, [long]).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("a value of column \"note\" is 5000 bytes"),
         "{status:?}"
     );
 

@@ -6,9 +6,14 @@
 //! [`check_message`] reads the message header (a flatbuffer, verified) and refuses, with a
 //! plain reason, anything that does not fit its body or the service's limits: every buffer
 //! inside the body, every length and count within bounds, at most so many columns. The
-//! decoder then runs behind a panic boundary all the same (see the control plane's ingest).
+//! decoder then runs behind a panic boundary all the same (see the control plane's ingest),
+//! and [`check_values`] bounds the size of one value in the decoded batch.
 
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, OffsetSizeTrait};
+use arrow_buffer::OffsetBuffer;
 use arrow_ipc::{MessageHeader, RecordBatch};
+use arrow_schema::DataType;
 
 /// What one message may declare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +56,19 @@ pub enum IpcProblem {
     /// A length or count is negative or out of bounds.
     #[error("a record batch is malformed: {0}")]
     Malformed(String),
+    /// A value is larger than one value may be.
+    #[error(
+        "a value of column {column:?} is {bytes} bytes, over the limit of {limit} bytes for one \
+         value; ask the operators to raise ingest.max_value_bytes if such values are meant"
+    )]
+    ValueTooLarge {
+        /// The column.
+        column: String,
+        /// The value's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The body is compressed.
     #[error(
         "record batches with compressed buffers are not supported yet; send them uncompressed \
@@ -107,6 +125,70 @@ pub fn check_message(header: &[u8], body_len: usize, limits: &IpcLimits) -> Resu
         // An empty header (Flight's metadata-only messages) carries no data to check.
         MessageHeader::NONE => Ok(()),
         _ => Err(IpcProblem::UnexpectedKind("unknown")),
+    }
+}
+
+/// Checks a decoded batch: no value (a string, a binary, a fixed-size binary, nested ones
+/// included) is larger than `max_value_bytes`. Decoding allocated nothing for the values (they
+/// are views of the message), so this runs before any copy of them is made.
+pub fn check_values(
+    batch: &arrow_array::RecordBatch,
+    max_value_bytes: usize,
+) -> Result<(), IpcProblem> {
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let bytes = largest_value(column.as_ref());
+        if bytes > max_value_bytes {
+            return Err(IpcProblem::ValueTooLarge {
+                column: field.name().clone(),
+                bytes,
+                limit: max_value_bytes,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The size of the largest value in `array`, nested arrays' values included.
+fn largest_value(array: &dyn Array) -> usize {
+    fn longest<O: OffsetSizeTrait>(offsets: &OffsetBuffer<O>) -> usize {
+        offsets.lengths().max().unwrap_or(0)
+    }
+    match array.data_type() {
+        DataType::Utf8 => longest(array.as_string::<i32>().offsets()),
+        DataType::LargeUtf8 => longest(array.as_string::<i64>().offsets()),
+        DataType::Binary => longest(array.as_binary::<i32>().offsets()),
+        DataType::LargeBinary => longest(array.as_binary::<i64>().offsets()),
+        // A view's low 32 bits are its value's length.
+        DataType::Utf8View => array
+            .as_string_view()
+            .views()
+            .iter()
+            .map(|view| *view as u32 as usize)
+            .max()
+            .unwrap_or(0),
+        DataType::BinaryView => array
+            .as_binary_view()
+            .views()
+            .iter()
+            .map(|view| *view as u32 as usize)
+            .max()
+            .unwrap_or(0),
+        DataType::FixedSizeBinary(size) => usize::try_from(*size).unwrap_or(0),
+        DataType::List(_) => largest_value(array.as_list::<i32>().values().as_ref()),
+        DataType::LargeList(_) => largest_value(array.as_list::<i64>().values().as_ref()),
+        DataType::FixedSizeList(_, _) => {
+            largest_value(array.as_fixed_size_list().values().as_ref())
+        }
+        DataType::Struct(_) => array
+            .as_struct()
+            .columns()
+            .iter()
+            .map(|column| largest_value(column.as_ref()))
+            .max()
+            .unwrap_or(0),
+        DataType::Map(_, _) => largest_value(array.as_map().entries()),
+        DataType::Dictionary(_, _) => largest_value(array.as_any_dictionary().values().as_ref()),
+        _ => 0,
     }
 }
 

@@ -172,6 +172,44 @@ fn a_buffer_past_the_body_and_huge_row_counts_are_refused() {
     assert!(check_message(b"not flatbuffers at all", 0, &LIMITS).is_err());
 }
 
+#[test]
+fn a_value_larger_than_the_limit_is_refused_naming_its_column() {
+    use filedrop_formats::untrusted::check_values;
+    let batch = sample();
+    // The longest value of the sample: a string of `value, "NN"\n`.
+    check_values(&batch, 64).unwrap();
+    let problem = check_values(&batch, 11).unwrap_err();
+    assert!(
+        problem.to_string().contains("column \"c1\" is 12 bytes"),
+        "{problem}"
+    );
+
+    // Nested ones count: strings in a list, in a struct, behind a dictionary.
+    let mut list = ListBuilder::new(arrow_array::builder::StringBuilder::new());
+    list.values().append_value("x".repeat(100));
+    list.append(true);
+    let mut dictionary = StringDictionaryBuilder::<Int32Type>::new();
+    dictionary.append_value("y".repeat(200));
+    let strings: ArrayRef = Arc::new(StringArray::from(vec!["z".repeat(300)]));
+    let structs = StructArray::from(vec![(
+        Arc::new(Field::new("inner", DataType::Utf8, false)),
+        strings,
+    )]);
+    for (column, bytes) in [
+        (Arc::new(list.finish()) as ArrayRef, 100),
+        (Arc::new(dictionary.finish()) as ArrayRef, 200),
+        (Arc::new(structs) as ArrayRef, 300),
+    ] {
+        let batch = RecordBatch::try_from_iter([("nested", column)]).unwrap();
+        check_values(&batch, bytes).unwrap();
+        let problem = check_values(&batch, bytes - 1).unwrap_err();
+        assert!(
+            problem.to_string().contains(&format!("is {bytes} bytes")),
+            "{problem}"
+        );
+    }
+}
+
 /// One change to one message: bytes overwritten in its header or body, or its body cut.
 #[derive(Debug, Clone)]
 enum Mutation {

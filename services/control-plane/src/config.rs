@@ -127,6 +127,12 @@ pub struct IngestConfig {
     pub max_columns: usize,
     /// Most rows one record batch may declare; a larger one is refused before it is decoded.
     pub max_batch_rows: u64,
+    /// Largest gRPC message accepted, in bytes: one Flight record batch. Larger ones are
+    /// refused with `RESOURCE_EXHAUSTED`; clients send large tables in several batches.
+    pub max_message_bytes: usize,
+    /// Largest single value (a string, a binary), in bytes; a batch holding a larger one is
+    /// refused.
+    pub max_value_bytes: usize,
 }
 
 impl Default for IngestConfig {
@@ -138,6 +144,8 @@ impl Default for IngestConfig {
             partition_buffer_bytes: 128 * 1024 * 1024,
             max_columns: 10_000,
             max_batch_rows: 16 * 1024 * 1024,
+            max_message_bytes: 64 * 1024 * 1024,
+            max_value_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -28,7 +28,7 @@ use filedrop_formats::partition::{PartitionProblem, Partitioner};
 use filedrop_formats::pgp::PgpRecipient;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_formats::size::SizeBound;
-use filedrop_formats::untrusted::{IpcLimits, check_message};
+use filedrop_formats::untrusted::{IpcLimits, check_message, check_values};
 use filedrop_proto::jobs::v1::EncodeTask;
 use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest};
 use filedrop_runtime::broker::{Broker, Queue};
@@ -198,7 +198,8 @@ impl Ingest {
                 Ok(data)
             });
         let mut batches = FlightRecordBatchStream::new_from_flight_data(checked);
-        let first_batch = next_batch(&mut batches).await?;
+        let max_value_bytes = self.config.max_value_bytes;
+        let first_batch = next_batch(&mut batches, max_value_bytes).await?;
         let schema = batches.schema().cloned().ok_or_else(|| {
             invalid_argument(ErrorCode::Unspecified, "the stream carries no Arrow schema")
         })?;
@@ -267,7 +268,7 @@ impl Ingest {
             .map_err(|e| internal("creating the run", &e))?;
         if !created {
             // The same key was sent at the same time: that export's run is the one.
-            while next_batch(&mut batches).await?.is_some() {}
+            while next_batch(&mut batches, max_value_bytes).await?.is_some() {}
             let key = spec.idempotency_key.as_deref().unwrap_or_default();
             let run = self
                 .store
@@ -308,7 +309,7 @@ impl Ingest {
             let mut next = first_batch;
             while let Some(batch) = next {
                 self.receive_batch(&mut receiving, &batch).await?;
-                next = next_batch(&mut batches).await?;
+                next = next_batch(&mut batches, max_value_bytes).await?;
             }
             for partition in 0..receiving.partitions.len() {
                 self.flush(&mut receiving, partition).await?;
@@ -546,12 +547,28 @@ impl Ingest {
     }
 }
 
-/// The next batch of a client's stream, decoded behind a panic boundary: a panic in Arrow's
-/// decoder (a malformed message the checks let through) is INVALID_ARGUMENT, like any other
-/// message that cannot be decoded. The stream is not read again after an error.
-async fn next_batch(batches: &mut FlightRecordBatchStream) -> Result<Option<RecordBatch>, Status> {
-    match filedrop_runtime::panic::catch(batches.try_next()).await {
-        Ok(next) => next.map_err(stream_error),
+/// The next batch of a client's stream, decoded behind a panic boundary, its values no larger
+/// than `max_value_bytes`: a panic in Arrow's decoder (a malformed message the checks let
+/// through) is INVALID_ARGUMENT, like any other message that cannot be decoded. The stream is
+/// not read again after an error.
+async fn next_batch(
+    batches: &mut FlightRecordBatchStream,
+    max_value_bytes: usize,
+) -> Result<Option<RecordBatch>, Status> {
+    let decoded = filedrop_runtime::panic::catch(async {
+        let batch = batches.try_next().await.map_err(stream_error)?;
+        if let Some(batch) = &batch {
+            check_values(batch, max_value_bytes).map_err(|problem| {
+                invalid_argument(
+                    ErrorCode::Unspecified,
+                    format!("the Arrow Flight stream could not be decoded: {problem}"),
+                )
+            })?;
+        }
+        Ok(batch)
+    });
+    match decoded.await {
+        Ok(next) => next,
         Err(panic) => Err(invalid_argument(
             ErrorCode::Unspecified,
             format!(

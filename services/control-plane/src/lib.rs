@@ -49,10 +49,6 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
-/// Largest gRPC message accepted: one Flight record batch. Larger batches are refused with
-/// `RESOURCE_EXHAUSTED`; clients split them (pyarrow's `write_table(max_chunksize=…)`).
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
 /// Serves on `listener` until `shutdown` is raised: stops accepting, lets calls in flight end,
 /// stops consuming events, closes the broker connection.
 ///
@@ -114,9 +110,12 @@ pub async fn serve(
     health
         .set_serving::<DestinationServiceServer<destinations::DestinationEndpoint>>()
         .await;
+    // Larger messages are refused with RESOURCE_EXHAUSTED; clients split large tables
+    // (pyarrow's `write_table(max_chunksize=…)`).
+    let max_message_bytes = config.ingest.max_message_bytes;
     let flight = FlightServiceServer::new(flight::FlightEndpoint::new(ingest))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
     let destinations = DestinationServiceServer::new(destinations::DestinationEndpoint::new(
         store.clone(),
         secrets.clone(),
