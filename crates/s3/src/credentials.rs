@@ -596,6 +596,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn filedrops_own_key_region_and_sts_endpoint_are_checked_as_a_destinations_are() {
+        let statically = |access_key_id: &str, secret_access_key: &str| AwsIdentityConfig {
+            source: AwsIdentitySource::Static,
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            ..AwsIdentityConfig::default()
+        };
+        assert_eq!(
+            statically("AKIAIOSFODNN7EXAMPLE", "secret").validate(),
+            Ok(())
+        );
+        let error = statically("AKIA\u{7f}BAD", "secret")
+            .validate()
+            .unwrap_err();
+        assert!(error.starts_with("aws_identity.access_key_id:"), "{error}");
+        let error = statically("AKIAIOSFODNN7EXAMPLE", "hunter2\n")
+            .validate()
+            .unwrap_err();
+        assert!(
+            error.starts_with("aws_identity.secret_access_key:") && !error.contains("hunter2"),
+            "{error}"
+        );
+        let mut config = AwsIdentityConfig {
+            region: "us-east-1\r\n".into(),
+            ..AwsIdentityConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("aws_identity.region:")
+        );
+        config.region = "us-east-1".into();
+        config.sts_endpoint_url = "http://user:pw@127.0.0.1:5000".into();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .starts_with("aws_identity.sts_endpoint_url:")
+        );
+    }
+
+    #[test]
     fn an_assumed_role_session_is_trusted_as_its_role() {
         assert_eq!(
             role_arn_of_session("arn:aws:sts::123456789012:assumed-role/filedrop/i-0abc")
