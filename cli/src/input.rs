@@ -95,6 +95,40 @@ impl<R: Seek> Seek for Counting<R> {
     }
 }
 
+thread_local! {
+    /// Set while [`guarded`] reads: a panic then is reported as the file's error, not printed.
+    static READING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keeps the panic hook quiet for panics inside [`guarded`] (a reader tripped by a malformed
+/// file, reported as an error naming the file); others print as usual.
+pub fn quiet_reader_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !READING.with(std::cell::Cell::get) {
+            default(info);
+        }
+    }));
+}
+
+/// Runs `read` (opening the input, or reading its next batch); a panic of the Parquet, CSV
+/// or Arrow reader, which a malformed file can cause, becomes an error naming the file.
+pub fn guarded<T>(path: &str, read: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    READING.with(|reading| reading.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    READING.with(|reading| reading.set(false));
+    outcome.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no reason given".to_owned());
+        Err(anyhow::anyhow!(
+            "{path} is malformed: its reader gave up ({why})"
+        ))
+    })
+}
+
 /// Opens `path` as `format`; reading counts into `progress`.
 pub fn open(path: &str, format: InputFormat, progress: Arc<Progress>) -> anyhow::Result<Input> {
     if path == "-" {

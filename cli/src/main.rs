@@ -252,6 +252,7 @@ enum Outcome {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    input::quiet_reader_panics();
     let json = cli.json;
     match run(cli).await {
         Ok(None) => ExitCode::SUCCESS,
@@ -275,6 +276,9 @@ async fn main() -> ExitCode {
 fn classify(error: &anyhow::Error) -> (u8, &'static str) {
     if error.downcast_ref::<api::Unreachable>().is_some() {
         return (5, "unreachable");
+    }
+    if error.downcast_ref::<Interrupted>().is_some() {
+        return (130, "interrupted");
     }
     match error
         .downcast_ref::<Refused>()
@@ -442,8 +446,10 @@ async fn export(
     let progress = Arc::new(Progress::default());
     let path = args.file.clone();
     let opened_progress = progress.clone();
-    let opened =
-        tokio::task::spawn_blocking(move || input::open(&path, format, opened_progress)).await??;
+    let opened = tokio::task::spawn_blocking(move || {
+        input::guarded(&path, || input::open(&path, format, opened_progress))
+    })
+    .await??;
     let (total_bytes, total_rows) = (opened.total_bytes, opened.total_rows);
     let schema = opened.schema.clone();
 
@@ -451,14 +457,26 @@ async fn export(
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<anyhow::Result<arrow_array::RecordBatch>>(2);
     let reader_progress = progress.clone();
+    let reader_path = args.file.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        for batch in opened.batches {
+        let mut batches = opened.batches;
+        loop {
+            // A reader that panics on a malformed file is an error like any other, and the
+            // last thing read: its state is unknown after the panic.
+            let (batch, last) = match input::guarded(&reader_path, || Ok(batches.next())) {
+                Ok(None) => return,
+                Ok(Some(batch)) => {
+                    let last = batch.is_err();
+                    (batch, last)
+                }
+                Err(error) => (Err(error), true),
+            };
             if let Ok(batch) = &batch {
                 reader_progress
                     .rows
                     .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
             }
-            if sender.blocking_send(batch).is_err() {
+            if sender.blocking_send(batch).is_err() || last {
                 return;
             }
         }
@@ -493,11 +511,14 @@ async fn export(
         batch.map_err(|error| arrow_flight::error::FlightError::ExternalError(error.into()))
     });
     let descriptor = arrow_flight::FlightDescriptor::new_cmd(request.encode_to_vec());
-    let mut data = FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(descriptor))
-        .with_schema(schema)
-        .build(batches);
-    // A file that cannot be read ends the stream with its error, which the server sees.
+    // The stream ends with its commit once the whole file is read; a file that cannot be read
+    // to its end gets no commit, and its stream is cancelled below.
+    let mut data = Box::pin(filedrop_client::committed(
+        FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(descriptor))
+            .with_schema(schema)
+            .build(batches),
+    ));
     let (data_sender, data_receiver) = tokio::sync::mpsc::channel(2);
     let pump = tokio::spawn(async move {
         while let Some(item) = data.next().await {
@@ -513,15 +534,44 @@ async fn export(
         Ok(())
     });
     let mut client = FlightServiceClient::new(channel.clone());
-    let answer = client
-        .do_put(tokio_stream::wrappers::ReceiverStream::new(data_receiver))
-        .await;
+    let put = client.do_put(tokio_stream::wrappers::ReceiverStream::new(data_receiver));
+    let mut put = std::pin::pin!(put);
+    let mut pump = std::pin::pin!(pump);
+    // Whatever stops the sending early (the file cannot be read, Ctrl-C) drops the call,
+    // which resets the stream: the server fails the run, and nothing is delivered.
+    let stopped = tokio::select! {
+        answer = &mut put => Ok(answer),
+        pumped = &mut pump => match pumped {
+            Ok(Ok(())) => tokio::select! {
+                answer = &mut put => Ok(answer),
+                _ = tokio::signal::ctrl_c() => Err(Stopped::Interrupted),
+            },
+            Ok(Err(arrow_flight::error::FlightError::ExternalError(error))) => {
+                Err(Stopped::Unreadable(error.to_string()))
+            }
+            Ok(Err(error)) => Err(Stopped::Unreadable(error.to_string())),
+            Err(panicked) => Err(Stopped::Unreadable(panicked.to_string())),
+        },
+        _ = tokio::signal::ctrl_c() => Err(Stopped::Interrupted),
+    };
     ticker.abort();
-    let _ = reader.await;
-    if let Ok(Err(error)) = pump.await {
-        bar.abandon();
-        return Err(anyhow::anyhow!("{}: {error}", args.file));
-    }
+    let answer = match stopped {
+        Ok(answer) => answer,
+        Err(stopped) => {
+            bar.abandon();
+            reader.abort();
+            return Err(match stopped {
+                Stopped::Interrupted => anyhow::Error::new(Interrupted(format!(
+                    "interrupted: the export of {} was cancelled; nothing was delivered",
+                    args.file
+                ))),
+                Stopped::Unreadable(error) => anyhow::anyhow!(
+                    "{}: {error}; the export was cancelled and nothing was delivered",
+                    args.file
+                ),
+            });
+        }
+    };
     let results: Vec<_> = match answer {
         Ok(response) => {
             let stream = response.into_inner();
@@ -567,6 +617,26 @@ async fn export(
     follow(channel, out, &accepted.run_id, started).await
 }
 
+/// Why an export's sending stopped before the file's end.
+enum Stopped {
+    /// Ctrl-C.
+    Interrupted,
+    /// The file could not be read to its end: why.
+    Unreadable(String),
+}
+
+/// The user pressed Ctrl-C: exit code 130, as a shell reports SIGINT.
+#[derive(Debug)]
+struct Interrupted(String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Follows the run to its end with a progress bar of its files; prints the summary.
 async fn follow(
     channel: &Authorized,
@@ -590,7 +660,19 @@ async fn follow(
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     let mut last = None;
-    while let Some(answer) = stream.next().await {
+    loop {
+        let answer = tokio::select! {
+            answer = stream.next() => answer,
+            _ = tokio::signal::ctrl_c() => {
+                bar.abandon();
+                return Err(anyhow::Error::new(Interrupted(format!(
+                    "stopped following run {run_id}, which goes on: follow it again with \
+                     `filedrop runs watch {run_id}`, or stop it with `filedrop runs cancel \
+                     {run_id}`"
+                ))));
+            }
+        };
+        let Some(answer) = answer else { break };
         let run = answer
             .map_err(refused)?
             .run

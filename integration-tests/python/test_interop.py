@@ -61,7 +61,12 @@ def send(stack, filedrop_pb2, request, table, chunk_rows):
         headers=[(b"authorization", f"Bearer {stack['token']}".encode())]
     )
     writer, reader = client.do_put(descriptor, table.schema, options=options)
-    writer.write_table(table, max_chunksize=chunk_rows)
+    batches = table.to_batches(max_chunksize=chunk_rows)
+    for batch in batches:
+        writer.write_batch(batch)
+    # The commit: the export is complete, with these counts.
+    commit = filedrop_pb2.ExportCommit(rows=table.num_rows, batches=len(batches))
+    writer.write_metadata(commit.SerializeToString())
     writer.done_writing()
     accepted = filedrop_pb2.ExportAccepted.FromString(reader.read().to_pybytes())
     writer.close()

@@ -200,8 +200,8 @@ async fn channel(api: &Api) -> Authorized {
     tonic::service::interceptor::InterceptedService::new(channel, api.bearer())
 }
 
-/// Streams `batches` to the control plane as one export. Batches are pulled as the stream
-/// goes, so a lazy iterator sends any amount of data in bounded memory.
+/// Streams `batches` to the control plane as one export, and commits it. Batches are pulled
+/// as the stream goes, so a lazy iterator sends any amount of data in bounded memory.
 pub async fn export(
     api: &Api,
     request: &ExportRequest,
@@ -230,7 +230,9 @@ pub async fn export_with_schema(
     if let Some(schema) = schema {
         builder = builder.with_schema(schema);
     }
-    let stream = builder.build(futures::stream::iter(batches.into_iter().map(Ok)));
+    let stream = filedrop_client::committed(
+        builder.build(futures::stream::iter(batches.into_iter().map(Ok))),
+    );
     let results: Vec<_> = client
         .do_put(stream)
         .await
@@ -240,6 +242,23 @@ pub async fn export_with_schema(
         .map_err(status)?;
     let result = results.last().expect("DoPut answers with a PutResult");
     Ok(ExportAccepted::decode(result.app_metadata.as_ref()).expect("ExportAccepted metadata"))
+}
+
+/// The messages of a committed export of `batches` for `request`: the descriptor with the
+/// schema, the record batches, the commit (for tests that change them before sending).
+pub async fn flight_messages(
+    request: &ExportRequest,
+    batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
+) -> Vec<arrow_flight::FlightData> {
+    let descriptor = FlightDescriptor::new_cmd(request.encode_to_vec());
+    filedrop_client::committed(
+        FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(descriptor))
+            .build(futures::stream::iter(batches.into_iter().map(Ok))),
+    )
+    .try_collect()
+    .await
+    .expect("encoding the stream")
 }
 
 /// Sends `messages` as they are as one `DoPut` (a client that encodes its own stream, or a

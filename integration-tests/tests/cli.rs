@@ -283,3 +283,231 @@ async fn a_parquet_file_sent_from_a_terminal_shows_progress_then_the_runs_summar
     );
     assert_eq!(unreadable.status.code(), Some(3), "{unreadable:?}");
 }
+
+/// Runs of the destination `name`, each followed to its end.
+async fn ended_runs_of(
+    api: &filedrop_integration_tests::client::Api,
+    name: &str,
+) -> Vec<filedrop_proto::v1::Run> {
+    use filedrop_integration_tests::client;
+    let listed = client::list_runs(
+        api,
+        filedrop_proto::v1::ListRunsRequest {
+            page_size: 100,
+            destination_name: name.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("ListRuns");
+    let mut ended = Vec::new();
+    for run in listed.runs {
+        ended.push(client::run_to_end(api, &run.run_id, std::time::Duration::from_secs(120)).await);
+    }
+    ended
+}
+
+/// What a failed export leaves: one run, failed with STREAM_INCOMPLETE, and nothing at all in
+/// the bucket (no object, no marker, no open multipart upload).
+async fn assert_failed_and_nothing_delivered(
+    stack: &Stack,
+    moto: &Moto,
+    what: &str,
+) -> filedrop_proto::v1::Run {
+    use filedrop_proto::v1::{ErrorCode, RunState};
+    let runs = ended_runs_of(&stack.api(), "orders").await;
+    assert_eq!(runs.len(), 1, "{what}: {runs:?}");
+    let run = runs.into_iter().next().unwrap();
+    assert_eq!(run.state(), RunState::Failed, "{what}: {run:?}");
+    let error = run.error.clone().expect("an error");
+    assert_eq!(error.code(), ErrorCode::StreamIncomplete, "{what}: {run:?}");
+    let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert_eq!(s3::list(&s3, BUCKET, "").await, vec![], "{what}");
+    assert_eq!(
+        s3::open_uploads(&s3, BUCKET).await,
+        Vec::<String>::new(),
+        "{what}"
+    );
+    run
+}
+
+/// A stack with the stored destination `orders`: CSV files of 50,000 rows in the bucket.
+async fn stack_with_orders(moto: &Moto) -> Stack {
+    use filedrop_integration_tests::client;
+    use filedrop_proto::v1::{CreateDestinationRequest, FileFormat};
+    let stack = Stack::start(StackOptions::default());
+    let api = stack.api();
+    let credential = client::store_moto_key(&api, moto).await;
+    let mut settings = client::split(
+        client::with_credential(
+            client::request_to(moto, BUCKET, "orders/", FileFormat::Csv),
+            &credential.credential_id,
+        ),
+        50_000,
+    );
+    settings.filename_template = "orders-{{file_number}}.csv".into();
+    client::destinations(&api)
+        .await
+        .create_destination(CreateDestinationRequest {
+            name: "orders".into(),
+            settings: Some(settings),
+        })
+        .await
+        .expect("CreateDestination");
+    stack
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_value_deep_in_a_csv_file_delivers_nothing() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = stack_with_orders(&moto).await;
+    let csv = stack.dir.join("orders.csv");
+    let mut text = String::from("id,amount,label\n");
+    for id in 0..300_000 {
+        if id == 250_000 {
+            text.push_str("250000,not-a-number,bad\n");
+        } else {
+            text.push_str(&format!("{id},{},row {id}\n", id * 3));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    let csv = csv.to_str().unwrap();
+
+    let sent = filedrop(
+        &stack,
+        &stack.token(),
+        &["export", csv, "--destination", "orders"],
+    );
+    assert_eq!(sent.status.code(), Some(3), "{sent:?}");
+    let said = String::from_utf8_lossy(&sent.stderr);
+    assert!(said.contains(csv), "names the file: {said}");
+    assert!(said.contains("nothing was delivered"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    let run = assert_failed_and_nothing_delivered(&stack, &moto, "a bad CSV value").await;
+    assert!(
+        run.rows >= 100_000,
+        "rows were sent before the bad one: {run:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_or_corrupt_parquet_file_delivers_nothing() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = stack_with_orders(&moto).await;
+    let token = stack.token();
+    // Row groups of 50,000 rows, so that a corrupt middle is met after rows were sent.
+    let whole = stack.dir.join("whole.parquet");
+    {
+        let file = std::fs::File::create(&whole).unwrap();
+        let properties = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(50_000))
+            .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+            .build();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, data::schema(), Some(properties)).unwrap();
+        for batch in &data::table(300_000, 50_000) {
+            writer.write(batch).unwrap();
+        }
+        writer.close().unwrap();
+    }
+    let bytes = std::fs::read(&whole).unwrap();
+
+    // Cut in half: no footer, so nothing is sent at all.
+    let truncated = stack.dir.join("truncated.parquet");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let truncated = truncated.to_str().unwrap();
+    let sent = filedrop(
+        &stack,
+        &token,
+        &["export", truncated, "--destination", "orders"],
+    );
+    assert_eq!(sent.status.code(), Some(3), "{sent:?}");
+    let said = String::from_utf8_lossy(&sent.stderr);
+    assert!(said.contains(truncated), "names the file: {said}");
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(ended_runs_of(&stack.api(), "orders").await.is_empty());
+
+    // Garbage over the middle of the data: met after the first row groups were sent.
+    let corrupt = stack.dir.join("corrupt.parquet");
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() * 2 / 3;
+    for byte in &mut damaged[middle..middle + 64 * 1024] {
+        *byte = 0xA5;
+    }
+    std::fs::write(&corrupt, &damaged).unwrap();
+    let corrupt = corrupt.to_str().unwrap();
+    let sent = filedrop(
+        &stack,
+        &token,
+        &["export", corrupt, "--destination", "orders"],
+    );
+    assert_eq!(sent.status.code(), Some(3), "{sent:?}");
+    let said = String::from_utf8_lossy(&sent.stderr);
+    assert!(said.contains(corrupt), "names the file: {said}");
+    assert!(said.contains("nothing was delivered"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    assert_failed_and_nothing_delivered(&stack, &moto, "a corrupt Parquet file").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_mid_send_cancels_the_export_and_delivers_nothing() {
+    use std::io::Write;
+    let moto = Moto::start(&[BUCKET]);
+    let stack = stack_with_orders(&moto).await;
+    // An Arrow IPC stream on standard input, written by hand: the send is under way and
+    // waiting for more when Ctrl-C comes.
+    let mut child = Command::new(binary("filedrop"))
+        .args(["export", "-", "--destination", "orders"])
+        .env("FILEDROP_SERVER", stack.url())
+        .env("FILEDROP_TOKEN", stack.token())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running filedrop");
+    let stdin = child.stdin.take().unwrap();
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(stdin, &data::schema()).unwrap();
+    for batch in data::table(120_000, 20_000) {
+        writer.write(&batch).unwrap();
+    }
+    writer.flush().unwrap();
+    // Until the run is receiving its rows.
+    let api = stack.api();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listed = filedrop_integration_tests::client::list_runs(
+            &api,
+            filedrop_proto::v1::ListRunsRequest {
+                destination_name: "orders".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("ListRuns");
+        if listed.runs.first().is_some_and(|run| run.rows >= 100_000) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the send never began: {listed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let pid = child.id().to_string();
+    let signalled = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(signalled.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(writer);
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("interrupted"), "{said}");
+    assert!(said.contains("nothing was delivered"), "{said}");
+    let run = assert_failed_and_nothing_delivered(&stack, &moto, "Ctrl-C").await;
+    assert!(
+        run.error.unwrap().message.contains("cancelled"),
+        "says the client cancelled"
+    );
+}

@@ -9,7 +9,6 @@
 //! `FILEDROP_FUZZ_CASES=<n>` sets the number of cases of each.
 
 use arrow_flight::FlightData;
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
@@ -17,7 +16,6 @@ use filedrop_proto::v1::{
     AccessKeyCredential, CreateDestinationRequest, ErrorCode, ExportRequest, FileFormat,
     ListRunsRequest, RowNumber, RunState,
 };
-use futures::TryStreamExt;
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -239,15 +237,7 @@ fn cases() -> usize {
 
 /// A valid stream of small batches for `request`, as Flight messages.
 async fn flight_messages(request: &ExportRequest) -> Vec<FlightData> {
-    let descriptor = arrow_flight::FlightDescriptor::new_cmd(request.encode_to_vec());
-    FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(descriptor))
-        .build(futures::stream::iter(
-            (0..4).map(|index| Ok(data::batch(index * 50, 50))),
-        ))
-        .try_collect()
-        .await
-        .expect("encoding the stream")
+    client::flight_messages(request, (0..4).map(|index| data::batch(index * 50, 50))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,6 @@
 //! test kills on purpose) and a normal export delivered on the same workers.
 
 use arrow_flight::FlightData;
-use arrow_flight::encode::FlightDataEncoderBuilder;
 use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
@@ -13,7 +12,6 @@ use filedrop_proto::v1::{
     AccessKeyCredential, ErrorCode, ExportRequest, FileFormat, ListRunsRequest, RowNumber, Run,
     RunState,
 };
-use futures::TryStreamExt;
 use std::time::Duration;
 use tonic::Code;
 
@@ -370,16 +368,11 @@ async fn a_task_that_kills_every_worker_is_dead_lettered_and_fails_its_run() {
 
 /// A valid stream of `batches` for `request`, as Flight messages.
 async fn flight_messages(request: &ExportRequest, batches: usize) -> Vec<FlightData> {
-    use prost::Message;
-    let descriptor = arrow_flight::FlightDescriptor::new_cmd(request.encode_to_vec());
-    FlightDataEncoderBuilder::new()
-        .with_flight_descriptor(Some(descriptor))
-        .build(futures::stream::iter(
-            (0..batches).map(|index| Ok(data::batch(index as i64 * 100, 100))),
-        ))
-        .try_collect()
-        .await
-        .expect("encoding the stream")
+    client::flight_messages(
+        request,
+        (0..batches).map(|index| data::batch(index as i64 * 100, 100)),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! Interop with clients nobody here wrote: runs `integration-tests/python/test_interop.py`
-//! (pyarrow) against a stack started here (moto, control plane, worker),
+//! (pyarrow) against a stack started here (moto, control plane, worker), `test_commit.py`
+//! (pyarrow scripts that fail before they commit),
 //! `test_adbc_ingest.py` (ADBC's Flight SQL driver) against a stack with a stored destination,
 //! and `test_reflection.py` (grpcio's reflection client) against a control plane.
 
@@ -43,6 +44,13 @@ fn pyarrow_flight_client_and_pyarrow_s3_reader() {
     let moto = Moto::start(&["interop"]);
     let stack = Stack::start(StackOptions::default());
     pytest("test_interop.py", &stack_env(&stack, &moto, "interop"), 2);
+}
+
+#[test]
+fn pyarrow_exports_that_are_not_committed_deliver_nothing() {
+    let moto = Moto::start(&["commit"]);
+    let stack = Stack::start(StackOptions::default());
+    pytest("test_commit.py", &stack_env(&stack, &moto, "commit"), 4);
 }
 
 #[test]

@@ -69,6 +69,7 @@ pub fn default_resolutions(code: ErrorCode) -> Vec<Resolution> {
         C::InvalidPgpKey | C::InvalidTemplate | C::UnsupportedType | C::FileTooLarge => {
             vec![R::FixRequest]
         }
+        C::StreamIncomplete => vec![R::SendAgain],
         C::Unspecified => vec![],
     }
 }

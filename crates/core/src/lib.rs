@@ -12,11 +12,13 @@
 //! - [`export`]: an `ExportRequest` validated into an [`export::ExportSpec`], with object keys.
 //! - [`object_settings`]: server-side encryption, storage class, canned ACL and tags of the
 //!   objects a destination receives.
+//! - [`commit`]: whether an export stream was committed (its `ExportCommit` and what arrived).
 //! - [`plan`]: which file each staged segment belongs to when rows are split.
 //! - [`failure`]: run failures with a stable code, a message that says what to fix, and
 //!   resolutions.
 
 pub mod bucket;
+pub mod commit;
 pub mod credential;
 pub mod endpoint;
 pub mod export;

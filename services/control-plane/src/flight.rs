@@ -100,6 +100,9 @@ fn export_of_ingest(command: CommandStatementIngest) -> Result<ExportRequest, St
     Ok(ExportRequest {
         stored_destination: command.table,
         variables: command.options.into_iter().collect(),
+        // An ingest outside a transaction commits at the clean end of its stream, as Flight
+        // SQL defines autocommit.
+        commit_at_stream_end: true,
         ..ExportRequest::default()
     })
 }
@@ -153,17 +156,22 @@ impl FlightService for FlightEndpoint {
             Some(command) => (export_of_ingest(command)?, true),
             None => (decode_request(&first)?, false),
         };
-        // A panic in validation or ingest is an answer too, not a reset stream (a run that
+        // A task of its own: a client that resets the stream (Ctrl-C, a lost connection) drops
+        // this call, but the ingest goes on to read the broken stream and fail its run. A
+        // panic in validation or ingest is an answer too, not a reset stream (a run that
         // exists by then is failed inside `export`).
-        let accepted =
-            filedrop_runtime::panic::catch(self.ingest.export(&tenant, export, first, stream))
-                .await
-                .unwrap_or_else(|panic| {
-                    Err(Status::internal(format!(
-                        "the export could not be accepted (filedrop {panic}); this is a fault \
-                         in filedrop: tell the operators"
-                    )))
-                })?;
+        let ingest = self.ingest.clone();
+        let accepted = tokio::spawn(async move {
+            filedrop_runtime::panic::catch(ingest.export(&tenant, export, first, stream)).await
+        })
+        .await
+        .map_err(|error| Status::internal(format!("the export was interrupted: {error}")))?
+        .unwrap_or_else(|panic| {
+            Err(Status::internal(format!(
+                "the export could not be accepted (filedrop {panic}); this is a fault in \
+                 filedrop: tell the operators"
+            )))
+        })?;
         let app_metadata = if sql_ingest {
             // What Flight SQL clients read: the rows ingested.
             DoPutUpdateResult {

@@ -12,7 +12,7 @@
 //!    the open segments of a partitioned run).
 
 use crate::config::IngestConfig;
-use crate::error::{internal, invalid_argument};
+use crate::error::{ERROR_CODE_KEY, internal, invalid_argument};
 use crate::planner::Planner;
 use crate::store::{NewRun, NewSegment, RunRecord, RunStore};
 use arrow_array::RecordBatch;
@@ -20,6 +20,7 @@ use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_schema::SchemaRef;
+use filedrop_core::commit::{CommitProblem, CommitWatch, Received};
 use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
 use filedrop_core::plan::rows_until_boundary;
@@ -30,7 +31,7 @@ use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_formats::size::SizeBound;
 use filedrop_formats::untrusted::{IpcLimits, check_message, check_values};
 use filedrop_proto::jobs::v1::EncodeTask;
-use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest};
+use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, RunState};
 use filedrop_runtime::broker::{Broker, Queue};
 use filedrop_runtime::faults::{Faults, Place};
 use filedrop_runtime::secrets::SecretBox;
@@ -38,7 +39,7 @@ use filedrop_runtime::staging::{Staging, block_key, segment_key};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tonic::{Status, Streaming};
 use tracing::{info, warn};
 
@@ -114,13 +115,15 @@ impl Ingest {
             variables: request.variables.clone(),
             idempotency_key: request.idempotency_key.clone(),
             stored_destination: request.stored_destination.clone(),
+            commit_at_stream_end: request.commit_at_stream_end,
             ..ExportRequest::default()
         };
         if request != only_what_an_export_adds {
             return Err(invalid_argument(
                 ErrorCode::Unspecified,
-                "stored_destination: an export to a stored destination carries only variables \
-                 and idempotency_key; change the other settings on the destination",
+                "stored_destination: an export to a stored destination carries only variables, \
+                 idempotency_key and commit_at_stream_end; change the other settings on the \
+                 destination",
             ));
         }
         let stored = self
@@ -141,13 +144,19 @@ impl Ingest {
         let mut settings = crate::destinations::settings_of(&stored)?;
         settings.variables.extend(request.variables);
         settings.idempotency_key = request.idempotency_key;
+        settings.commit_at_stream_end = request.commit_at_stream_end;
         // The id, whatever the client named it by: the run's manifest is named after it.
         settings.stored_destination = stored.destination_id;
         Ok(settings)
     }
 
     /// Receives one export stream of `tenant` (`first`, the message that carried `request`,
-    /// then the rest of `stream`); answers with the run id once every row is staged.
+    /// then the rest of `stream`); answers with the run id once every row is staged and the
+    /// client has committed the export. A stream that breaks, or ends without its commit,
+    /// fails the run (`STREAM_INCOMPLETE`).
+    ///
+    /// Not cancel safe: a run it created is left receiving if the future is dropped, so the
+    /// Flight endpoint runs it as a task of its own, which a client's reset does not cancel.
     pub async fn export(
         &self,
         tenant: &str,
@@ -173,8 +182,18 @@ impl Ingest {
                 .await
                 .map_err(|e| internal("looking up the idempotency key", &e))?
         {
-            while stream.message().await?.is_some() {}
-            return Ok(replayed(&run, &spec));
+            if ended_before_commit(&run) {
+                // Nothing of it was delivered: this export is its next attempt, and takes the
+                // key over (a concurrent export that takes it first is replayed below).
+                self.store
+                    .release_idempotency_key(&run.run_id)
+                    .await
+                    .map_err(|e| internal("releasing the idempotency key", &e))?;
+                info!(run_id = %run.run_id, "export sent again after its run ended uncommitted; a new attempt");
+            } else {
+                while stream.message().await?.is_some() {}
+                return Ok(replayed(&run, &spec));
+            }
         }
         crate::planner::resolve_access(&self.store, &self.secrets, tenant, &spec.destination)
             .await
@@ -183,23 +202,38 @@ impl Ingest {
         let output = Output::from_encoding(&spec.encoding)
             .map_err(|problem| internal("reading the format", &problem))?;
 
-        // Every message is checked before Arrow's decoder sees it, and the decoder runs
-        // behind a panic boundary (`next_batch`): malformed IPC gets INVALID_ARGUMENT.
+        // Every message's app_metadata goes to the commit watch, and every message is checked
+        // before Arrow's decoder sees it; the decoder runs behind a panic boundary
+        // (`next_batch`): malformed IPC gets INVALID_ARGUMENT. Messages with metadata only
+        // (an ExportCommit sent alone) have no IPC header and are not decoded.
         let limits = IpcLimits {
             max_columns: self.config.max_columns,
             max_batch_rows: self.config.max_batch_rows,
         };
+        let commits = Arc::new(Mutex::new(CommitWatch::new()));
+        let watch = commits.clone();
         let checked = futures::stream::once(async { Ok(first) })
             .chain(stream.map_err(FlightError::from))
-            .map(move |data| {
-                let data = data?;
-                check_message(&data.data_header, data.data_body.len(), &limits)
-                    .map_err(|problem| FlightError::DecodeError(problem.to_string()))?;
-                Ok(data)
+            .try_filter_map(move |data| {
+                let checked = watch
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .message(&data.app_metadata)
+                    .map_err(|problem| FlightError::ExternalError(Box::new(problem)))
+                    .and_then(|()| {
+                        if data.data_header.is_empty() {
+                            return Ok(None);
+                        }
+                        check_message(&data.data_header, data.data_body.len(), &limits)
+                            .map_err(|problem| FlightError::DecodeError(problem.to_string()))?;
+                        Ok(Some(data))
+                    });
+                futures::future::ready(checked)
             });
         let mut batches = FlightRecordBatchStream::new_from_flight_data(checked);
         let max_value_bytes = self.config.max_value_bytes;
         let first_batch = next_batch(&mut batches, max_value_bytes).await?;
+        let mut batch_count = u64::from(first_batch.is_some());
         let schema = batches.schema().cloned().ok_or_else(|| {
             invalid_argument(ErrorCode::Unspecified, "the stream carries no Arrow schema")
         })?;
@@ -310,7 +344,17 @@ impl Ingest {
             while let Some(batch) = next {
                 self.receive_batch(&mut receiving, &batch).await?;
                 next = next_batch(&mut batches, max_value_bytes).await?;
+                batch_count += u64::from(next.is_some());
             }
+            let received = Received {
+                rows: receiving.rows,
+                batches: batch_count,
+            };
+            commits
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .verdict(received, request.commit_at_stream_end)
+                .map_err(not_committed)?;
             for partition in 0..receiving.partitions.len() {
                 self.flush(&mut receiving, partition).await?;
             }
@@ -326,13 +370,24 @@ impl Ingest {
         });
         if let Err(status) = received {
             warn!(run_id, error = %status.message(), "export stream failed");
-            let failure = RunFailure::new(
-                ErrorCode::Internal,
-                format!(
-                    "the export stream ended abnormally: {}; send it again",
-                    status.message()
-                ),
-            );
+            let failure = if status.code() == tonic::Code::Internal {
+                RunFailure::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "the export stream could not be received: {}; nothing was delivered",
+                        status.message()
+                    ),
+                )
+            } else if status.metadata().get(ERROR_CODE_KEY).is_some_and(|code| {
+                code.as_bytes() == ErrorCode::StreamIncomplete.as_str_name().as_bytes()
+            }) {
+                RunFailure::new(ErrorCode::StreamIncomplete, status.message())
+            } else {
+                RunFailure::new(
+                    ErrorCode::StreamIncomplete,
+                    format!("{NOT_COMMITTED}: {}", stream_failure(&status)),
+                )
+            };
             if let Err(error) = self.planner.fail_run(&run_id, &failure).await {
                 warn!(run_id, %error, "could not record the failed run");
             }
@@ -582,11 +637,42 @@ async fn next_batch(
 fn stream_error(error: FlightError) -> Status {
     match error {
         FlightError::Tonic(status) => *status,
+        FlightError::ExternalError(error) if error.is::<CommitProblem>() => not_committed(error),
         other => invalid_argument(
             ErrorCode::Unspecified,
             format!("the Arrow Flight stream could not be decoded: {other}"),
         ),
     }
+}
+
+const NOT_COMMITTED: &str = "the export was not committed, and nothing was delivered";
+
+/// The refusal of a stream that is not committed (`problem` says why).
+fn not_committed(problem: impl std::fmt::Display) -> Status {
+    invalid_argument(
+        ErrorCode::StreamIncomplete,
+        format!("{NOT_COMMITTED}: {problem}"),
+    )
+}
+
+/// What ended a client's stream early, in words for the run's error: the status the stream
+/// broke with, or the ingest's own refusal.
+fn stream_failure(status: &Status) -> String {
+    match status.code() {
+        tonic::Code::Cancelled => "the client cancelled the stream".to_owned(),
+        tonic::Code::DeadlineExceeded => "the client's deadline passed".to_owned(),
+        tonic::Code::Unknown | tonic::Code::Unavailable => format!(
+            "the stream broke before its end (the client or its connection went away: {})",
+            status.message()
+        ),
+        _ => status.message().to_owned(),
+    }
+}
+
+/// Whether `run` ended without being committed: nothing of it was delivered, and an export
+/// sent again with its idempotency key is a new attempt.
+fn ended_before_commit(run: &RunRecord) -> bool {
+    matches!(run.state, RunState::Failed | RunState::Cancelled) && run.segment_count.is_none()
 }
 
 /// The answer to an export whose idempotency key names `run`: that run, started before.

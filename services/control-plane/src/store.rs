@@ -646,6 +646,19 @@ impl RunStore {
         }
     }
 
+    /// Takes the idempotency key from `run_id`, a run that ended before it was committed, so
+    /// that a new attempt can hold it; the run stays, without a key.
+    pub async fn release_idempotency_key(&self, run_id: &str) -> Result<(), StoreError> {
+        query(
+            "UPDATE runs SET idempotency_key = NULL WHERE run_id = ? \
+             AND state IN ('failed', 'cancelled') AND segment_count IS NULL",
+        )
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Up to `limit` runs of `tenant_id` that `filter` wants, newest first, created before the
     /// run `before` (ids sort by creation) when given.
     pub async fn runs_of(
