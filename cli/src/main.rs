@@ -249,8 +249,22 @@ enum Outcome {
     Failed,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("filedrop: cannot start: {error}");
+            return ExitCode::from(5);
+        }
+    };
+    let code = runtime.block_on(command());
+    // Not waiting for a reader still blocked on its input (standard input left open by an
+    // interrupted export): it has nothing more to do.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+async fn command() -> ExitCode {
     let cli = Cli::parse();
     input::quiet_reader_panics();
     let json = cli.json;

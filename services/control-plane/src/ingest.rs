@@ -662,7 +662,8 @@ fn stream_failure(status: &Status) -> String {
         tonic::Code::Cancelled => "the client cancelled the stream".to_owned(),
         tonic::Code::DeadlineExceeded => "the client's deadline passed".to_owned(),
         tonic::Code::Unknown | tonic::Code::Unavailable => format!(
-            "the stream broke before its end (the client or its connection went away: {})",
+            "the stream broke before its end: the client cancelled it, or the client or its \
+             connection went away ({})",
             status.message()
         ),
         _ => status.message().to_owned(),
