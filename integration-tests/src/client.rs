@@ -217,6 +217,22 @@ pub async fn export_with_schema(
     schema: Option<arrow_schema::SchemaRef>,
     batches: impl IntoIterator<Item = RecordBatch, IntoIter: Send + 'static>,
 ) -> Result<ExportAccepted, tonic::Status> {
+    export_stream(
+        api,
+        request,
+        schema,
+        futures::stream::iter(batches.into_iter().map(Ok)),
+    )
+    .await
+}
+
+/// [`export`] of batches as a stream produces them (a slow source, one that fails midway).
+pub async fn export_stream(
+    api: &Api,
+    request: &ExportRequest,
+    schema: Option<arrow_schema::SchemaRef>,
+    batches: impl futures::Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+) -> Result<ExportAccepted, tonic::Status> {
     let channel = api
         .connect()
         .await
@@ -230,9 +246,7 @@ pub async fn export_with_schema(
     if let Some(schema) = schema {
         builder = builder.with_schema(schema);
     }
-    let stream = filedrop_client::committed(
-        builder.build(futures::stream::iter(batches.into_iter().map(Ok))),
-    );
+    let stream = filedrop_client::committed(builder.build(batches));
     let results: Vec<_> = client
         .do_put(stream)
         .await

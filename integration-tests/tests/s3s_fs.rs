@@ -8,8 +8,10 @@ use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{AccessKeyCredential, ErrorCode, FileFormat, RunState, S3Destination};
 use filedrop_s3::client::{ClientLimits, client_for};
-use filedrop_s3::objects::{Expect, ObjectOptions, stored_object};
-use filedrop_s3::upload::{MIN_PART_SIZE, Piece, UploadError, UploadedObject, upload_stream};
+use filedrop_s3::objects::{Expect, ObjectOptions, put_small_object, stored_object};
+use filedrop_s3::upload::{
+    Completion, MIN_PART_SIZE, Pending, Piece, UploadError, complete_upload, upload_pending,
+};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -30,32 +32,45 @@ fn destination(s3s: &S3sFs) -> S3Destination {
     }
 }
 
-/// Uploads `parts` (each one part of a multipart upload; a single one goes as a PutObject) to
-/// `key`, expecting `expect` there.
+/// An object a test wrote.
+#[derive(Debug)]
+struct Written {
+    e_tag: String,
+}
+
+/// Uploads `parts` (each one part of a multipart upload; a single one is put whole) to `key`
+/// and commits it as the finalize step does, expecting `expect` there.
 async fn upload(
     client: &aws_sdk_s3::Client,
     key: &str,
     expect: &Expect,
     parts: &[Bytes],
-) -> Result<UploadedObject, UploadError> {
+) -> Result<Written, UploadError> {
     let (sender, receiver) = mpsc::channel(parts.len() + 1);
     for part in parts {
         sender.send(Piece::Data(part.clone())).await.unwrap();
     }
     sender.send(Piece::End).await.unwrap();
-    upload_stream(
-        client,
-        BUCKET,
-        key,
-        &ObjectOptions::new(&S3Destination::default(), "text/plain"),
-        expect,
-        receiver,
-        2,
-    )
-    .await
+    let options = ObjectOptions::new(&S3Destination::default(), "text/plain");
+    let pending = upload_pending(client, BUCKET, key, &options, receiver, 2, |_| async {
+        Ok(())
+    })
+    .await?;
+    let e_tag = match pending {
+        Pending::Small { bytes, .. } => {
+            put_small_object(client, BUCKET, key, &options, bytes, expect).await?
+        }
+        Pending::Multipart {
+            upload_id, parts, ..
+        } => match complete_upload(client, BUCKET, key, &upload_id, &parts, expect).await? {
+            Completion::Completed(e_tag) => e_tag,
+            Completion::Gone => panic!("the upload of {key} is gone"),
+        },
+    };
+    Ok(Written { e_tag })
 }
 
-fn refused_as_changed(result: Result<UploadedObject, UploadError>) {
+fn refused_as_changed(result: Result<Written, UploadError>) {
     match result {
         Err(UploadError::Destination(failure)) => {
             assert!(failure.retryable, "{failure:?}");

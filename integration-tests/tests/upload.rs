@@ -1,6 +1,7 @@
-//! `filedrop_s3::upload` against a real S3 server (moto, authentication on): multipart uploads
-//! complete with every part in order, and an upload whose producer stops mid-file is aborted,
-//! leaving no object and no open multipart upload.
+//! `filedrop_s3::upload` against a real S3 server (moto, authentication on): a pending
+//! multipart upload shows nothing at its key until it is completed, then every part in order;
+//! and an upload whose producer stops mid-file is aborted, leaving no object and no open
+//! multipart upload.
 
 use bytes::Bytes;
 use filedrop_integration_tests::s3;
@@ -8,7 +9,10 @@ use filedrop_integration_tests::services::Moto;
 use filedrop_proto::v1::{AccessKeyCredential, S3Destination};
 use filedrop_s3::client::{ClientLimits, client_for};
 use filedrop_s3::objects::{Expect, ObjectOptions};
-use filedrop_s3::upload::{MIN_PART_SIZE, Piece, UploadError, upload_stream};
+use filedrop_s3::upload::{
+    Completion, MIN_PART_SIZE, Pending, Piece, UploadError, complete_upload, multipart_e_tag,
+    upload_pending,
+};
 use tokio::sync::mpsc;
 
 const BUCKET: &str = "uploads";
@@ -48,22 +52,76 @@ async fn a_multipart_upload_delivers_every_part_in_order() {
     ] {
         sender.send(piece).await.unwrap();
     }
-    let uploaded = upload_stream(
+    let mut recorded = None;
+    let pending = upload_pending(
         &client,
         BUCKET,
         "whole.bin",
         &ObjectOptions::new(&destination(&moto), "application/octet-stream"),
-        &Expect::Nothing,
         receiver,
         2,
+        |upload_id| {
+            recorded = Some(upload_id);
+            async { Ok(()) }
+        },
     )
     .await
-    .expect("the upload completes");
-    assert_eq!(uploaded.size, 3 * MIN_PART_SIZE as u64 + 1000);
+    .expect("every part goes up");
+    let Pending::Multipart {
+        upload_id,
+        parts,
+        size,
+        ..
+    } = pending
+    else {
+        panic!("four parts are a multipart upload: {pending:?}");
+    };
+    assert_eq!(recorded.as_deref(), Some(upload_id.as_str()), "recorded");
+    assert_eq!(size, 3 * MIN_PART_SIZE as u64 + 1000);
+    assert_eq!(parts.len(), 4);
 
+    // Nothing is visible until the commit completes it.
     let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    assert!(s3::list(&reader, BUCKET, "").await.is_empty());
+    assert_eq!(s3::open_uploads(&reader, BUCKET).await, ["whole.bin"]);
+    let completed = complete_upload(
+        &client,
+        BUCKET,
+        "whole.bin",
+        &upload_id,
+        &parts,
+        &Expect::Nothing,
+    )
+    .await
+    .expect("CompleteMultipartUpload");
+    let Completion::Completed(e_tag) = completed else {
+        panic!("{completed:?}");
+    };
+    assert_eq!(
+        Some(e_tag.clone()),
+        multipart_e_tag(&parts),
+        "S3's multipart entity tag"
+    );
+    // Completing again (an answer lost, the commit redone) is harmless: the same object again,
+    // as S3 answers for a while, or the upload gone, and the commit recognises its object by
+    // the entity tag above.
+    let again = complete_upload(
+        &client,
+        BUCKET,
+        "whole.bin",
+        &upload_id,
+        &parts,
+        &Expect::Anything,
+    )
+    .await
+    .expect("an answer");
+    assert!(
+        again == Completion::Completed(e_tag.clone()) || again == Completion::Gone,
+        "{again:?}"
+    );
+
     let body = s3::get(&reader, BUCKET, "whole.bin").await;
-    assert_eq!(body.len() as u64, uploaded.size);
+    assert_eq!(body.len() as u64, size);
     let starts: Vec<u8> = (0..4).map(|i| body[i * MIN_PART_SIZE]).collect();
     assert_eq!(starts, b"abcd", "parts in order");
     assert_eq!(
@@ -85,14 +143,14 @@ async fn an_upload_whose_producer_stops_is_aborted_and_leaves_nothing() {
         sender.send(piece).await.unwrap();
     }
     drop(sender); // the assembler failed: no `Piece::End`
-    let result = upload_stream(
+    let result = upload_pending(
         &client,
         BUCKET,
         "partial.bin",
         &ObjectOptions::new(&destination(&moto), "application/octet-stream"),
-        &Expect::Nothing,
         receiver,
         2,
+        |_| async { Ok(()) },
     )
     .await;
     assert!(matches!(result, Err(UploadError::Incomplete)), "{result:?}");

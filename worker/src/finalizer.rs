@@ -1,19 +1,18 @@
-//! The finalize step: check every file of the run, abort uploads a stopped worker abandoned,
-//! write the manifest, then the success marker — last. The same queue carries the cleanup of
-//! a run that failed (open uploads aborted) or was cancelled (open uploads aborted, the files
-//! it delivered deleted, its staging deleted).
+//! The commit of a run: every file's pending upload completed (the files become visible only
+//! now), the uploads no longer needed aborted, then the manifest, then the success marker —
+//! last. The same queue carries the cleanup of a run that failed or was cancelled (its pending
+//! uploads aborted, what its commit completed deleted, nothing written) and of what a late
+//! task left behind a run that ended.
 
+use crate::pending::{self, Undone, staging_failure};
 use crate::uploader::connect;
 use crate::{Context, report};
 use filedrop_core::failure::RunFailure;
-use filedrop_proto::jobs::v1::{DeliveryReceipt, FinalizeTask, RunFinalized, worker_event};
-use filedrop_proto::v1::ErrorCode;
+use filedrop_proto::jobs::v1::{FinalizeTask, RunFinalized, worker_event};
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
-use filedrop_runtime::staging::{StagingError, receipt_key};
+use filedrop_runtime::staging::Stopped;
 use filedrop_s3::S3Failure;
-use filedrop_s3::objects::{
-    Expect, ObjectOptions, abort_open_uploads, delete_if_unchanged, put_small_object, stored_object,
-};
+use filedrop_s3::objects::{Expect, ObjectOptions, abort_open_uploads, put_small_object};
 use prost::Message;
 use std::collections::HashSet;
 use tracing::{info, warn};
@@ -41,75 +40,32 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         }
     };
     let run_id = task.run_id.clone();
-    if task.run_failed || task.run_cancelled {
-        return clean_up_stopped_run(context, &task).await;
+    if task.run_failed || task.run_cancelled || task.pending_only {
+        return clean_up(context, &task).await;
+    }
+    if stopped(context, &run_id).await {
+        info!(
+            run_id,
+            "run stopped before its commit; its cleanup takes it back"
+        );
+        return Outcome::Ack;
     }
     let connected = match connect(context, &task.sealed_destination, &run_id).await {
         Ok(connected) => connected,
         Err(outcome) => return outcome,
     };
-    let client = &connected.client;
-    let bucket = connected.destination.bucket.as_str();
     let result = connected
         .with_attempts(
             context.config.upload.attempts,
             |failure: &S3Failure| Some(failure),
-            || async {
-                for file in &task.files {
-                    let size = stored_object(client, bucket, &file.object_key)
-                        .await?
-                        .map(|object| object.size);
-                    if size != Some(file.size) {
-                        return Err(S3Failure::permanent(RunFailure::new(
-                            ErrorCode::Internal,
-                            format!(
-                                "s3://{bucket}/{} is {} where {} bytes were delivered; something \
-                             else writes there — retry the run",
-                                file.object_key,
-                                size.map_or("missing".to_owned(), |s| format!("{s} bytes")),
-                                file.size
-                            ),
-                        )));
-                    }
-                }
-                let keys: HashSet<String> =
-                    task.files.iter().map(|f| f.object_key.clone()).collect();
-                let aborted =
-                    abort_open_uploads(client, bucket, &task.destination_prefix, &keys).await?;
-                if aborted > 0 {
-                    info!(run_id, aborted, "aborted abandoned multipart uploads");
-                }
-                if !task.manifest_key.is_empty() {
-                    put_small_object(
-                        client,
-                        bucket,
-                        &task.manifest_key,
-                        &ObjectOptions::new(&connected.destination, "application/json"),
-                        task.manifest.clone(),
-                        &Expect::Anything,
-                    )
-                    .await?;
-                }
-                if !task.marker_key.is_empty() {
-                    put_small_object(
-                        client,
-                        bucket,
-                        &task.marker_key,
-                        &ObjectOptions::new(&connected.destination, "text/plain"),
-                        Vec::new(),
-                        &Expect::Anything,
-                    )
-                    .await?;
-                }
-                Ok(())
-            },
+            || commit(context, &connected, &task),
         )
         .await;
     // The run's last task: its client is not needed any more.
     context.destinations.forget(&run_id);
     match result {
-        Ok(()) => {
-            info!(run_id, marker = %task.marker_key, files = task.files.len(), "run finalized");
+        Ok(Committed::Delivered) => {
+            info!(run_id, marker = %task.marker_key, files = task.files.len(), "run committed");
             report::publish(
                 context,
                 &run_id,
@@ -117,15 +73,131 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
             )
             .await
         }
+        Ok(Committed::Stopped) => {
+            info!(
+                run_id,
+                "run stopped during its commit; what it completed was taken back"
+            );
+            Outcome::Ack
+        }
         Err(failure) => report::fail(context, &run_id, failure.failure).await,
     }
 }
 
-/// A failed or cancelled run: aborts the multipart uploads still open on its files' keys;
-/// for a cancelled run, also deletes the files it delivered and then its staging. Best effort:
-/// the run has ended already, so a failure here is logged, and retried only when it may pass.
-async fn clean_up_stopped_run(context: &Context, task: &FinalizeTask) -> Outcome {
+/// Whether the run is marked stopped (failed or cancelled). A mark that cannot be read counts
+/// as none here; the commit looks again before its marker.
+async fn stopped(context: &Context, run_id: &str) -> bool {
+    matches!(context.staging.stopped(run_id).await, Ok(Some(_)))
+}
+
+/// How a commit ended.
+enum Committed {
+    /// Every file visible, then the manifest and the marker.
+    Delivered,
+    /// The run was stopped meanwhile: the files this commit completed were taken back, and
+    /// no marker was written.
+    Stopped,
+}
+
+/// One attempt at committing the run; an attempt after a failed one picks up from the
+/// records.
+async fn commit(
+    context: &Context,
+    connected: &crate::destinations::Connected,
+    task: &FinalizeTask,
+) -> Result<Committed, S3Failure> {
     let run_id = task.run_id.as_str();
+    let client = &connected.client;
+    let bucket = connected.destination.bucket.as_str();
+    let mut others = Vec::new();
+    for file in &task.files {
+        let records = pending::of_file(&context.staging, run_id, file.file_number).await?;
+        let Some(chosen) = pending::chosen(&records, &file.object_key).cloned() else {
+            return Err(S3Failure::permanent(RunFailure::internal(format!(
+                "file {} ({}) has no finished upload in staging; retry the run",
+                file.file_number, file.object_key
+            ))));
+        };
+        others.extend(
+            records
+                .into_iter()
+                .filter(|record| record.key != chosen.key),
+        );
+        pending::commit_file(&context.staging, connected, &chosen).await?;
+    }
+    // Copies of upload tasks that raced the chosen ones.
+    for other in &others {
+        pending::undo(&context.staging, connected, other, true).await?;
+    }
+    // Uploads a worker created and died before recording (stores without
+    // ListMultipartUploads leave these to the bucket's lifecycle rules).
+    let keys: HashSet<String> = task.files.iter().map(|f| f.object_key.clone()).collect();
+    let aborted = abort_open_uploads(client, bucket, &task.destination_prefix, &keys).await?;
+    if aborted > 0 {
+        info!(run_id, aborted, "aborted abandoned multipart uploads");
+    }
+    // The last look before the marker: a run cancelled (or failed) meanwhile delivers
+    // nothing, so what this commit completed is taken back.
+    let mark = context
+        .staging
+        .stopped(run_id)
+        .await
+        .map_err(|error| staging_failure("reading the stop mark", &error))?;
+    if mark.is_some() {
+        for file in &task.files {
+            // As the commit recorded them, entity tags included.
+            for recorded in pending::of_file(&context.staging, run_id, file.file_number).await? {
+                pending::undo(&context.staging, connected, &recorded, false).await?;
+            }
+        }
+        return Ok(Committed::Stopped);
+    }
+    if !task.manifest_key.is_empty() {
+        put_small_object(
+            client,
+            bucket,
+            &task.manifest_key,
+            &ObjectOptions::new(&connected.destination, "application/json"),
+            task.manifest.clone(),
+            &Expect::Anything,
+        )
+        .await?;
+    }
+    if !task.marker_key.is_empty() {
+        put_small_object(
+            client,
+            bucket,
+            &task.marker_key,
+            &ObjectOptions::new(&connected.destination, "text/plain"),
+            Vec::new(),
+            &Expect::Anything,
+        )
+        .await?;
+    }
+    Ok(Committed::Delivered)
+}
+
+/// A run that failed or was cancelled: its pending uploads aborted and what its commit
+/// completed deleted (only objects still as it wrote them), then, when asked, its staging
+/// deleted. With `pending_only` (a run that ended, and a late task's upload recorded since),
+/// only pending uploads are aborted. Best effort: the run has ended already, so a failure here
+/// is logged, and retried only when it may pass.
+async fn clean_up(context: &Context, task: &FinalizeTask) -> Outcome {
+    let run_id = task.run_id.as_str();
+    if task.run_failed {
+        // A failed run retried since (its mark cleared) has uploads of its own now.
+        match context.staging.stopped(run_id).await {
+            Ok(Some(Stopped::Failed | Stopped::Cancelled)) => {}
+            Ok(None) => {
+                info!(run_id, "failed run retried since; nothing to clean up");
+                return Outcome::Ack;
+            }
+            Err(error) => {
+                warn!(run_id, %error, "could not read the stop mark; will retry");
+                return Outcome::Retry;
+            }
+        }
+    }
     let cleaned = match context
         .destinations
         .connect(&task.sealed_destination, run_id)
@@ -150,10 +222,10 @@ async fn clean_up_stopped_run(context: &Context, task: &FinalizeTask) -> Outcome
             warn!(run_id, error = %failure, "could not clean up the stopped run at its destination");
         }
     }
-    if task.run_cancelled
+    if (task.run_cancelled || task.delete_staging)
         && let Err(error) = context.staging.delete_run(run_id).await
     {
-        warn!(run_id, %error, "could not delete the cancelled run's staging; the sweep will");
+        warn!(run_id, %error, "could not delete the stopped run's staging; the sweep will");
     }
     Outcome::Ack
 }
@@ -164,36 +236,27 @@ async fn clean_up_destination(
     task: &FinalizeTask,
 ) -> Result<(), S3Failure> {
     let run_id = task.run_id.as_str();
-    let client = &connected.client;
-    let bucket = connected.destination.bucket.as_str();
-    let keys: HashSet<String> = task.files.iter().map(|f| f.object_key.clone()).collect();
-    let aborted = abort_open_uploads(client, bucket, &task.destination_prefix, &keys).await?;
-    info!(run_id, aborted, "stopped run: open uploads aborted");
-    if !task.run_cancelled {
-        return Ok(());
-    }
-    let mut deleted = 0;
-    for file in &task.files {
-        let receipt = match context
-            .staging
-            .get(&receipt_key(run_id, file.file_number))
-            .await
-        {
-            Ok(bytes) => DeliveryReceipt::decode(bytes).ok(),
-            Err(StagingError::NotFound { .. }) => None,
-            Err(error) => {
-                return Err(S3Failure::transient(RunFailure::internal(format!(
-                    "reading a delivery receipt: {error}"
-                ))));
-            }
-        };
-        // Only what this run wrote: without a receipt, the object at the key is not its own.
-        if let Some(receipt) = receipt.filter(|r| r.object_key == file.object_key)
-            && delete_if_unchanged(client, bucket, &file.object_key, &receipt.e_tag).await?
-        {
-            deleted += 1;
+    let (mut aborted, mut deleted, mut kept) = (0, 0, 0);
+    for recorded in pending::of_run(&context.staging, run_id).await? {
+        match pending::undo(&context.staging, connected, &recorded, task.pending_only).await? {
+            Undone::Aborted => aborted += 1,
+            Undone::Deleted => deleted += 1,
+            Undone::Kept => kept += 1,
         }
     }
-    info!(run_id, deleted, "cancelled run: delivered files deleted");
+    if !task.pending_only {
+        let keys: HashSet<String> = task.files.iter().map(|f| f.object_key.clone()).collect();
+        aborted += abort_open_uploads(
+            &connected.client,
+            &connected.destination.bucket,
+            &task.destination_prefix,
+            &keys,
+        )
+        .await?;
+    }
+    info!(
+        run_id,
+        aborted, deleted, kept, "ended run cleaned up at its destination"
+    );
     Ok(())
 }

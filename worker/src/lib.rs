@@ -1,13 +1,14 @@
 //! The filedrop worker: one binary with two roles that scale apart.
 //!
 //! - **encode**: a staged Arrow segment → an encoded block in staging → `SegmentEncoded`.
-//! - **upload**: a file's blocks → the delivered object (multipart) → `FileUploaded`; and the
-//!   finalize step: every file checked present → abandoned uploads aborted → success marker →
-//!   `RunFinalized`.
+//! - **upload**: a file's blocks → a pending upload (multipart, left open; or a small file
+//!   staged) → `FileUploaded`; and the commit: every file's upload completed → abandoned
+//!   uploads aborted → manifest → success marker → `RunFinalized`. Nothing is visible at a
+//!   final key before the commit.
 //!
 //! Every task may arrive twice: keys are deterministic, so doing it again gives the same
-//! result, and a file already delivered is found by its receipt and not uploaded again. A task that cannot succeed reports `TaskFailed` (which fails the run) and is
-//! dead-lettered.
+//! result, and a file already uploaded is found by its record and not uploaded again. A task
+//! that cannot succeed reports `TaskFailed` (which fails the run) and is dead-lettered.
 //!
 //! # Layout
 //! - [`boundary`]: the boundary of every task — a panic fails the task's run, not the process.
@@ -16,8 +17,10 @@
 //! - [`destinations`]: sealed destinations opened, credentials resolved, a client per run, and
 //!   the attempts at a destination call (transient failures retried, expired credentials
 //!   renewed).
-//! - [`uploader`]: the upload role (files).
-//! - [`finalizer`]: the finalize step (success marker).
+//! - [`uploader`]: the upload role (files, uploaded pending their commit).
+//! - [`pending`]: pending uploads as staging records them; committing and undoing one.
+//! - [`finalizer`]: the commit (files made visible, manifest, success marker), and the cleanup
+//!   of runs that stopped.
 //! - [`report`]: publishing worker events, and the outcome of a failed task.
 
 pub mod boundary;
@@ -25,6 +28,7 @@ pub mod config;
 pub mod destinations;
 pub mod encoder;
 pub mod finalizer;
+pub mod pending;
 pub mod report;
 pub mod uploader;
 

@@ -1,25 +1,25 @@
-//! The upload role: a file's blocks, assembled in order, streamed to the destination.
-//!
-//! A delivered file leaves a receipt in staging (`DeliveryReceipt`: key, size, SHA-256, entity
-//! tag). A task delivered again finds it, checks that the same object is still at the key,
-//! and counts the file delivered without uploading it twice. Every write carries what the key
-//! held when it was looked at as a precondition, so two copies of a task never both replace
-//! the object: the later one is refused, looks again, and finds the receipt.
+//! The upload role: a file's blocks, assembled in order, uploaded to the destination — but
+//! not made visible. A file of several parts goes up as a multipart upload left open; a file
+//! of one part is staged whole. Either is recorded in staging as a `PendingUpload` (the
+//! multipart upload from the moment it exists), and the run's commit (`finalizer`) makes it
+//! visible. A task delivered again finds the record of a finished upload and reports it
+//! without uploading twice.
 
 use crate::encoder::task_output;
+use crate::pending::{self, Recorded, keep, recorded_parts, staging_failure};
 use crate::{Context, report};
 use filedrop_core::failure::RunFailure;
 use filedrop_formats::FormatError;
 use filedrop_formats::format::Output;
-use filedrop_proto::jobs::v1::{DeliveryReceipt, FileUploaded, UploadTask, worker_event};
+use filedrop_proto::jobs::v1::{FileUploaded, PendingUpload, UploadTask, worker_event};
 use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
-use filedrop_runtime::staging::{StagingError, Stopped, receipt_key};
-use filedrop_s3::S3Failure;
-use filedrop_s3::objects::{
-    Expect, ObjectOptions, StoredObject, delete_if_unchanged, stored_object,
+use filedrop_runtime::staging::{
+    STAGED_FILE_TAG, StagingError, staged_file_key, upload_key, upload_tag,
 };
-use filedrop_s3::upload::{PartWriter, UploadError, UploadedObject, part_size_for, upload_stream};
+use filedrop_s3::S3Failure;
+use filedrop_s3::objects::ObjectOptions;
+use filedrop_s3::upload::{PartWriter, Pending, UploadError, part_size_for, upload_pending};
 use prost::Message;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -120,16 +120,30 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
         )
         .await;
     match result {
-        Ok(Delivery { receipt, .. }) if cancelled_meanwhile(context, &run_id).await => {
-            take_back(context, &connected, &task, &receipt).await
+        Ok(Delivery { recorded, .. }) if stopped_meanwhile(context, &run_id).await => {
+            // The run's cleanup may have listed the records before this one was kept: the
+            // upload is taken back here too (undoing twice is harmless).
+            if let Err(failure) =
+                pending::undo(&context.staging, &connected, &recorded, false).await
+            {
+                warn!(run_id, file = task.file_number, error = %failure,
+                    "run stopped during the upload; the upload could not be aborted");
+            }
+            info!(
+                run_id,
+                file = task.file_number,
+                "run stopped during the upload; upload aborted"
+            );
+            Outcome::Ack
         }
-        Ok(Delivery { receipt, earlier }) => {
-            let size = receipt.size;
+        Ok(Delivery { recorded, earlier }) => {
+            let size = recorded.upload.size;
             if earlier {
                 info!(run_id, file = task.file_number, key = %task.object_key, size,
-                    "file was delivered before; counted done, not uploaded again");
+                    "file was uploaded before; counted done, not uploaded again");
             } else {
-                info!(run_id, file = task.file_number, key = %task.object_key, size, "file delivered");
+                info!(run_id, file = task.file_number, key = %task.object_key, size,
+                    "file uploaded, pending its commit");
             }
             report::publish(
                 context,
@@ -137,7 +151,7 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
                 worker_event::Event::FileUploaded(FileUploaded {
                     file_number: task.file_number,
                     size,
-                    sha256: receipt.sha256,
+                    sha256: recorded.upload.sha256,
                 }),
             )
             .await
@@ -148,45 +162,12 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
     }
 }
 
-/// Whether the run was cancelled while its file was being delivered. Looked at after the
-/// receipt is kept: either this sees the cancellation, or the cancellation's cleanup, which
-/// begins after it is marked, sees the receipt and deletes the file. A mark that cannot be
-/// read counts as none: the file is reported, and a cancellation's cleanup still finds its
-/// receipt.
-async fn cancelled_meanwhile(context: &Context, run_id: &str) -> bool {
-    matches!(
-        context.staging.stopped(run_id).await,
-        Ok(Some(Stopped::Cancelled))
-    )
-}
-
-/// Deletes the file just delivered for a run cancelled meanwhile.
-async fn take_back(
-    context: &Context,
-    connected: &crate::destinations::Connected,
-    task: &UploadTask,
-    receipt: &DeliveryReceipt,
-) -> Outcome {
-    let bucket = &connected.destination.bucket;
-    let deleted = connected
-        .with_attempts(
-            context.config.upload.attempts,
-            |failure: &S3Failure| Some(failure),
-            || delete_if_unchanged(&connected.client, bucket, &task.object_key, &receipt.e_tag),
-        )
-        .await;
-    // Acknowledged either way: a redelivered task would find the run stopped and drop it.
-    match deleted {
-        Ok(_) => {
-            info!(run_id = %task.run_id, key = %task.object_key, "run cancelled during the upload; file deleted");
-            Outcome::Ack
-        }
-        Err(failure) => {
-            warn!(run_id = %task.run_id, key = %task.object_key, error = %failure,
-                "run cancelled during the upload; the file could not be deleted");
-            Outcome::Ack
-        }
-    }
+/// Whether the run stopped (failed or was cancelled) while its file was being uploaded.
+/// Looked at after the upload is recorded: either this sees the stop, or the run's cleanup,
+/// which begins after the stop is marked, sees the record and aborts the upload. A mark that
+/// cannot be read counts as none: the file is reported, and a cleanup still finds its record.
+async fn stopped_meanwhile(context: &Context, run_id: &str) -> bool {
+    matches!(context.staging.stopped(run_id).await, Ok(Some(_)))
 }
 
 /// The destination of a task, with a client for it. A failure to reach it that may pass
@@ -222,15 +203,14 @@ struct FileParts {
     block_sizes: Vec<u64>,
 }
 
-/// A delivered file.
+/// A file uploaded, pending its commit.
 struct Delivery {
-    receipt: DeliveryReceipt,
-    /// Delivered by an earlier copy of the task, not by this one.
+    recorded: Recorded,
+    /// Uploaded by an earlier copy of the task, not by this one.
     earlier: bool,
 }
 
-/// Delivers the file unless its receipt shows it delivered and the object it names is still
-/// at the key; then leaves the receipt.
+/// Uploads the file unless a finished upload of it is recorded already; records it.
 async fn deliver_once(
     context: &Context,
     task: &UploadTask,
@@ -238,70 +218,80 @@ async fn deliver_once(
     parts: &FileParts,
     part_size: usize,
 ) -> Result<Delivery, Failed> {
-    let receipt_key = receipt_key(&task.run_id, task.file_number);
-    let receipt = read_receipt(context, &receipt_key).await;
-    let looked = stored_object(
-        &connected.client,
-        &connected.destination.bucket,
-        &task.object_key,
-    )
-    .await;
-    let expect = match looked {
-        Ok(stored) => {
-            if let (Some(receipt), Some(stored)) = (&receipt, &stored)
-                && receipt_matches(receipt, &task.object_key, stored)
-            {
-                return Ok(Delivery {
-                    receipt: receipt.clone(),
-                    earlier: true,
-                });
-            }
-            Expect::found(stored.as_ref())
-        }
-        // A refused HEAD cannot say why (a wrong key and a missing s3:GetObject both answer a
-        // bare 403): the write is tried without a precondition, and its answer names the cause.
-        Err(failure) if !failure.retryable && !failure.credentials_expired => Expect::Anything,
-        Err(failure) => return Err(Failed::Destination(failure)),
-    };
-    let uploaded = upload_once(context, task, connected, &expect, parts, part_size).await?;
-    let receipt = DeliveryReceipt {
-        object_key: task.object_key.clone(),
-        size: uploaded.size,
-        sha256: uploaded.sha256,
-        e_tag: uploaded.e_tag,
-    };
-    if let Err(error) = context
-        .staging
-        .put(&receipt_key, receipt.encode_to_vec().into())
+    let records = pending::of_file(&context.staging, &task.run_id, task.file_number)
         .await
-    {
-        // Without it a redelivered task uploads the file again, to the same key.
-        warn!(run_id = %task.run_id, file = task.file_number, %error, "could not keep the delivery receipt");
+        .map_err(Failed::Destination)?;
+    if let Some(recorded) = pending::chosen(&records, &task.object_key) {
+        return Ok(Delivery {
+            recorded: recorded.clone(),
+            earlier: true,
+        });
     }
+    let recorded = upload_once(context, task, connected, parts, part_size).await?;
     Ok(Delivery {
-        receipt,
+        recorded,
         earlier: false,
     })
 }
 
-/// Whether `receipt` describes the object `stored` at `object_key`.
-fn receipt_matches(receipt: &DeliveryReceipt, object_key: &str, stored: &StoredObject) -> bool {
-    receipt.object_key == object_key
-        && receipt.size == stored.size
-        && !receipt.e_tag.is_empty()
-        && receipt.e_tag == stored.e_tag
+/// The record of an upload's first moment: the multipart upload exists, nothing is up yet.
+fn opened(task: &UploadTask, upload_id: &str, content_type: &str) -> Recorded {
+    Recorded {
+        key: upload_key(&task.run_id, task.file_number, &upload_tag(upload_id)),
+        upload: PendingUpload {
+            object_key: task.object_key.clone(),
+            upload_id: upload_id.to_owned(),
+            content_type: content_type.to_owned(),
+            ..PendingUpload::default()
+        },
+    }
 }
 
-/// The receipt at `key`, if there is a readable one (any doubt means uploading again).
-async fn read_receipt(context: &Context, key: &str) -> Option<DeliveryReceipt> {
-    match context.staging.get(key).await {
-        Ok(bytes) => DeliveryReceipt::decode(bytes).ok(),
-        Err(StagingError::NotFound { .. }) => None,
-        Err(error) => {
-            warn!(key, %error, "could not read a delivery receipt; the file is uploaded again");
-            None
+/// Records a pending file once all of it is up (or, when small, staged).
+async fn record_pending(
+    context: &Context,
+    task: &UploadTask,
+    pending: Pending,
+    content_type: &str,
+) -> Result<Recorded, S3Failure> {
+    let recorded = match pending {
+        Pending::Small { bytes, sha256 } => {
+            let staged_key = staged_file_key(&task.run_id, task.file_number);
+            let size = bytes.len() as u64;
+            context
+                .staging
+                .put(&staged_key, bytes)
+                .await
+                .map_err(|error| staging_failure("staging a small file", &error))?;
+            Recorded {
+                key: upload_key(&task.run_id, task.file_number, STAGED_FILE_TAG),
+                upload: PendingUpload {
+                    object_key: task.object_key.clone(),
+                    size,
+                    sha256,
+                    staged_key,
+                    content_type: content_type.to_owned(),
+                    uploaded: true,
+                    ..PendingUpload::default()
+                },
+            }
         }
-    }
+        Pending::Multipart {
+            upload_id,
+            parts,
+            size,
+            sha256,
+        } => {
+            let mut recorded = opened(task, &upload_id, content_type);
+            recorded.upload.size = size;
+            recorded.upload.sha256 = sha256;
+            recorded.upload.parts = recorded_parts(&parts);
+            recorded.upload.uploaded = true;
+            recorded
+        }
+    };
+    keep(&context.staging, &recorded.key, &recorded.upload).await?;
+    Ok(recorded)
 }
 
 /// Assembles the file on a blocking thread while its parts are uploaded.
@@ -309,10 +299,9 @@ async fn upload_once(
     context: &Context,
     task: &UploadTask,
     connected: &crate::destinations::Connected,
-    expect: &Expect,
     parts: &FileParts,
     part_size: usize,
-) -> Result<UploadedObject, Failed> {
+) -> Result<Recorded, Failed> {
     let destination = &connected.destination;
     let (sender, receiver) = mpsc::channel(1);
     let staging = context.staging.clone();
@@ -351,14 +340,21 @@ async fn upload_once(
             Ok::<(), FormatError>(())
         })
     });
-    let uploaded = upload_stream(
+    let uploaded = upload_pending(
         &connected.client,
         &destination.bucket,
         &task.object_key,
         &ObjectOptions::new(destination, content_type),
-        expect,
         receiver,
         context.config.upload.parts_in_flight,
+        // Recorded before any part goes up, so that no upload exists unrecorded for longer
+        // than a call.
+        |upload_id| async move {
+            let recorded = opened(task, &upload_id, content_type);
+            keep(&context.staging, &recorded.key, &recorded.upload)
+                .await
+                .map_err(|failure| failure.to_string())
+        },
     )
     .await;
     let assembled = assembler.await.unwrap_or_else(|join| {
@@ -367,8 +363,13 @@ async fn upload_once(
         })
     });
     match (uploaded, assembled) {
-        (Ok(object), Ok(Ok(()))) => Ok(object),
+        (Ok(pending), Ok(Ok(()))) => record_pending(context, task, pending, content_type)
+            .await
+            .map_err(Failed::Destination),
         (Err(UploadError::Destination(failure)), _) => Err(Failed::Destination(failure)),
+        (Err(UploadError::NotRecorded(why)), _) => Err(Failed::Destination(S3Failure::transient(
+            RunFailure::internal(format!("staging: {why}")),
+        ))),
         (_, Ok(Err(FormatError::Io(error)))) if error.kind() == std::io::ErrorKind::NotFound => {
             Err(Failed::RunGone)
         }

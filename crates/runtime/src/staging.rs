@@ -4,7 +4,8 @@
 //! ```text
 //! runs/<run id>/segments/<segment:08>.arrows   Arrow IPC stream of received rows
 //! runs/<run id>/blocks/<segment:08>.block      the segment, encoded
-//! runs/<run id>/receipts/<file:08>.receipt     a delivered file (`DeliveryReceipt`)
+//! runs/<run id>/uploads/<file:08>/<tag>        a file's pending upload (`PendingUpload`)
+//! runs/<run id>/files/<file:08>                a file smaller than one part, put at the commit
 //! stopped/<run id>                             the run failed or was cancelled (`Stopped`)
 //! ```
 //!
@@ -60,9 +61,39 @@ pub fn block_key(run_id: &str, segment_index: u64) -> String {
     format!("runs/{run_id}/blocks/{segment_index:08}.block")
 }
 
-/// Key of the receipt of a run's delivered file.
-pub fn receipt_key(run_id: &str, file_number: u64) -> String {
-    format!("runs/{run_id}/receipts/{file_number:08}.receipt")
+/// Where the pending uploads of a run's file are recorded (one key per upload under it).
+pub fn uploads_of_file(run_id: &str, file_number: u64) -> String {
+    format!("runs/{run_id}/uploads/{file_number:08}/")
+}
+
+/// Where the pending uploads of all a run's files are recorded.
+pub fn uploads_of_run(run_id: &str) -> String {
+    format!("runs/{run_id}/uploads/")
+}
+
+/// Key of the record of one pending upload of a run's file: `tag` names the upload (see
+/// [`upload_tag`]).
+pub fn upload_key(run_id: &str, file_number: u64, tag: &str) -> String {
+    format!("{}{tag}", uploads_of_file(run_id, file_number))
+}
+
+/// The tag of a multipart upload in staging keys: the first 16 hex digits of its id's SHA-256
+/// (ids may hold characters a key should not). A file staged whole is tagged `staged`.
+pub fn upload_tag(upload_id: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(upload_id.as_bytes())
+        .iter()
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The tag of a file small enough to be staged whole and put at the commit.
+pub const STAGED_FILE_TAG: &str = "staged";
+
+/// Key of a run's file staged whole, to be put at the commit.
+pub fn staged_file_key(run_id: &str, file_number: u64) -> String {
+    format!("runs/{run_id}/files/{file_number:08}")
 }
 
 /// The staging key of block `part` of a segment encoded as several blocks (a split by size):
@@ -126,6 +157,28 @@ impl Staging {
     /// Removes the run's stop mark (a failed run is retried, or the mark has served its time).
     pub async fn clear_stopped(&self, run_id: &str) -> Result<(), StagingError> {
         match self.store.delete(&Path::from(stop_mark_key(run_id))).await {
+            Ok(()) | Err(StagingError::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The keys under `prefix` (see [`uploads_of_run`]), sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StagingError> {
+        use futures::TryStreamExt;
+        let prefix = Path::from(prefix.trim_end_matches('/'));
+        let mut keys: Vec<String> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes one key; a key already gone is fine.
+    pub async fn delete(&self, key: &str) -> Result<(), StagingError> {
+        match self.store.delete(&Path::from(key)).await {
             Ok(()) | Err(StagingError::NotFound { .. }) => Ok(()),
             Err(error) => Err(error),
         }

@@ -8,7 +8,8 @@
 //!   and the classification of STS failures.
 //! - [`errors`]: S3 errors classified into run failure codes, retryable or permanent.
 //! - [`upload`]: [`upload::PartWriter`] (a `std::io::Write` that cuts a stream into parts) and
-//!   [`upload::upload_stream`] (parts to a multipart upload, or one `PutObject` when small).
+//!   [`upload::upload_pending`] (parts to a multipart upload left open, or a small file in
+//!   hand), completed at the commit ([`upload::complete_upload`]).
 //! - [`objects`]: how objects are stored ([`objects::ObjectOptions`]), what a write expects at
 //!   its key ([`objects::Expect`], sent as `If-None-Match`/`If-Match`), and the small
 //!   operations of the finalize step: check a file, write a marker, abort abandoned uploads.

@@ -3,18 +3,20 @@
 //! [`upload_stream`], which uploads them with bounded concurrency. Memory stays at about
 //! `part_size × (parts_in_flight + 2)` whatever the file size.
 //!
-//! A file that fits in one part goes out as a single `PutObject`. A multipart upload is
-//! completed only after the producer says the file is whole ([`Piece::End`]); if the producer
-//! stops early or a part fails, the upload is aborted, so no partial object ever appears at
-//! the key.
+//! Nothing becomes visible here: [`upload_pending`] leaves a file pending, its multipart
+//! upload open with every part up (or, for a file of one part, its bytes in hand), and the
+//! commit makes it visible later with [`complete_upload`] (or a put). If the producer stops
+//! early or a part fails, the upload is aborted.
 
 use crate::errors::{S3Failure, classify};
 use crate::objects::{Expect, ObjectOptions, with_options};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use std::future::Future;
 use std::io::{self, Write};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -102,16 +104,39 @@ impl Write for PartWriter {
     }
 }
 
-/// An object that was written.
-#[derive(Debug, Clone)]
-pub struct UploadedObject {
-    /// Its size in bytes.
-    pub size: u64,
-    /// The SHA-256 of its bytes, lowercase hexadecimal (for the manifest, and for anyone
-    /// checking the object against it).
-    pub sha256: String,
-    /// Its entity tag, as the destination gave it.
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Its number, from 1.
+    pub number: i32,
+    /// Its entity tag, quotes included, as the destination gave it.
     pub e_tag: String,
+    /// Its CRC32 (base64), as the destination computed it.
+    pub checksum_crc32: Option<String>,
+}
+
+/// A file whose bytes are all up (or staged) but not yet visible at its key: the commit
+/// completes it ([`complete_upload`], or a put of the small file's bytes).
+#[derive(Debug, Clone)]
+pub enum Pending {
+    /// Smaller than one part: the bytes, put whole at the commit.
+    Small {
+        /// The file.
+        bytes: Bytes,
+        /// Its SHA-256, lowercase hexadecimal.
+        sha256: String,
+    },
+    /// A multipart upload with every part up.
+    Multipart {
+        /// The upload.
+        upload_id: String,
+        /// Its parts, in order.
+        parts: Vec<Part>,
+        /// The file's size in bytes.
+        size: u64,
+        /// Its SHA-256, lowercase hexadecimal.
+        sha256: String,
+    },
 }
 
 /// The SHA-256 of what was sent, piece by piece, in order.
@@ -153,8 +178,8 @@ impl HashedPieces {
     }
 }
 
-/// Why an upload did not complete. Whatever the cause, nothing is left at the key and no
-/// multipart upload is left open (unless the abort itself failed, which is logged).
+/// Why an upload did not reach its pending state. Whatever the cause, the multipart upload
+/// it created is aborted (unless the abort itself failed, which is logged).
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     /// The destination refused or failed a call.
@@ -163,25 +188,35 @@ pub enum UploadError {
     /// The producer stopped before the end of the file; its own error says why.
     #[error("the file ended before it was complete")]
     Incomplete,
+    /// The upload could not be recorded once created (see `upload_pending`'s `created`).
+    #[error("the upload could not be recorded: {0}")]
+    NotRecorded(String),
 }
 
-/// Uploads the pieces received on `pieces` to `s3://bucket/key`, provided the key still holds
-/// what `expect` says when the object is completed.
-pub async fn upload_stream(
+/// Uploads the pieces received on `pieces` for `s3://bucket/key` without making anything
+/// visible there: a file of one part comes back whole ([`Pending::Small`]); a larger one goes
+/// up as a multipart upload that is left open ([`Pending::Multipart`]), `created` being
+/// called with its id as soon as it exists (to record it before any part goes up). A failure
+/// aborts the upload.
+pub async fn upload_pending<Created, Recorded>(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     options: &ObjectOptions,
-    expect: &Expect,
     pieces: mpsc::Receiver<Piece>,
     parts_in_flight: usize,
-) -> Result<UploadedObject, UploadError> {
+    created: Created,
+) -> Result<Pending, UploadError>
+where
+    Created: FnOnce(String) -> Recorded,
+    Recorded: Future<Output = Result<(), String>>,
+{
     let mut pieces = HashedPieces {
         receiver: pieces,
         digest: Digest::default(),
         held: std::collections::VecDeque::new(),
     };
-    let first = match pieces.recv().await {
+    let bytes = match pieces.recv().await {
         None => return Err(UploadError::Incomplete),
         Some(Piece::End) => Bytes::new(),
         Some(Piece::Data(first)) => match pieces.recv().await {
@@ -194,34 +229,34 @@ pub async fn upload_stream(
                     bucket,
                     key,
                     options,
-                    expect,
                     pieces,
                     parts_in_flight,
+                    created,
                 )
                 .await;
             }
         },
     };
-    let size = first.len() as u64;
-    let e_tag =
-        crate::objects::put_small_object(client, bucket, key, options, first, expect).await?;
-    Ok(UploadedObject {
-        size,
+    Ok(Pending::Small {
+        bytes,
         sha256: pieces.digest.hex(),
-        e_tag,
     })
 }
 
-async fn upload_multipart(
+async fn upload_multipart<Created, Recorded>(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     options: &ObjectOptions,
-    expect: &Expect,
     mut pieces: HashedPieces,
     parts_in_flight: usize,
-) -> Result<UploadedObject, UploadError> {
-    let created = with_options!(
+    created: Created,
+) -> Result<Pending, UploadError>
+where
+    Created: FnOnce(String) -> Recorded,
+    Recorded: Future<Output = Result<(), String>>,
+{
+    let started = with_options!(
         client.create_multipart_upload().bucket(bucket).key(key),
         options
     )
@@ -229,54 +264,31 @@ async fn upload_multipart(
     .send()
     .await
     .map_err(|error| classify(&error, "CreateMultipartUpload", bucket, key))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let upload_id = started.upload_id().unwrap_or_default().to_owned();
     debug!(bucket, key, upload_id, "multipart upload started");
-    let result = upload_parts(
-        client,
-        bucket,
-        key,
-        &upload_id,
-        &mut pieces,
-        parts_in_flight,
-    )
-    .await;
-    let completed = match result {
-        Ok((parts, size)) => client
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .set_if_none_match(expect.if_none_match())
-            .set_if_match(expect.if_match())
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
+    let uploaded = match created(upload_id.clone()).await {
+        Ok(()) => {
+            upload_parts(
+                client,
+                bucket,
+                key,
+                &upload_id,
+                &mut pieces,
+                parts_in_flight,
             )
-            .send()
             .await
-            .map(|completed| (completed, size))
-            .map_err(|error| {
-                UploadError::from(classify(&error, "CompleteMultipartUpload", bucket, key))
-            }),
-        Err(error) => Err(error),
+        }
+        Err(why) => Err(UploadError::NotRecorded(why)),
     };
-    match completed {
-        Ok((completed, size)) => Ok(UploadedObject {
+    match uploaded {
+        Ok((parts, size)) => Ok(Pending::Multipart {
+            upload_id,
+            parts,
             size,
             sha256: pieces.digest.hex(),
-            e_tag: completed.e_tag().unwrap_or_default().to_owned(),
         }),
         Err(error) => {
-            if let Err(abort_error) = client
-                .abort_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .send()
-                .await
-            {
-                let abort = classify(&abort_error, "AbortMultipartUpload", bucket, key);
+            if let Err(abort) = abort_upload(client, bucket, key, &upload_id).await {
                 warn!(bucket, key, upload_id, error = %abort, "could not abort multipart upload");
             }
             Err(error)
@@ -291,7 +303,7 @@ async fn upload_parts(
     upload_id: &str,
     pieces: &mut HashedPieces,
     parts_in_flight: usize,
-) -> Result<(Vec<CompletedPart>, u64), UploadError> {
+) -> Result<(Vec<Part>, u64), UploadError> {
     let upload_part = |number: i32, body: Bytes| async move {
         let response = client
             .upload_part()
@@ -304,13 +316,11 @@ async fn upload_parts(
             .send()
             .await
             .map_err(|error| classify(&error, "UploadPart", bucket, key))?;
-        Ok::<_, S3Failure>(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(response.e_tag().map(str::to_owned))
-                .set_checksum_crc32(response.checksum_crc32().map(str::to_owned))
-                .build(),
-        )
+        Ok::<_, S3Failure>(Part {
+            number,
+            e_tag: response.e_tag().unwrap_or_default().to_owned(),
+            checksum_crc32: response.checksum_crc32().map(str::to_owned),
+        })
     };
     let mut in_flight = FuturesUnordered::new();
     let mut completed = Vec::new();
@@ -344,8 +354,121 @@ async fn upload_parts(
             None => {}
         }
     }
-    completed.sort_by_key(|part| part.part_number());
+    completed.sort_by_key(|part| part.number);
     Ok((completed, size))
+}
+
+/// What completing a multipart upload found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// The object is at its key now, with this entity tag.
+    Completed(String),
+    /// The destination knows no such upload: completed before (by an earlier attempt whose
+    /// answer was lost) or aborted. [`multipart_e_tag`] tells the two apart.
+    Gone,
+}
+
+/// Completes the multipart upload `upload_id` of `s3://bucket/key` from its `parts`, if the key
+/// holds what `expect` says: the moment the object becomes visible.
+pub async fn complete_upload(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    parts: &[Part],
+    expect: &Expect,
+) -> Result<Completion, S3Failure> {
+    let parts = parts
+        .iter()
+        .map(|part| {
+            CompletedPart::builder()
+                .part_number(part.number)
+                .e_tag(&part.e_tag)
+                .set_checksum_crc32(part.checksum_crc32.clone())
+                .build()
+        })
+        .collect();
+    let completed = client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .set_if_none_match(expect.if_none_match())
+        .set_if_match(expect.if_match())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await;
+    match completed {
+        Ok(completed) => Ok(Completion::Completed(
+            completed.e_tag().unwrap_or_default().to_owned(),
+        )),
+        Err(error) if upload_gone(&error) => Ok(Completion::Gone),
+        Err(error) => Err(classify(&error, "CompleteMultipartUpload", bucket, key)),
+    }
+}
+
+/// Aborts the multipart upload `upload_id` of `s3://bucket/key`; one already gone is fine.
+pub async fn abort_upload(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<(), S3Failure> {
+    match client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if upload_gone(&error) => Ok(()),
+        Err(error) => Err(classify(&error, "AbortMultipartUpload", bucket, key)),
+    }
+}
+
+/// Whether an error says the upload does not exist (any more).
+fn upload_gone<E>(error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    let code = match error {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    };
+    code == Some("NoSuchUpload")
+        || (code.is_none() && error.raw_response().map(|r| r.status().as_u16()) == Some(404))
+}
+
+/// The entity tag S3 gives an object completed from `parts`: the MD5 of the parts' MD5s, a
+/// dash and the part count, quoted. `None` when a part's tag is not an MD5 (SSE-KMS, some
+/// S3-compatible stores): then only the upload's own answer can say it completed.
+pub fn multipart_e_tag(parts: &[Part]) -> Option<String> {
+    use md5::Digest as _;
+    let mut digest = md5::Md5::new();
+    for part in parts {
+        let hex = part.e_tag.trim_matches('"');
+        if hex.len() != 32 {
+            return None;
+        }
+        for pair in hex.as_bytes().chunks(2) {
+            let byte = std::str::from_utf8(pair)
+                .ok()
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())?;
+            digest.update([byte]);
+        }
+    }
+    let hex: String = digest
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Some(format!("\"{hex}-{}\"", parts.len()))
 }
 
 #[cfg(test)]
@@ -368,6 +491,43 @@ mod tests {
             });
         }
         assert_eq!(pieces, ["abcd", "efgh", "ijk", "<end>"]);
+    }
+
+    #[test]
+    fn the_multipart_e_tag_is_the_md5_of_the_parts_md5s() {
+        // Two parts of "a" and "b": MD5("a") and MD5("b"), then MD5 of their 32 bytes.
+        let parts = [
+            Part {
+                number: 1,
+                e_tag: "\"0cc175b9c0f1b6a831c399e269772661\"".into(),
+                checksum_crc32: None,
+            },
+            Part {
+                number: 2,
+                e_tag: "\"92eb5ffee6ae2fec3ad71c777531578f\"".into(),
+                checksum_crc32: None,
+            },
+        ];
+        let mut both = Vec::new();
+        for hex in [
+            "0cc175b9c0f1b6a831c399e269772661",
+            "92eb5ffee6ae2fec3ad71c777531578f",
+        ] {
+            for pair in hex.as_bytes().chunks(2) {
+                both.push(u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap());
+            }
+        }
+        use md5::Digest as _;
+        let expected: String = md5::Md5::digest(&both)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(multipart_e_tag(&parts), Some(format!("\"{expected}-2\"")));
+        let kms = Part {
+            e_tag: "\"not-an-md5\"".into(),
+            ..parts[0].clone()
+        };
+        assert_eq!(multipart_e_tag(&[kms]), None);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use filedrop_runtime::faults::{Faults, Place};
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::shutdown::Shutdown;
 use filedrop_runtime::staging::{
-    Staging, StagingError, Stopped, block_key, block_part_key, segment_key,
+    Staging, StagingError, Stopped, block_key, block_part_key, segment_key, uploads_of_run,
 };
 use prost::Message;
 use std::collections::BTreeMap;
@@ -197,6 +197,21 @@ pub enum PlanError {
     /// another control plane and has not finished).
     #[error("file {0} is not recorded yet")]
     FileNotPlannedYet(u64),
+}
+
+/// What a cleanup task asks of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cleanup {
+    /// The run failed: take back what it uploaded; its staging goes too unless it is kept
+    /// for a retry.
+    Failed {
+        /// Whether its staging goes too.
+        delete_staging: bool,
+    },
+    /// The run was cancelled: take back what it uploaded, delete its staging.
+    Cancelled,
+    /// The run ended; abort the uploads recorded since that were never completed.
+    PendingOnly,
 }
 
 /// Why a run cannot be retried.
@@ -409,8 +424,10 @@ impl Planner {
         }
     }
 
-    /// Fails a run and has the uploads it left open aborted. Its staging is kept for a retry
-    /// when the whole stream was received (see `keep_failed`), deleted otherwise.
+    /// Fails a run and has what it uploaded taken back: its pending uploads aborted, and what
+    /// a commit under way completed deleted. Its staging is kept for a retry when the whole
+    /// stream was received (see `keep_failed`), deleted otherwise (by the cleanup, which needs
+    /// the records of the uploads first).
     pub async fn fail_run(&self, run_id: &str, failure: &RunFailure) -> Result<(), PlanError> {
         if !self.store.fail(run_id, failure).await? {
             return Ok(());
@@ -420,14 +437,21 @@ impl Planner {
         if let Err(error) = self.staging.mark_stopped(run_id, Stopped::Failed).await {
             warn!(run_id, %error, "could not mark the failed run stopped in staging");
         }
-        let run = self.store.get_run(run_id).await?;
-        if !run.as_ref().is_some_and(|run| self.keeps_staging(run)) {
-            self.delete_staging(run_id).await;
-        }
-        if let Some(run) = run
-            && let Err(error) = self.clean_up(&run, Stopped::Failed).await
-        {
-            warn!(run_id, %error, "could not ask for the failed run's open uploads to be aborted");
+        let Some(run) = self.store.get_run(run_id).await? else {
+            return Ok(());
+        };
+        let keep = self.keeps_staging(&run);
+        let cleanup = Cleanup::Failed {
+            delete_staging: !keep,
+        };
+        match self.clean_up(&run, cleanup).await {
+            Ok(true) => {}
+            Ok(false) if keep => {}
+            Ok(false) => self.delete_staging(run_id).await,
+            Err(error) => {
+                // The sweep asks again.
+                warn!(run_id, %error, "could not ask for the failed run's uploads to be taken back");
+            }
         }
         Ok(())
     }
@@ -462,7 +486,7 @@ impl Planner {
         if let Err(error) = self.staging.mark_stopped(run_id, Stopped::Cancelled).await {
             warn!(run_id, %error, "could not mark the cancelled run stopped in staging");
         }
-        match self.clean_up(run, Stopped::Cancelled).await {
+        match self.clean_up(run, Cleanup::Cancelled).await {
             Ok(true) => {}
             Ok(false) => self.delete_staging(run_id).await,
             Err(error) => {
@@ -475,8 +499,8 @@ impl Planner {
         Ok(true)
     }
 
-    /// Resumes a failed run from its staged data: segments not encoded are encoded again,
-    /// files not delivered are planned again, and delivered files are kept.
+    /// Resumes a failed run from its staged data: segments not encoded are encoded again, and
+    /// every file is planned and uploaded again (the failure took back what was uploaded).
     pub async fn retry(&self, run: &RunRecord) -> Result<Result<(), NotRetryable>, PlanError> {
         let run_id = run.run_id.as_str();
         if run.state != RunState::Failed {
@@ -535,10 +559,11 @@ impl Planner {
         Ok(Ok(()))
     }
 
-    /// Asks a worker to clean up a stopped run at its destination (`FinalizeTask.run_failed`
-    /// or `run_cancelled`); says whether it asked. Nothing is asked of a run with no planned
-    /// file, or whose destination cannot be reached any more (its credential deleted).
-    async fn clean_up(&self, run: &RunRecord, why: Stopped) -> Result<bool, PlanError> {
+    /// Asks a worker to clean up a run at its destination (`FinalizeTask.run_failed`,
+    /// `run_cancelled` or `pending_only`); says whether it asked. Nothing is asked of a run
+    /// with no planned file, or whose destination cannot be reached any more (its credential
+    /// deleted).
+    async fn clean_up(&self, run: &RunRecord, cleanup: Cleanup) -> Result<bool, PlanError> {
         let files = self.store.files(&run.run_id).await?;
         let Ok(spec) = self.spec_of(run) else {
             return Ok(false);
@@ -561,8 +586,15 @@ impl Planner {
                 .collect(),
             sealed_destination: sealed,
             destination_prefix: spec.destination.prefix.clone(),
-            run_failed: why == Stopped::Failed,
-            run_cancelled: why == Stopped::Cancelled,
+            run_failed: matches!(cleanup, Cleanup::Failed { .. }),
+            run_cancelled: cleanup == Cleanup::Cancelled,
+            pending_only: cleanup == Cleanup::PendingOnly,
+            delete_staging: matches!(
+                cleanup,
+                Cleanup::Failed {
+                    delete_staging: true
+                }
+            ),
             ..FinalizeTask::default()
         };
         self.broker.publish(Queue::Finalize, &task).await?;
@@ -572,7 +604,9 @@ impl Planner {
     /// Sweeps staging every `interval` until `shutdown`: deletes what ended runs left (blocks
     /// written by a task that finished after its run ended), the staging of failed runs kept
     /// longer than `keep_failed`, and stop marks older than that (at least an hour: a task
-    /// redelivered late must still find its run stopped).
+    /// redelivered late must still find its run stopped). An ended run whose staging still
+    /// records uploads (a cleanup that did not finish, a task that finished late) has them
+    /// taken back first; its staging goes at a later sweep.
     pub async fn sweep_staging(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
         loop {
             tokio::select! {
@@ -603,10 +637,31 @@ impl Planner {
                 RunState::Failed => !self.keeps_staging(&run) || failed_for > self.keep_failed,
                 _ => false,
             };
-            if ended {
-                info!(run_id, state = ?run.state, "sweep: deleting an ended run's staging");
-                self.delete_staging(&run_id).await;
+            if !ended {
+                continue;
             }
+            let recorded = self
+                .staging
+                .list(&uploads_of_run(&run_id))
+                .await
+                .map_err(PlanError::Staging)?;
+            // Asked for until the run has been over longer than stop marks are kept: a
+            // cleanup that can never finish (a credential deleted) does not keep staging.
+            if !recorded.is_empty() && failed_for < keep_marks {
+                let cleanup = match run.state {
+                    RunState::Succeeded => Cleanup::PendingOnly,
+                    RunState::Cancelled => Cleanup::Cancelled,
+                    _ => Cleanup::Failed {
+                        delete_staging: true,
+                    },
+                };
+                info!(run_id, state = ?run.state, uploads = recorded.len(), "sweep: an ended run's uploads are taken back");
+                if self.clean_up(&run, cleanup).await? {
+                    continue;
+                }
+            }
+            info!(run_id, state = ?run.state, "sweep: deleting an ended run's staging");
+            self.delete_staging(&run_id).await;
         }
         for (run_id, age) in staged.stop_marks {
             if age > keep_marks {

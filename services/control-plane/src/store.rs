@@ -998,8 +998,8 @@ impl RunStore {
     }
 
     /// Resumes a failed run whose stream was received: failed → encoding, its error cleared,
-    /// and the files not delivered forgotten so that planning publishes them again. Says
-    /// whether it was resumed.
+    /// and its files forgotten so that planning publishes them again (the failure took back
+    /// what they uploaded). Says whether it was resumed.
     pub async fn retry(&self, run_id: &str) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let done = query(
@@ -1014,7 +1014,8 @@ impl RunStore {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        query("DELETE FROM files WHERE run_id = ? AND uploaded = 0")
+        // The failure took back every upload: each file goes up again.
+        query("DELETE FROM files WHERE run_id = ?")
             .bind(run_id)
             .execute(&mut *transaction)
             .await?;

@@ -1,0 +1,194 @@
+//! Nothing is visible at a final key before a run commits: files go up while the stream
+//! arrives (pending multipart uploads), and become visible only at the commit, before the
+//! manifest and the marker. An export whose stream is not committed leaves nothing, and the
+//! same idempotency key then starts a new attempt.
+
+use filedrop_integration_tests::services::Moto;
+use filedrop_integration_tests::stack::{Stack, StackOptions};
+use filedrop_integration_tests::{client, data, s3};
+use filedrop_proto::v1::{ErrorCode, FileFormat, RunState};
+use futures::StreamExt;
+use std::time::Duration;
+
+const BUCKET: &str = "commit";
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_become_visible_only_at_the_commit_then_the_manifest_then_the_marker() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let api = stack.api();
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "daily/", FileFormat::Csv),
+        50_000,
+    );
+    request.filename_template = "orders-{{file_number}}.csv".into();
+    request.destination.as_mut().unwrap().name = "visibility".into();
+
+    // A slow source: 12 files' worth of rows over about four seconds.
+    let batches = futures::stream::iter(0..24).then(|index| async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok(data::batch(index * 25_000, 25_000))
+    });
+    let export = tokio::spawn({
+        let api = api.clone();
+        let request = request.clone();
+        async move { client::export_stream(&api, &request, None, batches).await }
+    });
+
+    // What a bucket owner polling the prefix sees, beside the run's state just after: a run
+    // not committing yet after the listing was not committing during it.
+    let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let mut seen: Vec<(RunState, u64, Vec<String>)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+    loop {
+        let keys: Vec<String> = s3::list(&reader, BUCKET, "daily/")
+            .await
+            .into_iter()
+            .map(|object| object.key)
+            .collect();
+        let listed = client::list_runs(
+            &api,
+            filedrop_proto::v1::ListRunsRequest {
+                destination_name: "visibility".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("ListRuns");
+        let (state, uploaded) = listed
+            .runs
+            .first()
+            .map_or((RunState::Unspecified, 0), |run| {
+                (run.state(), run.files_uploaded)
+            });
+        let done = state == RunState::Succeeded;
+        seen.push((state, uploaded, keys));
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run did not end: {:?}",
+            seen.last()
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let accepted = export.await.unwrap().expect("the export is accepted");
+    assert_eq!(accepted.rows, 600_000);
+
+    // Files went up while the stream arrived...
+    assert!(
+        seen.iter()
+            .any(|(state, uploaded, _)| *state == RunState::Receiving && *uploaded > 0),
+        "uploads overlap the stream: {seen:?}"
+    );
+    // ...and nothing was visible until the commit.
+    for (state, _, keys) in &seen {
+        if matches!(
+            state,
+            RunState::Unspecified | RunState::Receiving | RunState::Encoding | RunState::Uploading
+        ) {
+            assert!(
+                keys.is_empty(),
+                "visible before the commit ({state:?}): {keys:?}"
+            );
+        }
+    }
+    let files: Vec<String> = (1..=12)
+        .map(|number| format!("daily/orders-{number:07}.csv"))
+        .collect();
+    let manifest = format!("daily/manifest-visibility-{}.json", accepted.run_id);
+    let marker = "daily/orders-.csv.DONE".to_owned();
+    // The manifest only beside every file, the marker only beside the manifest.
+    for (_, _, keys) in &seen {
+        if keys.contains(&manifest) {
+            assert!(files.iter().all(|file| keys.contains(file)), "{keys:?}");
+        }
+        if keys.contains(&marker) {
+            assert!(keys.contains(&manifest), "{keys:?}");
+        }
+    }
+    let mut expected = files.clone();
+    expected.push(manifest);
+    expected.push(marker);
+    expected.sort();
+    let delivered = &seen.last().unwrap().2;
+    assert_eq!(delivered, &expected);
+    let mut rows = 0;
+    for file in &files {
+        rows += data::csv_rows(s3::get(&reader, BUCKET, file).await);
+    }
+    assert_eq!(rows, 600_000);
+    assert_eq!(
+        s3::open_uploads(&reader, BUCKET).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncommitted_export_leaves_nothing_and_its_key_starts_a_new_attempt() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let api = stack.api();
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "retried/", FileFormat::Csv),
+        50_000,
+    );
+    request.filename_template = "part-{{file_number}}.csv".into();
+    request.idempotency_key = "orders-2026-11-30".into();
+
+    // The source fails after two and a half files' worth of rows: no commit goes out.
+    let failing = futures::stream::iter(0..8).map(|index| {
+        if index == 5 {
+            Err(arrow_flight::error::FlightError::ExternalError(
+                "the query engine went away".into(),
+            ))
+        } else {
+            Ok(data::batch(index * 25_000, 25_000))
+        }
+    });
+    let refused = client::export_stream(&api, &request, None, failing).await;
+    refused.expect_err("no commit, no delivery");
+    let listed = client::list_runs(&api, Default::default()).await.unwrap();
+    assert_eq!(listed.runs.len(), 1, "{listed:?}");
+    let first = client::run_to_end(&api, &listed.runs[0].run_id, RUN_TIMEOUT).await;
+    assert_eq!(first.state(), RunState::Failed, "{first:?}");
+    assert_eq!(
+        first.error.as_ref().unwrap().code(),
+        ErrorCode::StreamIncomplete
+    );
+    // Take-back of the pending uploads runs after the failure: wait until none is open.
+    let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !s3::open_uploads(&reader, BUCKET).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "uploads left open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(s3::list(&reader, BUCKET, "").await.is_empty());
+
+    // Sent again whole with the same key: a new attempt, which delivers.
+    let accepted = client::export(&api, &request, data::table(200_000, 25_000))
+        .await
+        .expect("the second attempt is accepted");
+    assert!(
+        !accepted.replayed,
+        "a failed uncommitted run is not replayed"
+    );
+    assert_ne!(accepted.run_id, first.run_id);
+    let second = client::run_to_end(&api, &accepted.run_id, RUN_TIMEOUT).await;
+    assert_eq!(second.state(), RunState::Succeeded, "{second:?}");
+    let csv: Vec<String> = s3::list(&reader, BUCKET, "retried/")
+        .await
+        .into_iter()
+        .map(|object| object.key)
+        .filter(|key| key.ends_with(".csv"))
+        .collect();
+    assert_eq!(csv.len(), 4, "{csv:?}");
+    // A third time: the committed run is the key's, and is replayed.
+    let again = client::export(&api, &request, data::table(200_000, 25_000))
+        .await
+        .expect("replayed");
+    assert!(again.replayed);
+    assert_eq!(again.run_id, accepted.run_id);
+}
