@@ -497,6 +497,14 @@ impl Stack {
         }
     }
 
+    /// Kills the replica control plane `index` (in the order [`Stack::start_replica`] started
+    /// them) with SIGKILL: no shutdown, no goodbye to its clients.
+    pub fn kill_replica(&mut self, index: usize) {
+        let child = &mut self.replicas[index];
+        child.kill().expect("killing a replica");
+        child.wait().expect("reaping a replica");
+    }
+
     fn logs(&self) -> String {
         let mut out = String::new();
         let mut entries: Vec<_> = std::fs::read_dir(&self.dir)

@@ -17,6 +17,8 @@ pub struct ControlPlaneConfig {
     pub run_store: RunStoreConfig,
     /// How received streams are cut into segments.
     pub ingest: IngestConfig,
+    /// The replicas' leases on the streams they receive.
+    pub leases: LeaseConfig,
     /// RabbitMQ.
     pub broker: BrokerConfig,
     /// The staging store.
@@ -37,6 +39,7 @@ impl Default for ControlPlaneConfig {
             tls: TlsConfig::default(),
             run_store: RunStoreConfig::default(),
             ingest: IngestConfig::default(),
+            leases: LeaseConfig::default(),
             broker: BrokerConfig::default(),
             staging: StagingConfig::default(),
             secrets: SecretsConfig::default(),
@@ -133,6 +136,46 @@ pub struct IngestConfig {
     /// Largest single value (a string, a binary), in bytes; a batch holding a larger one is
     /// refused.
     pub max_value_bytes: usize,
+    /// Seconds a stream may send nothing before it is dropped and its run fails
+    /// (`STREAM_INCOMPLETE`): a client that hung without closing its connection.
+    pub idle_timeout_secs: u64,
+}
+
+/// Each control-plane replica holds a lease on the runs whose streams it receives: it writes a
+/// heartbeat to the run store, and a run still receiving whose replica has been silent for
+/// `expiry_secs` (killed, its node lost) is failed by any live replica with
+/// `STREAM_INCOMPLETE`, its pending uploads aborted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// Seconds between heartbeats (and looks for orphaned runs).
+    pub heartbeat_secs: u64,
+    /// Seconds of silence after which a replica's receiving runs are failed.
+    pub expiry_secs: u64,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 5,
+            expiry_secs: 30,
+        }
+    }
+}
+
+impl LeaseConfig {
+    /// Checks that a lease outlives a few heartbeats.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_secs == 0 || self.expiry_secs < 2 * self.heartbeat_secs {
+            return Err(format!(
+                "leases.expiry_secs ({}) must be at least twice leases.heartbeat_secs ({}), \
+                 which is at least 1: a replica must miss two heartbeats before its runs are \
+                 failed",
+                self.expiry_secs, self.heartbeat_secs
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for IngestConfig {
@@ -146,12 +189,28 @@ impl Default for IngestConfig {
             max_batch_rows: 16 * 1024 * 1024,
             max_message_bytes: 64 * 1024 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
+            idle_timeout_secs: 600,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_lease_outlives_two_heartbeats() {
+        assert_eq!(super::LeaseConfig::default().validate(), Ok(()));
+        let short = super::LeaseConfig {
+            heartbeat_secs: 5,
+            expiry_secs: 9,
+        };
+        assert!(short.validate().unwrap_err().contains("leases.expiry_secs"));
+        let never = super::LeaseConfig {
+            heartbeat_secs: 0,
+            expiry_secs: 30,
+        };
+        assert!(never.validate().is_err());
+    }
+
     #[test]
     fn tls_takes_both_files_or_neither() {
         let off = super::TlsConfig::default();

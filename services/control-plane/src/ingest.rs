@@ -40,6 +40,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tonic::{Status, Streaming};
 use tracing::{info, warn};
 
@@ -50,6 +51,8 @@ const MAX_SLICE_ROWS: usize = 65_536;
 /// The ingest side of the control plane.
 #[derive(Debug, Clone)]
 pub struct Ingest {
+    /// This replica's name: the runs it receives are leased to it (see `leases`).
+    pub replica_id: String,
     /// The run store.
     pub store: RunStore,
     /// The broker, for encode tasks.
@@ -212,8 +215,18 @@ impl Ingest {
         };
         let commits = Arc::new(Mutex::new(CommitWatch::new()));
         let watch = commits.clone();
+        // A client that hangs without closing its connection is dropped after the idle timeout.
+        let idle = Duration::from_secs(self.config.idle_timeout_secs.max(1));
+        let messages = tokio_stream::StreamExt::timeout(stream, idle).map(move |message| {
+            message.unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "the client sent nothing for {} s",
+                    idle.as_secs()
+                )))
+            })
+        });
         let checked = futures::stream::once(async { Ok(first) })
-            .chain(stream.map_err(FlightError::from))
+            .chain(messages.map_err(FlightError::from))
             .try_filter_map(move |data| {
                 let checked = watch
                     .lock()
@@ -297,6 +310,7 @@ impl Ingest {
                 idempotency_key: spec.idempotency_key.as_deref(),
                 sealed_request: &sealed_request,
                 arrow_schema: &schema_bytes,
+                receiver: &self.replica_id,
             })
             .await
             .map_err(|e| internal("creating the run", &e))?;
@@ -660,7 +674,9 @@ fn not_committed(problem: impl std::fmt::Display) -> Status {
 fn stream_failure(status: &Status) -> String {
     match status.code() {
         tonic::Code::Cancelled => "the client cancelled the stream".to_owned(),
-        tonic::Code::DeadlineExceeded => "the client's deadline passed".to_owned(),
+        tonic::Code::DeadlineExceeded => {
+            format!("the stream stopped before its end: {}", status.message())
+        }
         tonic::Code::Unknown | tonic::Code::Unavailable => format!(
             "the stream broke before its end: the client cancelled it, or the client or its \
              connection went away ({})",

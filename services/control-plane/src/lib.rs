@@ -11,6 +11,7 @@
 //! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy,
 //!   iam-credential access keys sealed at rest).
 //! - [`manifest`]: the manifest written before the success marker.
+//! - [`leases`]: each replica's heartbeat, and runs whose receiving replica stopped failed.
 //! - [`planner`]: worker events into upload and finalize tasks, run outcomes, cancelling and
 //!   retrying runs, and the staging sweep.
 //! - [`store`]: the run store (SQLite, embedded migrations).
@@ -25,6 +26,7 @@ pub mod destinations;
 pub mod error;
 pub mod flight;
 pub mod ingest;
+pub mod leases;
 pub mod manifest;
 pub mod panics;
 pub mod planner;
@@ -62,6 +64,7 @@ pub async fn serve(
     config
         .aws_identity
         .validate()
+        .and_then(|()| config.leases.validate())
         .map_err(|problem| anyhow::anyhow!("invalid configuration: {problem}"))?;
     let tls_identity = config
         .tls
@@ -87,7 +90,18 @@ pub async fn serve(
         Duration::from_secs(config.staging.sweep_interval_secs.max(1)),
         shutdown.clone(),
     ));
+    // This replica's name in the run store: the runs it receives are leased to it.
+    let replica_id = uuid::Uuid::now_v7().to_string();
+    store.heartbeat(&replica_id).await?;
+    let leases = tokio::spawn(leases::keep(
+        store.clone(),
+        planner.clone(),
+        replica_id.clone(),
+        config.leases.clone(),
+        shutdown.clone(),
+    ));
     let ingest = ingest::Ingest {
+        replica_id,
         store: store.clone(),
         broker: broker.clone(),
         staging,
@@ -163,6 +177,7 @@ pub async fn serve(
     events.await??;
     dead_letters.await??;
     sweep.await?;
+    leases.await?;
     broker.close().await;
     info!("control plane stopped");
     Ok(())

@@ -165,6 +165,8 @@ pub struct NewRun<'a> {
     pub sealed_request: &'a [u8],
     /// The Arrow schema (IPC).
     pub arrow_schema: &'a [u8],
+    /// The control-plane replica reading its stream (see [`RunStore::heartbeat`]).
+    pub receiver: &'a str,
 }
 
 /// Which runs a listing wants.
@@ -285,6 +287,11 @@ fn migrator(postgres: bool) -> Migrator {
             9,
             "destinations",
             include_str!("../migrations/0009_destinations.sql"),
+        ),
+        migration(
+            10,
+            "receivers",
+            include_str!("../migrations/0010_receivers.sql"),
         ),
     ])
 }
@@ -605,8 +612,8 @@ impl RunStore {
         let now = now_ms();
         let inserted = query(
             "INSERT INTO runs (run_id, tenant_id, destination_name, idempotency_key, state, \
-             sealed_request, arrow_schema, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?)",
+             sealed_request, arrow_schema, receiver, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?, ?)",
         )
         .bind(run.run_id)
         .bind(run.tenant_id)
@@ -614,6 +621,7 @@ impl RunStore {
         .bind(run.idempotency_key)
         .bind(run.sealed_request)
         .bind(run.arrow_schema)
+        .bind(run.receiver)
         .bind(now)
         .bind(now)
         .execute(&self.pool)
@@ -644,6 +652,45 @@ impl RunStore {
             Some(row) => self.get_run(row.get("run_id")).await,
             None => Ok(None),
         }
+    }
+
+    /// Records that the replica `replica_id` is alive now (its lease on the runs it receives).
+    pub async fn heartbeat(&self, replica_id: &str) -> Result<(), StoreError> {
+        query(
+            "INSERT INTO replicas (replica_id, heartbeat_at) VALUES (?, ?) \
+             ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(replica_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs still receiving whose replica has not beaten since `alive_since` (Unix ms), or
+    /// that no replica holds: nobody reads their streams any more.
+    pub async fn orphaned_receiving_runs(
+        &self,
+        alive_since: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = query(
+            "SELECT r.run_id FROM runs r WHERE r.state = 'receiving' AND NOT EXISTS \
+             (SELECT 1 FROM replicas p WHERE p.replica_id = r.receiver \
+              AND p.heartbeat_at >= ?)",
+        )
+        .bind(alive_since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|row| row.get("run_id")).collect())
+    }
+
+    /// Forgets replicas silent since `silent_since` (Unix ms): their rows serve no lease.
+    pub async fn forget_replicas(&self, silent_since: i64) -> Result<(), StoreError> {
+        query("DELETE FROM replicas WHERE heartbeat_at < ?")
+            .bind(silent_since)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Takes the idempotency key from `run_id`, a run that ended before it was committed, so
@@ -1132,7 +1179,47 @@ mod tests {
             idempotency_key: None,
             sealed_request: b"sealed",
             arrow_schema: b"schema",
+            receiver: "replica-a",
         }
+    }
+
+    #[tokio::test]
+    async fn a_receiving_run_whose_replica_stopped_beating_is_orphaned() {
+        let dir = std::env::temp_dir().join(format!("filedrop-leases-{}", std::process::id()));
+        let store = RunStore::open(&format!("sqlite://{}/runs.db", dir.display()))
+            .await
+            .unwrap();
+        let before_a = now_ms() - 1;
+        store.heartbeat("replica-a").await.unwrap();
+        store.create_run(&new_run("t1", "held")).await.unwrap();
+        let orphan = NewRun {
+            receiver: "replica-b",
+            ..new_run("t1", "orphan")
+        };
+        store.create_run(&orphan).await.unwrap();
+        let received = NewRun {
+            receiver: "replica-b",
+            ..new_run("t1", "received")
+        };
+        store.create_run(&received).await.unwrap();
+        assert!(store.end_stream("received", 0, 0).await.unwrap());
+        // Only replica-a beats: replica-b never did. A received run is not orphaned.
+        assert_eq!(
+            store.orphaned_receiving_runs(before_a).await.unwrap(),
+            ["orphan"]
+        );
+        // Once replica-a is silent too, its run is orphaned as well.
+        let later = now_ms() + 1;
+        let mut orphaned = store.orphaned_receiving_runs(later).await.unwrap();
+        orphaned.sort();
+        assert_eq!(orphaned, ["held", "orphan"]);
+        store.forget_replicas(later).await.unwrap();
+        store.heartbeat("replica-a").await.unwrap();
+        assert_eq!(
+            store.orphaned_receiving_runs(before_a).await.unwrap(),
+            ["orphan"]
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 
     #[tokio::test]
