@@ -699,16 +699,26 @@ async fn follow(
     bar.finish_and_clear();
     let run = last.context("the watch ended without the run")?;
     out.show(&run_json(&run), || {
-        let mut summary = format!(
-            "run {} {}: {} rows, {} of {} files, {} bytes delivered in {:.1} s",
-            run.run_id,
-            state_name(run.state()),
-            run.rows,
-            run.files_uploaded,
-            run.files,
-            run.bytes_uploaded,
-            started.elapsed().as_secs_f64()
-        );
+        // Only a run that succeeded delivered anything: a failed or cancelled one's uploads
+        // were taken back, whatever its counts say.
+        let mut summary = if run.state() == RunState::Succeeded {
+            format!(
+                "run {} succeeded: {} rows, {} of {} files, {} bytes delivered in {:.1} s",
+                run.run_id,
+                run.rows,
+                run.files_uploaded,
+                run.files,
+                run.bytes_uploaded,
+                started.elapsed().as_secs_f64()
+            )
+        } else {
+            format!(
+                "run {} {} after {:.1} s: nothing was delivered",
+                run.run_id,
+                state_name(run.state()),
+                started.elapsed().as_secs_f64()
+            )
+        };
         if let Some(error) = &run.error {
             summary.push_str(&format!(
                 "\n  {}: {}",

@@ -246,6 +246,17 @@ async fn a_parquet_file_sent_from_a_terminal_shows_progress_then_the_runs_summar
     );
     assert_eq!(failed.status.code(), Some(1), "a failed run: {failed:?}");
     assert_eq!(json(&failed)["error"]["code"], "BUCKET_NOT_FOUND");
+    // A person is told nothing was delivered, whatever was uploaded before the failure.
+    let failed = filedrop(
+        &stack,
+        &token,
+        &["export", parquet, "--destination", "nowhere"],
+    );
+    assert_eq!(failed.status.code(), Some(1), "a failed run: {failed:?}");
+    let said = String::from_utf8_lossy(&failed.stdout);
+    assert!(said.contains("failed after"), "{said}");
+    assert!(said.contains("nothing was delivered"), "{said}");
+    assert!(said.contains("BUCKET_NOT_FOUND"), "{said}");
     let refused = filedrop(
         &stack,
         &token,
