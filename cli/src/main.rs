@@ -210,6 +210,28 @@ struct CreateDestinationArgs {
     /// No success marker.
     #[arg(long)]
     no_success_file: bool,
+    /// What a run does with objects already at its keys: replace (the default),
+    /// fail-if-exists or keep-existing (both fail the run with OBJECT_EXISTS).
+    #[arg(long, value_enum, default_value = "replace")]
+    write_mode: WriteModeArg,
+}
+
+/// `--write-mode`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum WriteModeArg {
+    Replace,
+    FailIfExists,
+    KeepExisting,
+}
+
+impl From<WriteModeArg> for filedrop_proto::v1::WriteMode {
+    fn from(mode: WriteModeArg) -> Self {
+        match mode {
+            WriteModeArg::Replace => Self::Replace,
+            WriteModeArg::FailIfExists => Self::FailIfExists,
+            WriteModeArg::KeepExisting => Self::KeepExisting,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,19 +280,20 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(command());
-    // Not waiting for a reader still blocked on its input (standard input left open by an
-    // interrupted export): it has nothing more to do.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    code
+    // The process ends here, its tasks with it: a send stopped early (Ctrl-C, an unreadable
+    // file) still has its stream open, and the connection closing with it tells the server
+    // the stream broke. Shutting the runtime down would end that stream cleanly instead, and
+    // wait for a reader blocked on standard input.
+    std::process::exit(i32::from(code));
 }
 
-async fn command() -> ExitCode {
+async fn command() -> u8 {
     let cli = Cli::parse();
     input::quiet_reader_panics();
     let json = cli.json;
     match run(cli).await {
-        Ok(None) => ExitCode::SUCCESS,
-        Ok(Some(Outcome::Failed)) => ExitCode::from(1),
+        Ok(None) => 0,
+        Ok(Some(Outcome::Failed)) => 1,
         Err(error) => {
             let (code, kind) = classify(&error);
             if json {
@@ -281,7 +304,7 @@ async fn command() -> ExitCode {
             } else {
                 eprintln!("filedrop: {error:#}");
             }
-            ExitCode::from(code)
+            code
         }
     }
 }
@@ -534,6 +557,8 @@ async fn export(
             .build(batches),
     ));
     let (data_sender, data_receiver) = tokio::sync::mpsc::channel(2);
+    // On an error the pump hands its sender back rather than dropping it: a dropped sender
+    // would end the stream cleanly, where the send must break off (see `main`).
     let pump = tokio::spawn(async move {
         while let Some(item) = data.next().await {
             match item {
@@ -542,7 +567,7 @@ async fn export(
                         return Ok(());
                     }
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err((error, data_sender)),
             }
         }
         Ok(())
@@ -560,10 +585,14 @@ async fn export(
                 answer = &mut put => Ok(answer),
                 _ = tokio::signal::ctrl_c() => Err(Stopped::Interrupted),
             },
-            Ok(Err(arrow_flight::error::FlightError::ExternalError(error))) => {
-                Err(Stopped::Unreadable(error.to_string()))
+            Ok(Err((error, open))) => {
+                // Held until the process exits, so that the stream is never ended cleanly.
+                std::mem::forget(open);
+                Err(Stopped::Unreadable(match error {
+                    arrow_flight::error::FlightError::ExternalError(error) => error.to_string(),
+                    other => other.to_string(),
+                }))
             }
-            Ok(Err(error)) => Err(Stopped::Unreadable(error.to_string())),
             Err(panicked) => Err(Stopped::Unreadable(panicked.to_string())),
         },
         _ = tokio::signal::ctrl_c() => Err(Stopped::Interrupted),
@@ -967,6 +996,7 @@ fn destination_settings(args: &CreateDestinationArgs) -> anyhow::Result<ExportRe
             bucket: args.bucket.clone(),
             prefix: args.prefix.clone(),
             credential_id: args.credential.clone(),
+            write_mode: filedrop_proto::v1::WriteMode::from(args.write_mode).into(),
             ..Default::default()
         }),
         format: format.into(),

@@ -1,7 +1,7 @@
 //! Cancelling and retrying runs through the real control plane and workers: a cancelled run
 //! leaves nothing at the destination and nothing open, even for tasks that arrive late; a run
-//! that failed on a credential's missing permission, retried once the permission is granted,
-//! delivers every file exactly once.
+//! that failed on a credential's missing permission during its commit leaves nothing either,
+//! and, retried once the permission is granted, delivers every file.
 
 use filedrop_integration_tests::services::{FaultProxy, Faults, Moto};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
@@ -136,14 +136,15 @@ async fn a_cancelled_run_leaves_no_object_and_no_open_upload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_failed_by_a_credential_is_retried_after_the_fix_and_writes_each_file_once() {
+async fn a_run_failed_by_a_credential_during_its_commit_is_taken_back_then_retried_after_the_fix() {
     let moto = Moto::start(&[BUCKET]);
     let proxy = FaultProxy::start(Some(&moto.endpoint), &Faults::default());
     let policy = |put: &str| {
         format!(
             r#"{{"Version": "2012-10-17", "Statement": [
                 {{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket",
-                  "s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload"], "Resource": "*"}},
+                  "s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload",
+                  "s3:DeleteObject"], "Resource": "*"}},
                 {{"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": "{put}"}}]}}"#
         )
     };
@@ -176,8 +177,8 @@ async fn a_run_failed_by_a_credential_is_retried_after_the_fix_and_writes_each_f
         .expect("the export is accepted");
     let run_id = accepted.run_id.as_str();
 
-    // The credential may write the first file only: it is delivered, the second is refused
-    // and the run fails.
+    // The credential may write the first file only: the commit completes it, the second is
+    // refused, the run fails, and what its commit completed is taken back.
     let tasks = stack
         .take_tasks("upload", 3, Duration::from_secs(120))
         .await;
@@ -196,10 +197,21 @@ async fn a_run_failed_by_a_credential_is_retried_after_the_fix_and_writes_each_f
     let error = failed.error.clone().expect("a failed run has an error");
     assert_eq!(error.code(), ErrorCode::AccessDenied, "{error:?}");
     let s3 = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
-    assert_eq!(
-        keys(&s3::list(&s3, BUCKET, "retry/").await),
-        vec![first_key.clone()],
-        "the first file was delivered before the failure"
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !s3::list(&s3, BUCKET, "retry/").await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failed run's first file was not taken back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_path = format!("/{BUCKET}/{first_key}");
+    assert!(
+        proxy
+            .requests()
+            .iter()
+            .any(|r| r.path == first_path && r.method == "DELETE" && r.status < 300),
+        "the first file was written by the commit, then deleted"
     );
 
     // The bucket owner grants the permission; the run resumes from its staged data.
@@ -231,7 +243,13 @@ async fn a_run_failed_by_a_credential_is_retried_after_the_fix_and_writes_each_f
                     || (r.method == "POST" && r.query.contains("uploadId"))
             })
             .count();
-        assert_eq!(writes, 1, "{} was written {writes} times", object.key);
+        // The first file once by the failed commit (then deleted), once by the retry.
+        let expected = if object.key == first_key { 2 } else { 1 };
+        assert_eq!(
+            writes, expected,
+            "{} was written {writes} times",
+            object.key
+        );
     }
     assert_eq!(rows, 150_000);
     assert_eq!(s3::open_uploads(&s3, BUCKET).await, Vec::<String>::new());

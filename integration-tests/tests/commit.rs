@@ -192,3 +192,92 @@ async fn an_uncommitted_export_leaves_nothing_and_its_key_starts_a_new_attempt()
     assert!(again.replayed);
     assert_eq!(again.run_id, accepted.run_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_modes_that_keep_existing_objects_refuse_and_touch_nothing() {
+    use filedrop_proto::v1::WriteMode;
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let api = stack.api();
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "kept/", FileFormat::Csv),
+        50_000,
+    );
+    request.filename_template = "orders-{{file_number}}.csv".into();
+    let first =
+        client::export_to_end(&api, &request, data::table(100_000, 25_000), RUN_TIMEOUT).await;
+    assert_eq!(first.state(), RunState::Succeeded, "{first:?}");
+    let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let tags = |objects: Vec<s3::Object>| async {
+        let mut tags = Vec::new();
+        for object in objects {
+            let head = reader
+                .head_object()
+                .bucket(BUCKET)
+                .key(&object.key)
+                .send()
+                .await
+                .expect("HeadObject");
+            tags.push((object.key, head.e_tag().unwrap_or_default().to_owned()));
+        }
+        tags
+    };
+    let delivered = tags(s3::list(&reader, BUCKET, "kept/").await).await;
+    assert_eq!(
+        delivered.len(),
+        4,
+        "two files, the manifest and the marker: {delivered:?}"
+    );
+
+    for mode in [WriteMode::KeepExisting, WriteMode::FailIfExists] {
+        let mut kept = request.clone();
+        kept.destination.as_mut().unwrap().write_mode = mode.into();
+        let run =
+            client::export_to_end(&api, &kept, data::table(150_000, 25_000), RUN_TIMEOUT).await;
+        assert_eq!(run.state(), RunState::Failed, "{mode:?}: {run:?}");
+        let error = run.error.clone().unwrap();
+        assert_eq!(error.code(), ErrorCode::ObjectExists, "{mode:?}: {run:?}");
+        assert!(
+            error.message.contains("orders-0000001.csv"),
+            "{}",
+            error.message
+        );
+        // The earlier run's objects are as they were, and nothing of this run is there.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !s3::open_uploads(&reader, BUCKET).await.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "uploads left open");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let now = tags(s3::list(&reader, BUCKET, "kept/").await).await;
+        let manifests: Vec<&(String, String)> = now
+            .iter()
+            .filter(|(key, _)| key.contains("manifest-"))
+            .collect();
+        let others: Vec<(String, String)> = now
+            .iter()
+            .filter(|(key, _)| !key.contains("manifest-"))
+            .cloned()
+            .collect();
+        assert_eq!(manifests.len(), 1, "only the first run's manifest: {now:?}");
+        assert_eq!(
+            others,
+            delivered
+                .iter()
+                .filter(|(key, _)| !key.contains("manifest-"))
+                .cloned()
+                .collect::<Vec<_>>(),
+            "{mode:?} touched nothing"
+        );
+    }
+
+    // Elsewhere the same mode writes, and replacing (the default) replaces.
+    let mut elsewhere = request.clone();
+    elsewhere.destination.as_mut().unwrap().prefix = "fresh/".into();
+    elsewhere.destination.as_mut().unwrap().write_mode = WriteMode::KeepExisting.into();
+    let run =
+        client::export_to_end(&api, &elsewhere, data::table(50_000, 25_000), RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let replaced =
+        client::export_to_end(&api, &request, data::table(100_000, 20_000), RUN_TIMEOUT).await;
+    assert_eq!(replaced.state(), RunState::Succeeded, "{replaced:?}");
+}

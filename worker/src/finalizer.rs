@@ -9,10 +9,13 @@ use crate::uploader::connect;
 use crate::{Context, report};
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::{FinalizeTask, RunFinalized, worker_event};
+use filedrop_proto::v1::{ErrorCode, WriteMode};
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::Stopped;
 use filedrop_s3::S3Failure;
-use filedrop_s3::objects::{Expect, ObjectOptions, abort_open_uploads, put_small_object};
+use filedrop_s3::objects::{
+    Expect, ObjectOptions, abort_open_uploads, put_small_object, stored_object,
+};
 use prost::Message;
 use std::collections::HashSet;
 use tracing::{info, warn};
@@ -109,6 +112,17 @@ async fn commit(
     let run_id = task.run_id.as_str();
     let client = &connected.client;
     let bucket = connected.destination.bucket.as_str();
+    let mode = connected.destination.write_mode();
+    if matches!(mode, WriteMode::FailIfExists | WriteMode::KeepExisting) {
+        refuse_existing(context, connected, task, mode).await?;
+    }
+    // Keeping existing objects, each completion also carries `If-None-Match`: a writer
+    // racing the commit fails the run rather than being overwritten.
+    let expect = if mode == WriteMode::KeepExisting {
+        Expect::Nothing
+    } else {
+        Expect::Anything
+    };
     let mut others = Vec::new();
     for file in &task.files {
         let records = pending::of_file(&context.staging, run_id, file.file_number).await?;
@@ -123,7 +137,7 @@ async fn commit(
                 .into_iter()
                 .filter(|record| record.key != chosen.key),
         );
-        pending::commit_file(&context.staging, connected, &chosen).await?;
+        pending::commit_file(&context.staging, connected, &chosen, &expect).await?;
     }
     // Copies of upload tasks that raced the chosen ones.
     for other in &others {
@@ -175,6 +189,52 @@ async fn commit(
         .await?;
     }
     Ok(Committed::Delivered)
+}
+
+/// Under a write mode that keeps existing objects: fails the commit (`OBJECT_EXISTS`, for
+/// good) if a key the run would write holds an object — except the files an earlier attempt of
+/// this commit completed, and, once one has, the manifest and marker it may have written.
+async fn refuse_existing(
+    context: &Context,
+    connected: &crate::destinations::Connected,
+    task: &FinalizeTask,
+    mode: WriteMode,
+) -> Result<(), S3Failure> {
+    let client = &connected.client;
+    let bucket = connected.destination.bucket.as_str();
+    let mut keys = Vec::new();
+    let mut begun = false;
+    for file in &task.files {
+        let records = pending::of_file(&context.staging, &task.run_id, file.file_number).await?;
+        let completed = records
+            .iter()
+            .any(|r| r.upload.object_key == file.object_key && !r.upload.e_tag.is_empty());
+        begun |= completed;
+        if !completed {
+            keys.push(file.object_key.as_str());
+        }
+    }
+    if !begun {
+        keys.extend(
+            [task.manifest_key.as_str(), task.marker_key.as_str()]
+                .into_iter()
+                .filter(|key| !key.is_empty()),
+        );
+    }
+    for key in keys {
+        if stored_object(client, bucket, key).await?.is_some() {
+            return Err(S3Failure::permanent(RunFailure::new(
+                ErrorCode::ObjectExists,
+                format!(
+                    "s3://{bucket}/{key} already holds an object, and the destination's write \
+                     mode ({}) keeps existing objects; nothing was written. Delete the object, \
+                     name the files differently, or use WRITE_MODE_REPLACE",
+                    mode.as_str_name()
+                ),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A run that failed or was cancelled: its pending uploads aborted and what its commit

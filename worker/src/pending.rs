@@ -114,13 +114,14 @@ pub fn recorded_parts(parts: &[Part]) -> Vec<UploadedPart> {
         .collect()
 }
 
-/// Makes a file visible at its key: completes its multipart upload, or puts its staged bytes;
-/// then records the object's entity tag. A file its record shows completed is checked to be
-/// still there, not written again.
+/// Makes a file visible at its key, if the key holds what `expect` says: completes its
+/// multipart upload, or puts its staged bytes; then records the object's entity tag. A file its
+/// record shows completed is checked to be still there, not written again.
 pub async fn commit_file(
     staging: &Staging,
     connected: &Connected,
     recorded: &Recorded,
+    expect: &Expect,
 ) -> Result<(), S3Failure> {
     let client = &connected.client;
     let bucket = connected.destination.bucket.as_str();
@@ -147,19 +148,10 @@ pub async fn commit_file(
             Err(error) => return Err(staging_failure("reading a staged file", &error)),
         };
         let options = ObjectOptions::new(&connected.destination, &upload.content_type);
-        put_small_object(client, bucket, key, &options, bytes, &Expect::Anything).await?
+        put_small_object(client, bucket, key, &options, bytes, expect).await?
     } else {
         let parts = parts_of(upload);
-        match complete_upload(
-            client,
-            bucket,
-            key,
-            &upload.upload_id,
-            &parts,
-            &Expect::Anything,
-        )
-        .await?
-        {
+        match complete_upload(client, bucket, key, &upload.upload_id, &parts, expect).await? {
             Completion::Completed(e_tag) => e_tag,
             // Completed by an earlier attempt whose answer was lost, if the object there is
             // the one these parts make; otherwise aborted, and the file is lost.

@@ -70,6 +70,7 @@ pub fn default_resolutions(code: ErrorCode) -> Vec<Resolution> {
             vec![R::FixRequest]
         }
         C::StreamIncomplete => vec![R::SendAgain],
+        C::ObjectExists => vec![R::FixDestination, R::Retry],
         C::Unspecified => vec![],
     }
 }

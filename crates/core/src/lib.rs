@@ -11,7 +11,7 @@
 //!   that assume a role.
 //! - [`export`]: an `ExportRequest` validated into an [`export::ExportSpec`], with object keys.
 //! - [`object_settings`]: server-side encryption, storage class, canned ACL and tags of the
-//!   objects a destination receives.
+//!   objects a destination receives, and what its runs do with objects already there.
 //! - [`commit`]: whether an export stream was committed (its `ExportCommit` and what arrived).
 //! - [`plan`]: which file each staged segment belongs to when rows are split.
 //! - [`failure`]: run failures with a stable code, a message that says what to fix, and

@@ -1,7 +1,7 @@
 //! The rules of a destination's object settings: server-side encryption, storage class,
-//! canned ACL and tags, checked before any data moves.
+//! canned ACL, tags and write mode, checked before any data moves.
 
-use filedrop_proto::v1::{S3Destination, ServerSideEncryption};
+use filedrop_proto::v1::{S3Destination, ServerSideEncryption, WriteMode};
 use std::collections::HashMap;
 
 /// The storage classes S3 accepts on a write.
@@ -49,6 +49,16 @@ pub fn validate_object_settings(destination: &S3Destination) -> Result<(), (&'st
                 ),
             )
         })?;
+    if WriteMode::try_from(destination.write_mode).is_err() {
+        return Err((
+            "destination.write_mode",
+            format!(
+                "unknown value {}: use WRITE_MODE_REPLACE, WRITE_MODE_FAIL_IF_EXISTS or \
+                 WRITE_MODE_KEEP_EXISTING, or leave it unset to replace",
+                destination.write_mode
+            ),
+        ));
+    }
     if !destination.kms_key_id.is_empty() && encryption != ServerSideEncryption::AwsKms {
         return Err((
             "destination.kms_key_id",
@@ -163,6 +173,11 @@ mod tests {
         let mut d = good.clone();
         d.server_side_encryption = 7;
         assert_eq!(field_of(&d), "destination.server_side_encryption");
+        let mut d = good.clone();
+        d.write_mode = WriteMode::KeepExisting.into();
+        assert_eq!(validate_object_settings(&d), Ok(()));
+        d.write_mode = 9;
+        assert_eq!(field_of(&d), "destination.write_mode");
         let mut d = good.clone();
         d.server_side_encryption = ServerSideEncryption::Aes256.into();
         assert_eq!(field_of(&d), "destination.kms_key_id");
