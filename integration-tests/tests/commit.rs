@@ -1,7 +1,9 @@
 //! Nothing is visible at a final key before a run commits: files go up while the stream
 //! arrives (pending multipart uploads), and become visible only at the commit, before the
 //! manifest and the marker. An export whose stream is not committed leaves nothing, and the
-//! same idempotency key then starts a new attempt.
+//! same idempotency key then starts a new attempt. A run replacing an earlier one's names
+//! leaves only its own objects; a cancelled one touches nothing; write modes that keep
+//! existing objects refuse.
 
 use filedrop_integration_tests::services::Moto;
 use filedrop_integration_tests::stack::{Stack, StackOptions};
@@ -280,4 +282,110 @@ async fn write_modes_that_keep_existing_objects_refuse_and_touch_nothing() {
     let replaced =
         client::export_to_end(&api, &request, data::table(100_000, 20_000), RUN_TIMEOUT).await;
     assert_eq!(replaced.state(), RunState::Succeeded, "{replaced:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_replacing_an_earlier_one_leaves_only_its_own_files_and_a_cancel_touches_nothing() {
+    let moto = Moto::start(&[BUCKET]);
+    let stack = Stack::start(StackOptions::default());
+    let api = stack.api();
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "daily/", FileFormat::Csv),
+        50_000,
+    );
+    request.filename_template = "orders-{{now|format:'yyyy-MM-dd'}}-{{file_number}}.csv".into();
+    request.destination.as_mut().unwrap().name = "orders".into();
+    let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let listing = || async {
+        let mut found = Vec::new();
+        for object in s3::list(&reader, BUCKET, "daily/").await {
+            let head = reader
+                .head_object()
+                .bucket(BUCKET)
+                .key(&object.key)
+                .send()
+                .await
+                .expect("HeadObject");
+            found.push((object.key, head.e_tag().unwrap_or_default().to_owned()));
+        }
+        found
+    };
+
+    // The morning's run: four files; the afternoon's: two, under the same names.
+    let morning =
+        client::export_to_end(&api, &request, data::table(200_000, 25_000), RUN_TIMEOUT).await;
+    assert_eq!(morning.state(), RunState::Succeeded, "{morning:?}");
+    assert_eq!(
+        listing().await.len(),
+        6,
+        "four files, the manifest, the marker"
+    );
+    let afternoon =
+        client::export_to_end(&api, &request, data::table(100_000, 20_000), RUN_TIMEOUT).await;
+    assert_eq!(afternoon.state(), RunState::Succeeded, "{afternoon:?}");
+    let after = listing().await;
+    let keys: Vec<&str> = after.iter().map(|(key, _)| key.as_str()).collect();
+    // The marker names the day: `daily/orders-<day>-.csv.DONE`.
+    let marker = keys
+        .iter()
+        .find(|key| key.ends_with(".DONE"))
+        .expect("a marker");
+    let stem = marker.trim_end_matches("-.csv.DONE");
+    let mut expected = vec![
+        format!("daily/manifest-orders-{}.json", afternoon.run_id),
+        (*marker).to_owned(),
+        format!("{stem}-0000001.csv"),
+        format!("{stem}-0000002.csv"),
+    ];
+    expected.sort();
+    assert_eq!(keys, expected, "exactly the afternoon's delivery");
+    let mut rows = 0;
+    for key in keys.iter().filter(|key| key.ends_with(".csv")) {
+        rows += data::csv_rows(s3::get(&reader, BUCKET, key).await);
+    }
+    assert_eq!(rows, 100_000);
+
+    // An evening run of the same names, cancelled while it streams: the afternoon's objects
+    // are untouched.
+    let slow = futures::stream::iter(0..20).then(|index| async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok(data::batch(index * 25_000, 25_000))
+    });
+    let sending = tokio::spawn({
+        let api = api.clone();
+        let request = request.clone();
+        async move { client::export_stream(&api, &request, None, slow).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let evening = loop {
+        let listed = client::list_runs(&api, Default::default()).await.unwrap();
+        if let Some(run) = listed.runs.first()
+            && run.run_id != afternoon.run_id
+            && run.files_uploaded >= 2
+        {
+            break run.run_id.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the evening run never uploaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    client::cancel_run(&api, &evening).await.expect("CancelRun");
+    assert!(
+        sending.await.unwrap().is_err(),
+        "the cancelled stream is refused"
+    );
+    let cancelled = client::run_to_end(&api, &evening, RUN_TIMEOUT).await;
+    assert_eq!(cancelled.state(), RunState::Cancelled, "{cancelled:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !s3::open_uploads(&reader, BUCKET).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "uploads left open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        listing().await,
+        after,
+        "the cancel touched nothing of the afternoon's"
+    );
 }

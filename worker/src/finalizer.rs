@@ -1,6 +1,6 @@
 //! The commit of a run: every file's pending upload completed (the files become visible only
-//! now), the uploads no longer needed aborted, then the manifest, then the success marker —
-//! last. The same queue carries the cleanup of a run that failed or was cancelled (its pending
+//! now), the uploads no longer needed aborted, then the manifest, then the success marker, and
+//! only then the objects of earlier runs it replaces without rewriting them deleted. The same queue carries the cleanup of a run that failed or was cancelled (its pending
 //! uploads aborted, what its commit completed deleted, nothing written) and of what a late
 //! task left behind a run that ended.
 
@@ -8,13 +8,13 @@ use crate::pending::{self, Undone, staging_failure};
 use crate::uploader::connect;
 use crate::{Context, report};
 use filedrop_core::failure::RunFailure;
-use filedrop_proto::jobs::v1::{FinalizeTask, RunFinalized, worker_event};
+use filedrop_proto::jobs::v1::{DeliveredObject, FinalizeTask, RunFinalized, worker_event};
 use filedrop_proto::v1::{ErrorCode, WriteMode};
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::Stopped;
 use filedrop_s3::S3Failure;
 use filedrop_s3::objects::{
-    Expect, ObjectOptions, abort_open_uploads, put_small_object, stored_object,
+    Expect, ObjectOptions, abort_open_uploads, delete_if_unchanged, put_small_object, stored_object,
 };
 use prost::Message;
 use std::collections::HashSet;
@@ -67,12 +67,15 @@ async fn handle(context: &Context, payload: &[u8]) -> Outcome {
     // The run's last task: its client is not needed any more.
     context.destinations.forget(&run_id);
     match result {
-        Ok(Committed::Delivered) => {
+        Ok(Committed::Delivered(objects)) => {
             info!(run_id, marker = %task.marker_key, files = task.files.len(), "run committed");
             report::publish(
                 context,
                 &run_id,
-                worker_event::Event::RunFinalized(RunFinalized {}),
+                worker_event::Event::RunFinalized(RunFinalized {
+                    objects,
+                    superseded_runs: task.superseded_runs.clone(),
+                }),
             )
             .await
         }
@@ -95,8 +98,8 @@ async fn stopped(context: &Context, run_id: &str) -> bool {
 
 /// How a commit ended.
 enum Committed {
-    /// Every file visible, then the manifest and the marker.
-    Delivered,
+    /// Every file visible, then the manifest and the marker: every object written.
+    Delivered(Vec<DeliveredObject>),
     /// The run was stopped meanwhile: the files this commit completed were taken back, and
     /// no marker was written.
     Stopped,
@@ -124,6 +127,7 @@ async fn commit(
         Expect::Anything
     };
     let mut others = Vec::new();
+    let mut written = Vec::with_capacity(task.files.len() + 2);
     for file in &task.files {
         let records = pending::of_file(&context.staging, run_id, file.file_number).await?;
         let Some(chosen) = pending::chosen(&records, &file.object_key).cloned() else {
@@ -137,7 +141,11 @@ async fn commit(
                 .into_iter()
                 .filter(|record| record.key != chosen.key),
         );
-        pending::commit_file(&context.staging, connected, &chosen, &expect).await?;
+        let e_tag = pending::commit_file(&context.staging, connected, &chosen, &expect).await?;
+        written.push(DeliveredObject {
+            object_key: file.object_key.clone(),
+            e_tag,
+        });
     }
     // Copies of upload tasks that raced the chosen ones.
     for other in &others {
@@ -167,7 +175,7 @@ async fn commit(
         return Ok(Committed::Stopped);
     }
     if !task.manifest_key.is_empty() {
-        put_small_object(
+        let e_tag = put_small_object(
             client,
             bucket,
             &task.manifest_key,
@@ -176,9 +184,13 @@ async fn commit(
             &Expect::Anything,
         )
         .await?;
+        written.push(DeliveredObject {
+            object_key: task.manifest_key.clone(),
+            e_tag,
+        });
     }
     if !task.marker_key.is_empty() {
-        put_small_object(
+        let e_tag = put_small_object(
             client,
             bucket,
             &task.marker_key,
@@ -187,8 +199,42 @@ async fn commit(
             &Expect::Anything,
         )
         .await?;
+        written.push(DeliveredObject {
+            object_key: task.marker_key.clone(),
+            e_tag,
+        });
     }
-    Ok(Committed::Delivered)
+    remove_superseded(connected, task).await?;
+    Ok(Committed::Delivered(written))
+}
+
+/// Deletes the objects of earlier runs this run replaces without rewriting them, after its
+/// marker: each only if it is still the object that run wrote. The run is delivered whatever
+/// happens here: an object that cannot be deleted (no `s3:DeleteObject`) stays, with a
+/// warning; only a failure that may pass is tried again.
+async fn remove_superseded(
+    connected: &crate::destinations::Connected,
+    task: &FinalizeTask,
+) -> Result<(), S3Failure> {
+    let client = &connected.client;
+    let bucket = connected.destination.bucket.as_str();
+    let mut deleted = 0;
+    for object in &task.superseded {
+        match delete_if_unchanged(client, bucket, &object.object_key, &object.e_tag).await {
+            Ok(true) => deleted += 1,
+            Ok(false) => {}
+            Err(failure) if failure.retryable => return Err(failure),
+            Err(failure) => {
+                warn!(run_id = %task.run_id, key = %object.object_key, error = %failure,
+                    "an earlier run's object this run replaces could not be deleted; it stays");
+            }
+        }
+    }
+    if !task.superseded.is_empty() {
+        info!(run_id = %task.run_id, deleted, runs = task.superseded_runs.len(),
+            "objects of the earlier runs this run replaces deleted");
+    }
+    Ok(())
 }
 
 /// Under a write mode that keeps existing objects: fails the commit (`OBJECT_EXISTS`, for

@@ -115,14 +115,15 @@ pub fn recorded_parts(parts: &[Part]) -> Vec<UploadedPart> {
 }
 
 /// Makes a file visible at its key, if the key holds what `expect` says: completes its
-/// multipart upload, or puts its staged bytes; then records the object's entity tag. A file its
-/// record shows completed is checked to be still there, not written again.
+/// multipart upload, or puts its staged bytes; then records the object's entity tag, and
+/// answers it. A file its record shows completed is checked to be still there, not written
+/// again.
 pub async fn commit_file(
     staging: &Staging,
     connected: &Connected,
     recorded: &Recorded,
     expect: &Expect,
-) -> Result<(), S3Failure> {
+) -> Result<String, S3Failure> {
     let client = &connected.client;
     let bucket = connected.destination.bucket.as_str();
     let upload = &recorded.upload;
@@ -130,7 +131,7 @@ pub async fn commit_file(
     if !upload.e_tag.is_empty() {
         let stored = stored_object(client, bucket, key).await?;
         if stored.is_some_and(|stored| stored.e_tag == upload.e_tag) {
-            return Ok(());
+            return Ok(upload.e_tag.clone());
         }
         return Err(S3Failure::permanent(RunFailure::internal(format!(
             "s3://{bucket}/{key} changed after this run's commit wrote it: something else \
@@ -174,10 +175,11 @@ pub async fn commit_file(
         }
     };
     let committed = PendingUpload {
-        e_tag,
+        e_tag: e_tag.clone(),
         ..upload.clone()
     };
-    keep(staging, &recorded.key, &committed).await
+    keep(staging, &recorded.key, &committed).await?;
+    Ok(e_tag)
 }
 
 /// Takes back one upload of a run that will not deliver it: a pending one is aborted (its

@@ -5,7 +5,8 @@
 //!   numbered densely from 1 in stream order, within each partition of a partitioned export
 //!   (see `filedrop_core::plan::file_id` for their ids in the run).
 //! - `FileUploaded` → when every file is uploaded, publish the finalize task (committing).
-//! - `RunFinalized` → succeeded; staging is deleted.
+//! - `RunFinalized` → succeeded; what it wrote is recorded (for later runs that replace it),
+//!   the earlier runs it replaced are marked, and staging is deleted.
 //! - `TaskFailed` → failed with the worker's error; staging is kept for a retry when the
 //!   stream was received (`staging.keep_failed_hours`), deleted otherwise.
 //! - An event whose handling panics fails its run with `INTERNAL`; so does a task that died in
@@ -30,8 +31,8 @@ use filedrop_formats::format::Output;
 use filedrop_formats::segment::schema_from_bytes;
 use filedrop_formats::size::SizeBound;
 use filedrop_proto::jobs::v1::{
-    DeliveredFile, DestinationAccess, EncodeTask, FinalizeTask, RoleGrant, UploadTask, WorkerEvent,
-    worker_event,
+    DeliveredFile, DeliveredObject, DestinationAccess, EncodeTask, FinalizeTask, RoleGrant,
+    UploadTask, WorkerEvent, worker_event,
 };
 use filedrop_proto::v1::{ErrorCode, ExportRequest, RunState, S3Destination};
 use filedrop_runtime::broker::{
@@ -44,7 +45,7 @@ use filedrop_runtime::staging::{
     Staging, StagingError, Stopped, block_key, block_part_key, segment_key, uploads_of_run,
 };
 use prost::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -54,6 +55,16 @@ use crate::manifest;
 use crate::store::{
     FileRecord, RunRecord, RunStore, SegmentRecord, StoreError, StoredCredential, is_final,
 };
+
+/// Where a destination's objects are, for telling runs that write the same keys at the same
+/// place: its endpoint (empty for Amazon S3) and bucket.
+fn location_of(destination: &S3Destination) -> String {
+    format!(
+        "{}|{}",
+        destination.endpoint_url.trim_end_matches('/'),
+        destination.bucket
+    )
+}
 
 /// Files of a partition ready to upload (number and blocks, in order), and the partition's
 /// file count once known.
@@ -401,7 +412,23 @@ impl Planner {
                 }
                 self.plan(run_id).await
             }
-            Some(worker_event::Event::RunFinalized(_)) => {
+            Some(worker_event::Event::RunFinalized(finalized)) => {
+                // What it wrote, for the runs that will replace it; and the runs it replaced.
+                if let Some(run) = self.store.get_run(run_id).await?
+                    && let Ok(spec) = self.spec_of(&run)
+                {
+                    let objects: Vec<(String, String)> = finalized
+                        .objects
+                        .iter()
+                        .map(|object| (object.object_key.clone(), object.e_tag.clone()))
+                        .collect();
+                    self.store
+                        .record_delivered(run_id, &location_of(&spec.destination), &objects)
+                        .await?;
+                    self.store
+                        .supersede(&finalized.superseded_runs, run_id)
+                        .await?;
+                }
                 if self
                     .store
                     .advance(run_id, RunState::Committing, RunState::Succeeded)
@@ -862,6 +889,34 @@ impl Planner {
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             };
             let (manifest_key, manifest) = manifest.unwrap_or_default();
+            // Earlier runs' objects at the same place that this run replaces: those it does
+            // not rewrite go after its marker.
+            let mut keys: BTreeSet<String> =
+                files.iter().map(|file| file.object_key.clone()).collect();
+            keys.extend(
+                [&manifest_key, &marker_key]
+                    .into_iter()
+                    .filter(|key| !key.is_empty())
+                    .cloned(),
+            );
+            let earlier = self
+                .store
+                .earlier_deliveries(
+                    &run.tenant_id,
+                    run_id,
+                    &location_of(&spec.destination),
+                    &keys.iter().cloned().collect::<Vec<_>>(),
+                )
+                .await?;
+            let superseded = earlier
+                .values()
+                .flatten()
+                .filter(|(key, _)| !keys.contains(key))
+                .map(|(object_key, e_tag)| DeliveredObject {
+                    object_key: object_key.clone(),
+                    e_tag: e_tag.clone(),
+                })
+                .collect();
             let task = FinalizeTask {
                 run_id: run_id.to_owned(),
                 files: files
@@ -877,6 +932,8 @@ impl Planner {
                 destination_prefix: spec.destination.prefix.clone(),
                 manifest_key,
                 manifest,
+                superseded,
+                superseded_runs: earlier.keys().cloned().collect(),
                 ..FinalizeTask::default()
             };
             self.broker.publish(Queue::Finalize, &task).await?;
