@@ -531,6 +531,11 @@ async fn ctrl_c_mid_send_cancels_the_export_and_delivers_nothing() {
     let run = assert_failed_and_nothing_delivered(&stack, &moto, "Ctrl-C")
         .await
         .expect("the run receiving when Ctrl-C came");
+    // Whether the server reads the reset as a broken stream or as an end without a commit
+    // depends on which frame reaches it first; either way nothing was committed.
     let message = run.error.unwrap().message;
-    assert!(message.contains("broke before its end"), "{message}");
+    assert!(
+        message.contains("broke before its end") || message.contains("without an ExportCommit"),
+        "{message}"
+    );
 }
