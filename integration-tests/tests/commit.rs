@@ -234,16 +234,34 @@ async fn write_modes_that_keep_existing_objects_refuse_and_touch_nothing() {
     for mode in [WriteMode::KeepExisting, WriteMode::FailIfExists] {
         let mut kept = request.clone();
         kept.destination.as_mut().unwrap().write_mode = mode.into();
-        let run =
-            client::export_to_end(&api, &kept, data::table(150_000, 25_000), RUN_TIMEOUT).await;
-        assert_eq!(run.state(), RunState::Failed, "{mode:?}: {run:?}");
-        let error = run.error.clone().unwrap();
-        assert_eq!(error.code(), ErrorCode::ObjectExists, "{mode:?}: {run:?}");
-        assert!(
-            error.message.contains("orders-0000001.csv"),
-            "{}",
-            error.message
-        );
+        if mode == WriteMode::FailIfExists {
+            // Refused before any data moves: the first file's key holds an object.
+            let refused = client::export(&api, &kept, data::table(150_000, 25_000))
+                .await
+                .expect_err("refused at validation");
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+            assert_eq!(
+                refused.metadata().get("filedrop-error-code").unwrap(),
+                "ERROR_CODE_OBJECT_EXISTS"
+            );
+            assert!(
+                refused.message().contains("orders-0000001.csv"),
+                "{refused:?}"
+            );
+            let listed = client::list_runs(&api, Default::default()).await.unwrap();
+            assert_eq!(listed.runs.len(), 2, "no run was started: {listed:?}");
+        } else {
+            let run =
+                client::export_to_end(&api, &kept, data::table(150_000, 25_000), RUN_TIMEOUT).await;
+            assert_eq!(run.state(), RunState::Failed, "{mode:?}: {run:?}");
+            let error = run.error.clone().unwrap();
+            assert_eq!(error.code(), ErrorCode::ObjectExists, "{mode:?}: {run:?}");
+            assert!(
+                error.message.contains("orders-0000001.csv"),
+                "{}",
+                error.message
+            );
+        }
         // The earlier run's objects are as they were, and nothing of this run is there.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while !s3::open_uploads(&reader, BUCKET).await.is_empty() {

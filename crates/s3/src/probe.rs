@@ -5,7 +5,7 @@ use crate::S3Failure;
 use crate::client::{ClientLimits, client_with};
 use crate::credentials::{ServiceIdentity, credentials_for, verify_identity};
 use crate::errors::classify;
-use crate::objects::{ObjectOptions, with_options};
+use crate::objects::{ObjectOptions, stored_object, with_options};
 use aws_sdk_s3::primitives::ByteStream;
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::DestinationAccess;
@@ -142,4 +142,21 @@ async fn run_checks(
     deleted.map_err(|failure| (Check::Delete, failure))?;
     passed.push(Check::Delete);
     Ok(())
+}
+
+/// Whether an object is at `key` in `access`'s bucket, asked with the credentials a run of
+/// `run_id` would use (a role assumed as for the run): what `WRITE_MODE_FAIL_IF_EXISTS` looks
+/// at before an export's data moves.
+pub async fn object_exists(
+    access: &DestinationAccess,
+    identity: &ServiceIdentity,
+    run_id: &str,
+    key: &str,
+) -> Result<bool, S3Failure> {
+    let destination = access.destination.clone().unwrap_or_default();
+    let credentials = credentials_for(access, identity, run_id).await?;
+    let client = client_with(&destination, credentials.provider, &ClientLimits::default());
+    Ok(stored_object(&client, &destination.bucket, key)
+        .await?
+        .is_some())
 }

@@ -30,15 +30,16 @@ use filedrop_formats::pgp::PgpRecipient;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_formats::size::SizeBound;
 use filedrop_formats::untrusted::{IpcLimits, check_message, check_values};
-use filedrop_proto::jobs::v1::EncodeTask;
-use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, RunState};
+use filedrop_proto::jobs::v1::{DestinationAccess, EncodeTask};
+use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, RunState, WriteMode};
 use filedrop_runtime::broker::{Broker, Queue};
 use filedrop_runtime::faults::{Faults, Place};
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::staging::{Staging, block_key, segment_key};
+use filedrop_s3::credentials::ServiceIdentity;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tonic::{Status, Streaming};
@@ -67,6 +68,9 @@ pub struct Ingest {
     pub config: IngestConfig,
     /// Faults injected for tests; none in production.
     pub faults: Arc<Faults>,
+    /// filedrop's own AWS identity, to look at a destination before data moves
+    /// (`WRITE_MODE_FAIL_IF_EXISTS`).
+    pub identity: Arc<ServiceIdentity>,
 }
 
 /// A partition being received (the whole run, when it is not partitioned).
@@ -198,10 +202,13 @@ impl Ingest {
                 return Ok(replayed(&run, &spec));
             }
         }
-        crate::planner::resolve_access(&self.store, &self.secrets, tenant, &spec.destination)
-            .await
-            .map_err(|error| internal("reading the credential", &error))?
-            .map_err(|failure| invalid_argument(failure.code, failure.message))?;
+        let access =
+            crate::planner::resolve_access(&self.store, &self.secrets, tenant, &spec.destination)
+                .await
+                .map_err(|error| internal("reading the credential", &error))?
+                .map_err(|failure| invalid_argument(failure.code, failure.message))?;
+        let run_id = uuid::Uuid::now_v7().to_string();
+        self.refuse_if_exists(&spec, &access, &run_id).await?;
         let output = Output::from_encoding(&spec.encoding)
             .map_err(|problem| internal("reading the format", &problem))?;
 
@@ -297,7 +304,6 @@ impl Ingest {
             }
         };
 
-        let run_id = uuid::Uuid::now_v7().to_string();
         let schema_bytes =
             schema_to_bytes(&schema).map_err(|e| internal("encoding the schema", &e))?;
         let sealed_request = self.secrets.seal(&request.encode_to_vec());
@@ -427,6 +433,44 @@ impl Ingest {
             warnings: spec.warnings.clone(),
             replayed: false,
         })
+    }
+
+    /// Under `WRITE_MODE_FAIL_IF_EXISTS`, refuses the export before its data moves when its
+    /// first file's key already holds an object. A partitioned export's first key depends on
+    /// its data: it is looked at by the commit only (as every key is there).
+    async fn refuse_if_exists(
+        &self,
+        spec: &ExportSpec,
+        access: &DestinationAccess,
+        run_id: &str,
+    ) -> Result<(), Status> {
+        if spec.destination.write_mode() != WriteMode::FailIfExists || !spec.partition_by.is_empty()
+        {
+            return Ok(());
+        }
+        let key = spec
+            .object_key(run_id, chrono::Utc::now(), 1, &BTreeMap::new())
+            .map_err(|failure| invalid_argument(failure.code, failure.message))?;
+        match filedrop_s3::probe::object_exists(access, &self.identity, run_id, &key).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(invalid_argument(
+                ErrorCode::ObjectExists,
+                format!(
+                    "destination.write_mode: s3://{}/{key} already holds an object, and \
+                     WRITE_MODE_FAIL_IF_EXISTS keeps it; nothing was sent. Delete the object, \
+                     name the files differently, or use WRITE_MODE_REPLACE",
+                    spec.destination.bucket
+                ),
+            )),
+            Err(failure) => Err(invalid_argument(
+                failure.failure.code,
+                format!(
+                    "destination.write_mode: WRITE_MODE_FAIL_IF_EXISTS could not look at the \
+                     first file's key: {}",
+                    failure.failure.message
+                ),
+            )),
+        }
     }
 
     async fn receive_batch(

@@ -109,6 +109,7 @@ pub async fn serve(
         planner: planner.clone(),
         config: config.ingest.clone(),
         faults: faults.clone(),
+        identity: identity.clone(),
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
