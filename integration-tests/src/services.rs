@@ -471,3 +471,47 @@ impl Drop for Moto {
         }
     }
 }
+
+/// `rabbitmqctl` for the broker the tests use: `FILEDROP_TEST_RABBITMQCTL` (set by
+/// `deploy/local/test.sh` when it started its own node), else the one on `PATH`.
+pub fn rabbitmqctl() -> std::process::Command {
+    std::process::Command::new(
+        std::env::var("FILEDROP_TEST_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into()),
+    )
+}
+
+/// The broker connections (Erlang pids) of the given processes, which name their connections
+/// `filedrop-<pid>`.
+pub fn connections_of(pids: &[u32]) -> Vec<String> {
+    let listed = rabbitmqctl()
+        .args(["list_connections", "--silent", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl must be on PATH: it comes with RabbitMQ (deploy/local/services.sh)");
+    assert!(
+        listed.status.success(),
+        "rabbitmqctl list_connections failed"
+    );
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .filter(|(_, properties)| {
+            pids.iter()
+                .any(|pid| properties.contains(&format!("\"filedrop-{pid}\"")))
+        })
+        .map(|(connection, _)| connection.to_owned())
+        .collect()
+}
+
+/// Closes the broker connections of the given processes, as a broker restart or a network cut
+/// would; returns how many were closed.
+pub fn close_connections_of(pids: &[u32]) -> usize {
+    let connections = connections_of(pids);
+    for connection in &connections {
+        let closed = rabbitmqctl()
+            .args(["close_connection", connection, "connection loss test"])
+            .status()
+            .expect("rabbitmqctl close_connection");
+        assert!(closed.success(), "closing a connection failed");
+    }
+    connections.len()
+}

@@ -98,6 +98,7 @@ pub struct Stack {
     control_plane: Option<Child>,
     /// More control planes on the same run store, broker and staging.
     replicas: Vec<Child>,
+    control_plane_restarts: usize,
     workers: Vec<Option<Child>>,
     worker_starts: usize,
     /// The control plane's run store.
@@ -146,6 +147,7 @@ impl Stack {
             options: options.clone(),
             control_plane: None,
             replicas: Vec::new(),
+            control_plane_restarts: 0,
             workers: Vec::new(),
             worker_starts: 0,
             run_store_url,
@@ -495,6 +497,20 @@ impl Stack {
             child.kill().expect("killing a worker");
             child.wait().expect("reaping a worker");
         }
+    }
+
+    /// Kills the control plane with SIGKILL (no shutdown, no goodbye to its clients), then
+    /// starts it again on the same port, store, broker and staging; returns once it listens.
+    pub fn kill_and_restart_control_plane(&mut self) {
+        if let Some(mut child) = self.control_plane.take() {
+            child.kill().expect("killing the control plane");
+            child.wait().expect("reaping the control plane");
+        }
+        self.control_plane_restarts += 1;
+        let log = format!("control-plane-restart-{}.log", self.control_plane_restarts);
+        self.control_plane =
+            Some(self.spawn("filedrop-control-plane", &log, &self.control_plane_env()));
+        self.wait_for_control_plane(Duration::from_secs(60));
     }
 
     /// Kills the replica control plane `index` (in the order [`Stack::start_replica`] started

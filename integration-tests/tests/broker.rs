@@ -3,42 +3,11 @@
 //! consumers reconnect with backoff, redeclare the topology, and the run still delivers every
 //! file exactly once.
 
-use filedrop_integration_tests::services::Moto;
+use filedrop_integration_tests::services::{Moto, connections_of, rabbitmqctl};
 use filedrop_integration_tests::stack::{Stack, StackOptions};
 use filedrop_integration_tests::{client, data, s3};
 use filedrop_proto::v1::{FileFormat, RunState};
-use std::process::Command;
 use std::time::Duration;
-
-/// `rabbitmqctl` for the broker the tests use: `FILEDROP_TEST_RABBITMQCTL` (set by
-/// `deploy/local/test.sh` when it started its own node), else the one on `PATH`.
-fn rabbitmqctl() -> Command {
-    Command::new(
-        std::env::var("FILEDROP_TEST_RABBITMQCTL").unwrap_or_else(|_| "rabbitmqctl".into()),
-    )
-}
-
-/// The broker connections (Erlang pids) of the given processes, which name their connections
-/// `filedrop-<pid>`.
-fn connections_of(pids: &[u32]) -> Vec<String> {
-    let listed = rabbitmqctl()
-        .args(["list_connections", "--silent", "pid", "client_properties"])
-        .output()
-        .expect("rabbitmqctl must be on PATH: it comes with RabbitMQ (deploy/local/services.sh)");
-    assert!(
-        listed.status.success(),
-        "rabbitmqctl list_connections failed"
-    );
-    String::from_utf8_lossy(&listed.stdout)
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .filter(|(_, properties)| {
-            pids.iter()
-                .any(|pid| properties.contains(&format!("\"filedrop-{pid}\"")))
-        })
-        .map(|(connection, _)| connection.to_owned())
-        .collect()
-}
 
 fn staged_segments(stack: &Stack) -> usize {
     std::fs::read_dir(stack.staging_dir().join("runs"))
