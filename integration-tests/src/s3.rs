@@ -84,3 +84,45 @@ pub async fn open_uploads(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<Stri
         .map(|upload| upload.key().unwrap_or_default().to_owned())
         .collect()
 }
+
+/// Every object under `prefix` with its entity tag, sorted by key: what tells one write of a
+/// key from another.
+pub async fn list_with_e_tags(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<(String, String)> {
+    let mut tagged = Vec::new();
+    for object in list(client, bucket, prefix).await {
+        let head = client
+            .head_object()
+            .bucket(bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .expect("HeadObject");
+        tagged.push((object.key, head.e_tag().unwrap_or_default().to_owned()));
+    }
+    tagged
+}
+
+/// Waits until no multipart upload is open in the bucket (a stopped run's cleanup runs after
+/// the run has ended); fails the test if one still is after `within`.
+pub async fn wait_until_no_open_uploads(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    within: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let open = open_uploads(client, bucket).await;
+        if open.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "multipart uploads left open: {open:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

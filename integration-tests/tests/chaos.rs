@@ -166,11 +166,7 @@ async fn concurrent_exports_survive_killed_processes_and_a_broker_cut_each_deliv
             "two files, a manifest, a marker: {objects:?}"
         );
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !s3::open_uploads(&reader, BUCKET).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "uploads left open");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    s3::wait_until_no_open_uploads(&reader, BUCKET, Duration::from_secs(60)).await;
     println!(
         "chaos: {count} exports, faults: {faults:?} ({closed} broker connections closed); \
          attempts per export {attempts:?} ({} in all); runs by outcome {outcomes:?}",

@@ -162,11 +162,7 @@ async fn an_uncommitted_export_leaves_nothing_and_its_key_starts_a_new_attempt()
     );
     // Take-back of the pending uploads runs after the failure: wait until none is open.
     let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !s3::open_uploads(&reader, BUCKET).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "uploads left open");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s3::wait_until_no_open_uploads(&reader, BUCKET, Duration::from_secs(60)).await;
     assert!(s3::list(&reader, BUCKET, "").await.is_empty());
 
     // Sent again whole with the same key: a new attempt, which delivers.
@@ -210,21 +206,7 @@ async fn write_modes_that_keep_existing_objects_refuse_and_touch_nothing() {
         client::export_to_end(&api, &request, data::table(100_000, 25_000), RUN_TIMEOUT).await;
     assert_eq!(first.state(), RunState::Succeeded, "{first:?}");
     let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
-    let tags = |objects: Vec<s3::Object>| async {
-        let mut tags = Vec::new();
-        for object in objects {
-            let head = reader
-                .head_object()
-                .bucket(BUCKET)
-                .key(&object.key)
-                .send()
-                .await
-                .expect("HeadObject");
-            tags.push((object.key, head.e_tag().unwrap_or_default().to_owned()));
-        }
-        tags
-    };
-    let delivered = tags(s3::list(&reader, BUCKET, "kept/").await).await;
+    let delivered = s3::list_with_e_tags(&reader, BUCKET, "kept/").await;
     assert_eq!(
         delivered.len(),
         4,
@@ -263,12 +245,8 @@ async fn write_modes_that_keep_existing_objects_refuse_and_touch_nothing() {
             );
         }
         // The earlier run's objects are as they were, and nothing of this run is there.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !s3::open_uploads(&reader, BUCKET).await.is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "uploads left open");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let now = tags(s3::list(&reader, BUCKET, "kept/").await).await;
+        s3::wait_until_no_open_uploads(&reader, BUCKET, Duration::from_secs(60)).await;
+        let now = s3::list_with_e_tags(&reader, BUCKET, "kept/").await;
         let manifests: Vec<&(String, String)> = now
             .iter()
             .filter(|(key, _)| key.contains("manifest-"))
@@ -314,34 +292,20 @@ async fn a_run_replacing_an_earlier_one_leaves_only_its_own_files_and_a_cancel_t
     request.filename_template = "orders-{{now|format:'yyyy-MM-dd'}}-{{file_number}}.csv".into();
     request.destination.as_mut().unwrap().name = "orders".into();
     let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
-    let listing = || async {
-        let mut found = Vec::new();
-        for object in s3::list(&reader, BUCKET, "daily/").await {
-            let head = reader
-                .head_object()
-                .bucket(BUCKET)
-                .key(&object.key)
-                .send()
-                .await
-                .expect("HeadObject");
-            found.push((object.key, head.e_tag().unwrap_or_default().to_owned()));
-        }
-        found
-    };
 
     // The morning's run: four files; the afternoon's: two, under the same names.
     let morning =
         client::export_to_end(&api, &request, data::table(200_000, 25_000), RUN_TIMEOUT).await;
     assert_eq!(morning.state(), RunState::Succeeded, "{morning:?}");
     assert_eq!(
-        listing().await.len(),
+        s3::list_with_e_tags(&reader, BUCKET, "daily/").await.len(),
         6,
         "four files, the manifest, the marker"
     );
     let afternoon =
         client::export_to_end(&api, &request, data::table(100_000, 20_000), RUN_TIMEOUT).await;
     assert_eq!(afternoon.state(), RunState::Succeeded, "{afternoon:?}");
-    let after = listing().await;
+    let after = s3::list_with_e_tags(&reader, BUCKET, "daily/").await;
     let keys: Vec<&str> = after.iter().map(|(key, _)| key.as_str()).collect();
     // The marker names the day: `daily/orders-<day>-.csv.DONE`.
     let marker = keys
@@ -396,13 +360,9 @@ async fn a_run_replacing_an_earlier_one_leaves_only_its_own_files_and_a_cancel_t
     );
     let cancelled = client::run_to_end(&api, &evening, RUN_TIMEOUT).await;
     assert_eq!(cancelled.state(), RunState::Cancelled, "{cancelled:?}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !s3::open_uploads(&reader, BUCKET).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "uploads left open");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s3::wait_until_no_open_uploads(&reader, BUCKET, Duration::from_secs(60)).await;
     assert_eq!(
-        listing().await,
+        s3::list_with_e_tags(&reader, BUCKET, "daily/").await,
         after,
         "the cancel touched nothing of the afternoon's"
     );

@@ -117,11 +117,7 @@ async fn a_run_whose_replica_is_killed_mid_stream_is_failed_by_the_other_and_sen
     assert!(error.message.contains("stopped"), "{}", error.message);
     assert!(waited < Duration::from_secs(20), "failed after {waited:?}");
     let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !s3::open_uploads(&reader, BUCKET).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "uploads left open");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    s3::wait_until_no_open_uploads(&reader, BUCKET, Duration::from_secs(60)).await;
     assert!(s3::list(&reader, BUCKET, "killed/").await.is_empty());
 
     // The client's retry, to the surviving replica, with the same key: a new attempt.

@@ -115,14 +115,6 @@ pub enum Expect {
 }
 
 impl Expect {
-    /// What was found at the key.
-    pub fn found(stored: Option<&StoredObject>) -> Self {
-        match stored {
-            None => Self::Nothing,
-            Some(object) => Self::ETag(object.e_tag.clone()),
-        }
-    }
-
     pub(crate) fn if_none_match(&self) -> Option<String> {
         matches!(self, Self::Nothing).then(|| "*".to_owned())
     }
