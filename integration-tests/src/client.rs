@@ -345,6 +345,70 @@ pub async fn sql_ingest(
     })
 }
 
+/// Calls the Flight action `action` with `body`; answers the bodies of its results.
+pub async fn flight_action(
+    api: &Api,
+    action: &str,
+    body: Vec<u8>,
+) -> Result<Vec<bytes::Bytes>, tonic::Status> {
+    let mut client =
+        arrow_flight::flight_service_client::FlightServiceClient::new(channel(api).await);
+    let results: Vec<_> = client
+        .do_action(arrow_flight::Action {
+            r#type: action.to_owned(),
+            body: body.into(),
+        })
+        .await?
+        .into_inner()
+        .try_collect()
+        .await?;
+    Ok(results.into_iter().map(|result| result.body).collect())
+}
+
+/// Begins a Flight SQL transaction (`BeginTransaction`, on a connection of its own); answers
+/// its id.
+pub async fn begin_transaction(api: &Api) -> Result<bytes::Bytes, tonic::Status> {
+    use arrow_flight::sql::{
+        ActionBeginTransactionRequest, ActionBeginTransactionResult, Any, ProstMessageExt,
+    };
+    let request = ActionBeginTransactionRequest {}.as_any().encode_to_vec();
+    let results = flight_action(api, "BeginTransaction", request).await?;
+    let [result] = results.as_slice() else {
+        panic!(
+            "BeginTransaction answers with one result, not {}",
+            results.len()
+        );
+    };
+    let begun: ActionBeginTransactionResult = Any::decode(result.as_ref())
+        .expect("an Any")
+        .unpack()
+        .expect("an ActionBeginTransactionResult")
+        .expect("an ActionBeginTransactionResult");
+    Ok(begun.transaction_id)
+}
+
+/// Commits (`commit`) or rolls back the Flight SQL transaction `transaction_id`
+/// (`EndTransaction`, on a connection of its own).
+pub async fn end_transaction(
+    api: &Api,
+    transaction_id: bytes::Bytes,
+    commit: bool,
+) -> Result<(), tonic::Status> {
+    use arrow_flight::sql::EndTransaction;
+    use arrow_flight::sql::{ActionEndTransactionRequest, ProstMessageExt};
+    let action = if commit {
+        EndTransaction::Commit
+    } else {
+        EndTransaction::Rollback
+    };
+    let request = ActionEndTransactionRequest {
+        transaction_id,
+        action: action as i32,
+    };
+    flight_action(api, "EndTransaction", request.as_any().encode_to_vec()).await?;
+    Ok(())
+}
+
 fn status(error: FlightError) -> tonic::Status {
     match error {
         FlightError::Tonic(status) => *status,

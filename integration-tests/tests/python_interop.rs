@@ -1,7 +1,8 @@
 //! Interop with clients nobody here wrote: runs `integration-tests/python/test_interop.py`
 //! (pyarrow) against a stack started here (moto, control plane, worker), `test_commit.py`
 //! (pyarrow scripts that fail before they commit),
-//! `test_adbc_ingest.py` (ADBC's Flight SQL driver) against a stack with a stored destination,
+//! `test_adbc_ingest.py` (ADBC's Flight SQL driver, with autocommit on and off) against a
+//! stack with stored destinations,
 //! and `test_reflection.py` (grpcio's reflection client) against a control plane.
 
 use filedrop_integration_tests::client;
@@ -58,26 +59,36 @@ fn adbc_flight_sql_ingest_delivers_to_a_stored_destination() {
     let moto = Moto::start(&["adbc"]);
     let stack = Stack::start(StackOptions::default());
     let api = stack.api();
-    // A stored destination, as its owner would set it up: a stored key, Parquet.
+    // Stored destinations, as their owner would set them up: a stored key, Parquet. One for
+    // autocommit ingests, and one per transaction case, `adbc-<case>` writing under `<case>/`.
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let credential = client::store_moto_key(&api, &moto).await;
-        let mut settings = client::with_credential(
-            client::request_to(&moto, "adbc", "adbc/", FileFormat::Parquet),
-            &credential.credential_id,
-        );
-        settings.filename_template = "orders-{{run_id}}.parquet".into();
-        client::destinations(&api)
-            .await
-            .create_destination(CreateDestinationRequest {
-                name: "adbc-orders".into(),
-                settings: Some(settings),
-            })
-            .await
-            .expect("CreateDestination");
+        for (name, prefix) in [
+            ("adbc-orders", "adbc/"),
+            ("adbc-commit", "commit/"),
+            ("adbc-rollback", "rollback/"),
+            ("adbc-closed", "closed/"),
+            ("adbc-doomed", "doomed/"),
+        ] {
+            let mut settings = client::with_credential(
+                client::request_to(&moto, "adbc", prefix, FileFormat::Parquet),
+                &credential.credential_id,
+            );
+            settings.filename_template = "orders-{{run_id}}.parquet".into();
+            settings.destination.as_mut().unwrap().name = name.into();
+            client::destinations(&api)
+                .await
+                .create_destination(CreateDestinationRequest {
+                    name: name.into(),
+                    settings: Some(settings),
+                })
+                .await
+                .expect("CreateDestination");
+        }
     });
     let mut env = stack_env(&stack, &moto, "adbc");
     env.push(("FILEDROP_INTEROP_DESTINATION", "adbc-orders".to_owned()));
-    pytest("test_adbc_ingest.py", &env, 2);
+    pytest("test_adbc_ingest.py", &env, 7);
 }
 
 #[test]

@@ -139,6 +139,15 @@ pub struct IngestConfig {
     /// Seconds a stream may send nothing before it is dropped and its run fails
     /// (`STREAM_INCOMPLETE`): a client that hung without closing its connection.
     pub idle_timeout_secs: u64,
+    /// Seconds a Flight SQL transaction may go without a call (an ingest in it, its end)
+    /// before it is rolled back: a client that began one and went away. Its ingests' runs fail
+    /// (`STREAM_INCOMPLETE`).
+    pub transaction_timeout_secs: u64,
+    /// Whether a Flight SQL ingest that names no transaction joins the transaction last begun
+    /// on its own connection, as in a database session. ADBC's Flight SQL driver, with
+    /// autocommit off, sends its ingests so. Turn it off behind a proxy that carries several
+    /// clients' calls on one connection: then only an ingest's `transaction_id` joins it.
+    pub transactions_follow_connection: bool,
 }
 
 /// Each control-plane replica holds a lease on the runs whose streams it receives: it writes a
@@ -190,6 +199,8 @@ impl Default for IngestConfig {
             max_message_bytes: 64 * 1024 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
             idle_timeout_secs: 600,
+            transaction_timeout_secs: 900,
+            transactions_follow_connection: true,
         }
     }
 }

@@ -1,34 +1,105 @@
 //! The Arrow Flight service: `DoPut` starts an export, from an `ExportRequest` command or from
 //! a Flight SQL bulk ingest (`CommandStatementIngest`, as ADBC's `adbc_ingest` sends it: the
-//! table names a stored destination, the options are template variables). Every other call
-//! says it is not supported.
+//! table names a stored destination, the options are template variables).
+//!
+//! Of the rest of Flight SQL, what a bulk-ingest client asks: `GetSqlInfo` (through
+//! `GetFlightInfo` and `DoGet`: the server's name, bulk ingest and transactions supported),
+//! and the actions `BeginTransaction`, `EndTransaction` and `CloseSession` (see
+//! `transactions`). Every other call says it is not supported.
 
 use crate::error::invalid_argument;
-use crate::ingest::Ingest;
+use crate::ingest::{Accepted, Ingest, StreamEnd};
+use crate::transactions::{Joined, Outcome, RollBack, Transactions, settle};
+use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::sql::{Any, Command, CommandStatementIngest, DoPutUpdateResult};
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::{
+    ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionEndTransactionRequest, Any,
+    Command, CommandStatementIngest, DoPutUpdateResult, EndTransaction, ProstMessageExt, SqlInfo,
+    SqlSupportedTransaction,
+};
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use filedrop_proto::v1::{ErrorCode, ExportRequest};
+use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest};
+use futures::TryStreamExt;
 use futures::stream::BoxStream;
 use prost::Message;
+use std::sync::Arc;
+use std::time::Instant;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::info;
 
 /// The Flight service of the control plane.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FlightEndpoint {
     ingest: Ingest,
+    transactions: Arc<Transactions>,
+    sql_info: Arc<SqlInfoData>,
+}
+
+impl std::fmt::Debug for FlightEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightEndpoint")
+            .field("ingest", &self.ingest)
+            .field("transactions", &self.transactions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FlightEndpoint {
-    /// A Flight endpoint over `ingest`.
-    pub fn new(ingest: Ingest) -> Self {
-        Self { ingest }
+    /// A Flight endpoint over `ingest`, its Flight SQL transactions in `transactions`.
+    pub fn new(ingest: Ingest, transactions: Arc<Transactions>) -> Self {
+        let sql_info = Arc::new(sql_info(&transactions));
+        Self {
+            ingest,
+            transactions,
+            sql_info,
+        }
     }
 }
+
+/// What `GetSqlInfo` answers: a server for bulk ingest with transactions, no SQL.
+fn sql_info(transactions: &Transactions) -> SqlInfoData {
+    let mut info = SqlInfoDataBuilder::new();
+    info.append(SqlInfo::FlightSqlServerName, "filedrop");
+    info.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    info.append(SqlInfo::FlightSqlServerReadOnly, false);
+    info.append(SqlInfo::FlightSqlServerSql, false);
+    info.append(SqlInfo::FlightSqlServerSubstrait, false);
+    info.append(SqlInfo::FlightSqlServerCancel, false);
+    info.append(SqlInfo::FlightSqlServerBulkIngestion, true);
+    info.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, true);
+    info.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::Transaction as i32,
+    );
+    let timeout_ms = i32::try_from(transactions.timeout.as_millis()).unwrap_or(i32::MAX);
+    info.append(SqlInfo::FlightSqlServerTransactionTimeout, timeout_ms);
+    info.build()
+        .expect("the SQL info values are of their kinds")
+}
+
+/// The connection a call came on (its peer address): the session of Flight SQL transactions
+/// whose ingests do not name them.
+fn connection_of<T>(request: &Request<T>) -> Option<String> {
+    request.remote_addr().map(|address| address.to_string())
+}
+
+/// Flight's `CloseSession` action, and its answer (`CloseSessionResult`, status `CLOSED`).
+const CLOSE_SESSION: &str = "CloseSession";
+
+#[derive(Clone, PartialEq, Message)]
+struct CloseSessionResult {
+    #[prost(int32, tag = "1")]
+    status: i32,
+}
+
+const CLOSED: i32 = 1;
+const BEGIN_TRANSACTION: &str = "BeginTransaction";
+const END_TRANSACTION: &str = "EndTransaction";
 
 /// The response header naming the run a `DoPut` started (or found, for an idempotency key):
 /// Flight SQL clients see only the row count in the body.
@@ -62,8 +133,8 @@ fn sql_ingest(first: &FlightData) -> Result<Option<CommandStatementIngest>, Stat
 const FLIGHT_SQL_TYPE_PREFIX: &str = "type.googleapis.com/arrow.flight.protocol.sql.";
 
 /// The export a Flight SQL bulk ingest asks for: to the stored destination its table names,
-/// with its options as template variables. What a database would make of the rest (catalogs,
-/// temporary tables, transactions) has no meaning here and is refused.
+/// with its options as template variables. What a database would make of catalogs and
+/// temporary tables has no meaning here and is refused; its transaction is the caller's.
 fn export_of_ingest(command: CommandStatementIngest) -> Result<ExportRequest, Status> {
     let refuse = |field: &str, why: &str| {
         Err(invalid_argument(
@@ -91,17 +162,11 @@ fn export_of_ingest(command: CommandStatementIngest) -> Result<ExportRequest, St
             "a delivery cannot be temporary; leave it unset",
         );
     }
-    if command.transaction_id.is_some() {
-        return refuse(
-            "transaction_id",
-            "filedrop has no transactions: each ingest is one delivery, all or nothing",
-        );
-    }
     Ok(ExportRequest {
         stored_destination: command.table,
         variables: command.options.into_iter().collect(),
-        // An ingest outside a transaction commits at the clean end of its stream, as Flight
-        // SQL defines autocommit.
+        // The clean end of an ingest's stream ends its statement: it commits the ingest, as
+        // Flight SQL defines autocommit, or leaves it to its transaction's commit.
         commit_at_stream_end: true,
         ..ExportRequest::default()
     })
@@ -121,6 +186,80 @@ fn decode_request(first: &FlightData) -> Result<ExportRequest, Status> {
             format!("the FlightDescriptor command is not an ExportRequest: {error}"),
         )
     })
+}
+
+/// The Flight SQL command in `bytes` (a descriptor's command, a ticket), if it is one.
+fn sql_command(bytes: &[u8]) -> Option<Command> {
+    let any = Any::decode(bytes).ok()?;
+    Command::try_from(any).ok()
+}
+
+/// The Flight SQL request an action's body packs.
+fn unpack<M: ProstMessageExt>(body: &[u8], action: &str) -> Result<M, Status> {
+    Any::decode(body)
+        .ok()
+        .and_then(|any| any.unpack::<M>().ok().flatten())
+        .ok_or_else(|| {
+            invalid_argument(
+                ErrorCode::Unspecified,
+                format!(
+                    "the {action} action's body is not the Flight SQL request it takes \
+                     (an Any packing {})",
+                    M::type_url().trim_start_matches(FLIGHT_SQL_TYPE_PREFIX)
+                ),
+            )
+        })
+}
+
+impl FlightEndpoint {
+    /// Ends an ingest's part in its transaction: its run held for the commit, or, if it
+    /// failed, the transaction doomed. A run whose transaction ended meanwhile (its session
+    /// closed) is taken back.
+    async fn in_transaction(
+        &self,
+        joined: Joined,
+        accepted: Result<Accepted, Status>,
+    ) -> Result<ExportAccepted, Status> {
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
+            Err(status) => {
+                self.transactions
+                    .failed(joined, status.message(), Instant::now());
+                return Err(status);
+            }
+        };
+        let held = accepted.held.clone();
+        if let Err(refusal) = self.transactions.hold(joined, held.clone(), Instant::now()) {
+            let runs = held.into_iter().collect();
+            self.settle_apart(vec![Outcome::RollBack {
+                runs,
+                why: RollBack::SessionClosed,
+            }])
+            .await?;
+            return Err(refusal.status());
+        }
+        Ok(accepted.answer)
+    }
+
+    /// Settles ended transactions in a task of their own: a client that goes away during a
+    /// commit does not leave it half done.
+    async fn settle_apart(&self, outcomes: Vec<Outcome>) -> Result<(), Status> {
+        let store = self.ingest.store.clone();
+        let planner = self.ingest.planner.clone();
+        tokio::spawn(async move {
+            let mut first_error = None;
+            for outcome in outcomes {
+                if let Err(status) = settle(outcome, &store, &planner).await {
+                    first_error.get_or_insert(status);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+        .await
+        .map_err(|error| {
+            Status::internal(format!("ending the transaction was interrupted: {error}"))
+        })?
+    }
 }
 
 fn not_supported(call: &str) -> Status {
@@ -144,6 +283,7 @@ impl FlightService for FlightEndpoint {
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
         let tenant = crate::auth::tenant_of(&request)?;
+        let connection = connection_of(&request);
         let mut stream = request.into_inner();
         let first = stream.message().await?.ok_or_else(|| {
             invalid_argument(
@@ -152,9 +292,27 @@ impl FlightService for FlightEndpoint {
                  command is an ExportRequest",
             )
         })?;
-        let (export, sql_ingest) = match sql_ingest(&first)? {
-            Some(command) => (export_of_ingest(command)?, true),
-            None => (decode_request(&first)?, false),
+        let (export, sql_ingest, joined) = match sql_ingest(&first)? {
+            Some(command) => {
+                let transaction_id = command.transaction_id.clone();
+                let export = export_of_ingest(command)?;
+                let joined = self
+                    .transactions
+                    .join(
+                        &tenant,
+                        transaction_id.as_deref(),
+                        connection.as_deref(),
+                        Instant::now(),
+                    )
+                    .map_err(|refusal| refusal.status())?;
+                (export, true, joined)
+            }
+            None => (decode_request(&first)?, false, None),
+        };
+        let end = if joined.is_some() {
+            StreamEnd::Holds
+        } else {
+            StreamEnd::Commits
         };
         // A task of its own: a client that resets the stream (Ctrl-C, a lost connection) drops
         // this call, but the ingest goes on to read the broken stream and fail its run. A
@@ -162,16 +320,22 @@ impl FlightService for FlightEndpoint {
         // exists by then is failed inside `export`).
         let ingest = self.ingest.clone();
         let accepted = tokio::spawn(async move {
-            filedrop_runtime::panic::catch(ingest.export(&tenant, export, first, stream)).await
+            filedrop_runtime::panic::catch(ingest.export(&tenant, export, first, stream, end)).await
         })
         .await
-        .map_err(|error| Status::internal(format!("the export was interrupted: {error}")))?
-        .unwrap_or_else(|panic| {
-            Err(Status::internal(format!(
-                "the export could not be accepted (filedrop {panic}); this is a fault in \
-                 filedrop: tell the operators"
-            )))
-        })?;
+        .map_err(|error| Status::internal(format!("the export was interrupted: {error}")))
+        .and_then(|caught| {
+            caught.unwrap_or_else(|panic| {
+                Err(Status::internal(format!(
+                    "the export could not be accepted (filedrop {panic}); this is a fault in \
+                     filedrop: tell the operators"
+                )))
+            })
+        });
+        let accepted = match joined {
+            None => accepted?.answer,
+            Some(joined) => self.in_transaction(joined, accepted).await?,
+        };
         let app_metadata = if sql_ingest {
             // What Flight SQL clients read: the rows ingested.
             DoPutUpdateResult {
@@ -208,9 +372,21 @@ impl FlightService for FlightEndpoint {
 
     async fn get_flight_info(
         &self,
-        _request: Request<FlightDescriptor>,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Err(not_supported("GetFlightInfo"))
+        let descriptor = request.into_inner();
+        let Some(Command::CommandGetSqlInfo(query)) = sql_command(&descriptor.cmd) else {
+            return Err(not_supported(
+                "GetFlightInfo (other than Flight SQL's GetSqlInfo)",
+            ));
+        };
+        let ticket = Ticket::new(query.as_any().encode_to_vec());
+        let info = FlightInfo::new()
+            .try_with_schema(query.into_builder(&self.sql_info).schema().as_ref())
+            .map_err(|error| Status::internal(format!("encoding the SQL info schema: {error}")))?
+            .with_endpoint(arrow_flight::FlightEndpoint::new().with_ticket(ticket))
+            .with_descriptor(descriptor);
+        Ok(Response::new(info))
     }
 
     async fn poll_flight_info(
@@ -229,9 +405,19 @@ impl FlightService for FlightEndpoint {
 
     async fn do_get(
         &self,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        Err(not_supported("DoGet"))
+        let Some(Command::CommandGetSqlInfo(query)) = sql_command(&request.get_ref().ticket) else {
+            return Err(not_supported("DoGet (other than Flight SQL's GetSqlInfo)"));
+        };
+        let answer = query.into_builder(&self.sql_info);
+        let schema = answer.schema();
+        let batch = answer.build();
+        let data = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async move { batch }))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(data)))
     }
 
     async fn do_exchange(
@@ -243,15 +429,87 @@ impl FlightService for FlightEndpoint {
 
     async fn do_action(
         &self,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        Err(not_supported("DoAction"))
+        let tenant = crate::auth::tenant_of(&request)?;
+        let connection = connection_of(&request);
+        let action = request.into_inner();
+        let answer = match action.r#type.as_str() {
+            BEGIN_TRANSACTION => {
+                let _: ActionBeginTransactionRequest = unpack(&action.body, BEGIN_TRANSACTION)?;
+                let id = self
+                    .transactions
+                    .begin(&tenant, connection, Instant::now())
+                    .map_err(|refusal| refusal.status())?;
+                info!(transaction_id = %id, "Flight SQL transaction begun");
+                let begun = ActionBeginTransactionResult {
+                    transaction_id: id.into_bytes().into(),
+                };
+                Some(begun.as_any().encode_to_vec())
+            }
+            END_TRANSACTION => {
+                let end: ActionEndTransactionRequest = unpack(&action.body, END_TRANSACTION)?;
+                let commit = match end.action() {
+                    EndTransaction::Commit => true,
+                    EndTransaction::Rollback => false,
+                    EndTransaction::Unspecified => {
+                        return Err(invalid_argument(
+                            ErrorCode::Unspecified,
+                            "ActionEndTransactionRequest.action: say END_TRANSACTION_COMMIT or \
+                             END_TRANSACTION_ROLLBACK",
+                        ));
+                    }
+                };
+                let outcome = self
+                    .transactions
+                    .end(&tenant, &end.transaction_id, commit)
+                    .map_err(|refusal| refusal.status())?;
+                info!(commit, "Flight SQL transaction ended");
+                self.settle_apart(vec![outcome]).await?;
+                None
+            }
+            CLOSE_SESSION => {
+                if let Some(connection) = connection {
+                    let outcomes = self.transactions.close_session(&tenant, &connection);
+                    self.settle_apart(outcomes).await?;
+                }
+                Some(CloseSessionResult { status: CLOSED }.encode_to_vec())
+            }
+            other => {
+                return Err(Status::unimplemented(format!(
+                    "Flight action {other:?} is not supported; the actions are \
+                     {BEGIN_TRANSACTION}, {END_TRANSACTION} and {CLOSE_SESSION}"
+                )));
+            }
+        };
+        let results = answer.map(|body| Ok(arrow_flight::Result { body: body.into() }));
+        Ok(Response::new(Box::pin(futures::stream::iter(results))))
     }
 
     async fn list_actions(
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        Err(not_supported("ListActions"))
+        let actions = [
+            (
+                BEGIN_TRANSACTION,
+                "Begins a Flight SQL transaction of bulk ingests",
+            ),
+            (
+                END_TRANSACTION,
+                "Commits or rolls back a Flight SQL transaction",
+            ),
+            (
+                CLOSE_SESSION,
+                "Rolls back the transactions begun on this connection",
+            ),
+        ]
+        .map(|(name, description)| {
+            Ok(ActionType {
+                r#type: name.to_owned(),
+                description: description.to_owned(),
+            })
+        });
+        Ok(Response::new(Box::pin(futures::stream::iter(actions))))
     }
 }

@@ -15,6 +15,7 @@ use crate::config::IngestConfig;
 use crate::error::{ERROR_CODE_KEY, internal, invalid_argument};
 use crate::planner::Planner;
 use crate::store::{NewRun, NewSegment, RunRecord, RunStore};
+use crate::transactions::HeldRun;
 use arrow_array::RecordBatch;
 use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -71,6 +72,24 @@ pub struct Ingest {
     /// filedrop's own AWS identity, to look at a destination before data moves
     /// (`WRITE_MODE_FAIL_IF_EXISTS`).
     pub identity: Arc<ServiceIdentity>,
+}
+
+/// What the clean end of an export's stream does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Commits the run: the export is its own transaction.
+    Commits,
+    /// Holds the run receiving for the commit of its Flight SQL transaction.
+    Holds,
+}
+
+/// An accepted export.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The answer to the client.
+    pub answer: ExportAccepted,
+    /// The run, when the stream's end held it for a transaction (not when it was replayed).
+    pub held: Option<HeldRun>,
 }
 
 /// A partition being received (the whole run, when it is not partitioned).
@@ -160,7 +179,8 @@ impl Ingest {
     /// Receives one export stream of `tenant` (`first`, the message that carried `request`,
     /// then the rest of `stream`); answers with the run id once every row is staged and the
     /// client has committed the export. A stream that breaks, or ends without its commit,
-    /// fails the run (`STREAM_INCOMPLETE`).
+    /// fails the run (`STREAM_INCOMPLETE`). At its clean end the run is committed, or held
+    /// receiving for a Flight SQL transaction (`end`).
     ///
     /// Not cancel safe: a run it created is left receiving if the future is dropped, so the
     /// Flight endpoint runs it as a task of its own, which a client's reset does not cancel.
@@ -170,7 +190,8 @@ impl Ingest {
         request: ExportRequest,
         first: FlightData,
         mut stream: Streaming<FlightData>,
-    ) -> Result<ExportAccepted, Status> {
+        end: StreamEnd,
+    ) -> Result<Accepted, Status> {
         let request = self.with_stored_destination(tenant, request).await?;
         let spec = ExportSpec::validate(request.clone())
             .map_err(|invalid| invalid_argument(invalid.code, invalid.to_string()))?;
@@ -413,6 +434,29 @@ impl Ingest {
             }
             return Err(status);
         }
+        let answer = ExportAccepted {
+            run_id: run_id.clone(),
+            rows: receiving.rows,
+            warnings: spec.warnings.clone(),
+            replayed: false,
+        };
+        if end == StreamEnd::Holds {
+            info!(
+                run_id,
+                rows = receiving.rows,
+                segments = receiving.segment_count,
+                "export stream received; the run waits for its transaction's commit"
+            );
+            let held = HeldRun {
+                run_id,
+                rows: receiving.rows,
+                segment_count: receiving.segment_count,
+            };
+            return Ok(Accepted {
+                answer,
+                held: Some(held),
+            });
+        }
         self.store
             .end_stream(&run_id, receiving.rows, receiving.segment_count)
             .await
@@ -427,12 +471,7 @@ impl Ingest {
             .plan(&run_id)
             .await
             .map_err(|e| internal("planning the run", &e))?;
-        Ok(ExportAccepted {
-            run_id,
-            rows: receiving.rows,
-            warnings: spec.warnings.clone(),
-            replayed: false,
-        })
+        Ok(Accepted { answer, held: None })
     }
 
     /// Under `WRITE_MODE_FAIL_IF_EXISTS`, refuses the export before its data moves when its
@@ -737,12 +776,15 @@ fn ended_before_commit(run: &RunRecord) -> bool {
 }
 
 /// The answer to an export whose idempotency key names `run`: that run, started before.
-fn replayed(run: &RunRecord, spec: &ExportSpec) -> ExportAccepted {
+fn replayed(run: &RunRecord, spec: &ExportSpec) -> Accepted {
     info!(run_id = %run.run_id, "export sent again with its idempotency key; no new run");
-    ExportAccepted {
-        run_id: run.run_id.clone(),
-        rows: run.rows,
-        warnings: spec.warnings.clone(),
-        replayed: true,
+    Accepted {
+        answer: ExportAccepted {
+            run_id: run.run_id.clone(),
+            rows: run.rows,
+            warnings: spec.warnings.clone(),
+            replayed: true,
+        },
+        held: None,
     }
 }

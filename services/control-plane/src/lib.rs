@@ -5,7 +5,8 @@
 //! - [`config`]: the control plane's configuration.
 //! - [`auth`]: API tokens, tenants, and the layer that authenticates every request.
 //! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
-//! - [`flight`]: the Arrow Flight service (`DoPut`).
+//! - [`flight`]: the Arrow Flight service (`DoPut`, and what Flight SQL bulk ingest asks).
+//! - [`transactions`]: Flight SQL transactions: ingests held until their commit.
 //! - [`runs`]: `RunService` (`GetRun`, `WatchRun`, `ListRuns`, `CancelRun`, `RetryRun`).
 //! - [`destinations`]: `DestinationService` (`TestConnection`).
 //! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy,
@@ -32,6 +33,7 @@ pub mod panics;
 pub mod planner;
 pub mod runs;
 pub mod store;
+pub mod transactions;
 pub mod wire;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
@@ -100,6 +102,16 @@ pub async fn serve(
         config.leases.clone(),
         shutdown.clone(),
     ));
+    let transactions = Arc::new(transactions::Transactions::new(
+        Duration::from_secs(config.ingest.transaction_timeout_secs.max(1)),
+        config.ingest.transactions_follow_connection,
+    ));
+    let abandoned = tokio::spawn(transactions::expire_abandoned(
+        transactions.clone(),
+        store.clone(),
+        planner.clone(),
+        shutdown.clone(),
+    ));
     let ingest = ingest::Ingest {
         replica_id,
         store: store.clone(),
@@ -128,7 +140,7 @@ pub async fn serve(
     // Larger messages are refused with RESOURCE_EXHAUSTED; clients split large tables
     // (pyarrow's `write_table(max_chunksize=…)`).
     let max_message_bytes = config.ingest.max_message_bytes;
-    let flight = FlightServiceServer::new(flight::FlightEndpoint::new(ingest))
+    let flight = FlightServiceServer::new(flight::FlightEndpoint::new(ingest, transactions))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     let destinations = DestinationServiceServer::new(destinations::DestinationEndpoint::new(
@@ -179,6 +191,7 @@ pub async fn serve(
     dead_letters.await??;
     sweep.await?;
     leases.await?;
+    abandoned.await?;
     broker.close().await;
     info!("control plane stopped");
     Ok(())
