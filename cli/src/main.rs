@@ -573,16 +573,35 @@ async fn export(
         Ok(())
     });
     let mut client = FlightServiceClient::new(channel.clone());
-    let put = client.do_put(tokio_stream::wrappers::ReceiverStream::new(data_receiver));
-    let mut put = std::pin::pin!(put);
+    // The server names the run in the response headers as soon as it exists, before the
+    // stream ends: an export stopped midway can still say which run it was.
+    let run_id = Arc::new(std::sync::OnceLock::<String>::new());
+    let answer = {
+        let run_id = run_id.clone();
+        async move {
+            let response = client
+                .do_put(tokio_stream::wrappers::ReceiverStream::new(data_receiver))
+                .await?;
+            if let Some(id) = response
+                .metadata()
+                .get(filedrop_proto::RUN_ID_HEADER)
+                .and_then(|value| value.to_str().ok())
+            {
+                let _ = run_id.set(id.to_owned());
+            }
+            let results: Vec<_> = response.into_inner().collect().await;
+            results.into_iter().collect::<Result<Vec<_>, _>>()
+        }
+    };
+    let mut answer = std::pin::pin!(answer);
     let mut pump = std::pin::pin!(pump);
     // Whatever stops the sending early (the file cannot be read, Ctrl-C) drops the call,
     // which resets the stream: the server fails the run, and nothing is delivered.
     let stopped = tokio::select! {
-        answer = &mut put => Ok(answer),
+        answer = &mut answer => Ok(answer),
         pumped = &mut pump => match pumped {
             Ok(Ok(())) => tokio::select! {
-                answer = &mut put => Ok(answer),
+                answer = &mut answer => Ok(answer),
                 _ = tokio::signal::ctrl_c() => Err(Stopped::Interrupted),
             },
             Ok(Err((error, open))) => {
@@ -603,28 +622,23 @@ async fn export(
         Err(stopped) => {
             bar.abandon();
             reader.abort();
+            let export = match run_id.get() {
+                Some(run_id) => format!("the export of {} (run {run_id})", args.file),
+                None => format!("the export of {}", args.file),
+            };
             return Err(match stopped {
                 Stopped::Interrupted => anyhow::Error::new(Interrupted(format!(
-                    "interrupted: the export of {} was cancelled; nothing was delivered",
-                    args.file
+                    "interrupted: {export} was cancelled; nothing was delivered"
                 ))),
                 Stopped::Unreadable(error) => anyhow::anyhow!(
-                    "{}: {error}; the export was cancelled and nothing was delivered",
+                    "{}: {error}; {export} was cancelled and nothing was delivered",
                     args.file
                 ),
             });
         }
     };
-    let results: Vec<_> = match answer {
-        Ok(response) => {
-            let stream = response.into_inner();
-            stream
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<_, _>>()
-                .map_err(refused)?
-        }
+    let results = match answer {
+        Ok(results) => results,
         Err(status) => {
             bar.abandon();
             return Err(refused(status));

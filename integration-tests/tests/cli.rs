@@ -406,6 +406,7 @@ async fn a_bad_value_deep_in_a_csv_file_delivers_nothing() {
         .await
         .expect("the run of the rows sent before the bad one");
     assert!(run.rows > 0, "rows were sent before the bad one: {run:?}");
+    assert!(said.contains(&format!("(run {})", run.run_id)), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,6 +532,8 @@ async fn ctrl_c_mid_send_cancels_the_export_and_delivers_nothing() {
     let run = assert_failed_and_nothing_delivered(&stack, &moto, "Ctrl-C")
         .await
         .expect("the run receiving when Ctrl-C came");
+    // The server named the run as soon as it existed, so the interrupted CLI can say which.
+    assert!(said.contains(&format!("(run {})", run.run_id)), "{said}");
     // Whether the server reads the reset as a broken stream or as an end without a commit
     // depends on which frame reaches it first; either way nothing was committed.
     let message = run.error.unwrap().message;

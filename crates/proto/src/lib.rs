@@ -6,12 +6,19 @@
 //! - [`jobs::v1`]: `filedrop.jobs.v1`, the queue contract between the control plane and the
 //!   workers (tasks and worker events).
 //! - [`FILE_DESCRIPTOR_SET`]: the descriptors of both, for gRPC server reflection.
+//! - [`RUN_ID_HEADER`]: the `DoPut` response header naming the run.
 
 #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
 
 /// The encoded `FileDescriptorSet` of every file of `proto/`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/filedrop_descriptors.bin"));
+
+/// The response header of an export's `DoPut` naming its run (or the run an idempotency key
+/// found). It is sent as soon as the run exists, before the client's stream ends, so that a
+/// client interrupted mid-stream can say which run it stopped; Flight SQL clients, whose
+/// answer holds only the row count, find the run by it too.
+pub const RUN_ID_HEADER: &str = "x-filedrop-run-id";
 
 /// The public API, package `filedrop.v1`.
 pub mod v1 {

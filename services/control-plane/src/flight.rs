@@ -101,9 +101,7 @@ const CLOSED: i32 = 1;
 const BEGIN_TRANSACTION: &str = "BeginTransaction";
 const END_TRANSACTION: &str = "EndTransaction";
 
-/// The response header naming the run a `DoPut` started (or found, for an idempotency key):
-/// Flight SQL clients see only the row count in the body.
-pub const RUN_ID_HEADER: &str = "x-filedrop-run-id";
+pub use filedrop_proto::RUN_ID_HEADER;
 
 /// The Flight SQL bulk ingest command the first message carries, if it is one.
 fn sql_ingest(first: &FlightData) -> Result<Option<CommandStatementIngest>, Status> {
@@ -315,42 +313,62 @@ impl FlightService for FlightEndpoint {
             StreamEnd::Commits
         };
         // A task of its own: a client that resets the stream (Ctrl-C, a lost connection) drops
-        // this call, but the ingest goes on to read the broken stream and fail its run. A
-        // panic in validation or ingest is an answer too, not a reset stream (a run that
-        // exists by then is failed inside `export`).
-        let ingest = self.ingest.clone();
-        let accepted = tokio::spawn(async move {
-            filedrop_runtime::panic::catch(ingest.export(&tenant, export, first, stream, end)).await
-        })
-        .await
-        .map_err(|error| Status::internal(format!("the export was interrupted: {error}")))
-        .and_then(|caught| {
-            caught.unwrap_or_else(|panic| {
-                Err(Status::internal(format!(
-                    "the export could not be accepted (filedrop {panic}); this is a fault in \
-                     filedrop: tell the operators"
-                )))
-            })
+        // this call, but the ingest goes on to read the broken stream and fail its run, and
+        // its transaction learns how it ended. A panic in validation or ingest is an answer
+        // too, not a reset stream (a run that exists by then is failed inside `export`).
+        let endpoint = self.clone();
+        let (started, run_started) = tokio::sync::oneshot::channel();
+        let answer = tokio::spawn(async move {
+            let exported = endpoint
+                .ingest
+                .export(&tenant, export, first, stream, end, started);
+            let accepted = filedrop_runtime::panic::catch(exported)
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(Status::internal(format!(
+                        "the export could not be accepted (filedrop {panic}); this is a fault \
+                         in filedrop: tell the operators"
+                    )))
+                });
+            let accepted = match joined {
+                None => accepted?.answer,
+                Some(joined) => endpoint.in_transaction(joined, accepted).await?,
+            };
+            let app_metadata = if sql_ingest {
+                // What Flight SQL clients read: the rows ingested.
+                DoPutUpdateResult {
+                    record_count: i64::try_from(accepted.rows).unwrap_or(i64::MAX),
+                }
+                .encode_to_vec()
+            } else {
+                accepted.encode_to_vec()
+            };
+            let result = PutResult {
+                app_metadata: app_metadata.into(),
+            };
+            Ok::<_, Status>((accepted.run_id, result))
         });
-        let accepted = match joined {
-            None => accepted?.answer,
-            Some(joined) => self.in_transaction(joined, accepted).await?,
+        let answer = async move {
+            answer
+                .await
+                .map_err(|error| Status::internal(format!("the export was interrupted: {error}")))?
         };
-        let app_metadata = if sql_ingest {
-            // What Flight SQL clients read: the rows ingested.
-            DoPutUpdateResult {
-                record_count: i64::try_from(accepted.rows).unwrap_or(i64::MAX),
+        // The response's headers go out as soon as the run exists, naming it, so that a client
+        // interrupted while it still sends knows which run it stopped; the answer follows at
+        // the stream's end. A refusal before the run exists is the call's status.
+        let (run_id, body): (String, Self::DoPutStream) = match run_started.await {
+            Ok(run_id) => {
+                let body =
+                    futures::stream::once(async move { answer.await.map(|(_, result)| result) });
+                (run_id, Box::pin(body))
             }
-            .encode_to_vec()
-        } else {
-            accepted.encode_to_vec()
+            Err(_) => {
+                let (run_id, result) = answer.await?;
+                (run_id, Box::pin(futures::stream::iter([Ok(result)])))
+            }
         };
-        let result = PutResult {
-            app_metadata: app_metadata.into(),
-        };
-        let mut response: Response<Self::DoPutStream> =
-            Response::new(Box::pin(futures::stream::iter([Ok(result)])));
-        if let Ok(run_id) = MetadataValue::try_from(accepted.run_id.as_str()) {
+        let mut response = Response::new(body);
+        if let Ok(run_id) = MetadataValue::try_from(run_id.as_str()) {
             response.metadata_mut().insert(RUN_ID_HEADER, run_id);
         }
         Ok(response)

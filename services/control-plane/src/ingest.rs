@@ -180,7 +180,8 @@ impl Ingest {
     /// then the rest of `stream`); answers with the run id once every row is staged and the
     /// client has committed the export. A stream that breaks, or ends without its commit,
     /// fails the run (`STREAM_INCOMPLETE`). At its clean end the run is committed, or held
-    /// receiving for a Flight SQL transaction (`end`).
+    /// receiving for a Flight SQL transaction (`end`). The run's id goes to `started` as soon
+    /// as the run exists, so that the client can be told before its stream ends.
     ///
     /// Not cancel safe: a run it created is left receiving if the future is dropped, so the
     /// Flight endpoint runs it as a task of its own, which a client's reset does not cancel.
@@ -191,6 +192,7 @@ impl Ingest {
         first: FlightData,
         mut stream: Streaming<FlightData>,
         end: StreamEnd,
+        started: tokio::sync::oneshot::Sender<String>,
     ) -> Result<Accepted, Status> {
         let request = self.with_stored_destination(tenant, request).await?;
         let spec = ExportSpec::validate(request.clone())
@@ -354,6 +356,8 @@ impl Ingest {
             return Ok(replayed(&run, &spec));
         }
         info!(run_id, bucket = %spec.destination.bucket, prefix = %spec.destination.prefix, "export started");
+        // Nobody may be waiting (the call was dropped); the run goes on to fail or commit.
+        let _ = started.send(run_id.clone());
         for warning in &spec.warnings {
             warn!(run_id, warning, "export accepted with a warning");
         }
