@@ -367,3 +367,65 @@ async fn a_run_replacing_an_earlier_one_leaves_only_its_own_files_and_a_cancel_t
         "the cancel touched nothing of the afternoon's"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_midway_through_a_commit_leaves_the_rest_to_the_next_one() {
+    let moto = Moto::start(&[BUCKET]);
+    let mut stack = Stack::start(StackOptions {
+        workers: 0,
+        ..StackOptions::default()
+    });
+    // The worker dies (abort, as an out-of-memory kill would) just after it made the first
+    // file visible.
+    let worker = stack.start_worker_with(&[("FILEDROP_TEST_FAULTS", "commit:abort:midcommit/")]);
+    let api = stack.api();
+    let mut request = client::split(
+        client::request_to(&moto, BUCKET, "midcommit/", FileFormat::Csv),
+        50_000,
+    );
+    request.filename_template = "orders-{{file_number}}.csv".into();
+    let run_id = client::export(&api, &request, data::table(200_000, 25_000))
+        .await
+        .expect("the export is accepted")
+        .run_id;
+
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+    while !stack.worker_exited(worker) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never reached the commit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Half-committed: the first file is visible, nothing else, no marker.
+    let reader = s3::client(&moto.endpoint, &moto.access_key_id, &moto.secret_access_key);
+    let midway = s3::list_with_e_tags(&reader, BUCKET, "midcommit/").await;
+    let keys: Vec<&str> = midway.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["midcommit/orders-0000001.csv"]);
+    let run = client::get_run(&api, &run_id).await;
+    assert_eq!(run.state(), RunState::Committing, "{run:?}");
+
+    // The next worker takes the commit over from the records: the first file is recognised as
+    // completed (its upload is gone), the others are completed, then the manifest and marker.
+    stack.restart_worker(worker, &[]);
+    let run = client::run_to_end(&api, &run_id, RUN_TIMEOUT).await;
+    assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
+    let delivered = s3::list_with_e_tags(&reader, BUCKET, "midcommit/").await;
+    let files: Vec<&(String, String)> = delivered
+        .iter()
+        .filter(|(key, _)| key.ends_with(".csv"))
+        .collect();
+    assert_eq!(files.len(), 4, "{delivered:?}");
+    assert_eq!(
+        files[0], &midway[0],
+        "the first file is the one completed before the crash"
+    );
+    for (key, _) in &files {
+        assert_eq!(data::csv_rows(s3::get(&reader, BUCKET, key).await), 50_000);
+    }
+    assert!(
+        delivered.iter().any(|(key, _)| key.ends_with(".DONE")),
+        "{delivered:?}"
+    );
+    s3::wait_until_no_open_uploads(&reader, BUCKET, Duration::from_secs(60)).await;
+}

@@ -11,6 +11,7 @@ use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::{DeliveredObject, FinalizeTask, RunFinalized, worker_event};
 use filedrop_proto::v1::{ErrorCode, WriteMode};
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
+use filedrop_runtime::faults::Place;
 use filedrop_runtime::staging::Stopped;
 use filedrop_s3::S3Failure;
 use filedrop_s3::objects::{
@@ -146,6 +147,11 @@ async fn commit(
             object_key: file.object_key.clone(),
             e_tag,
         });
+        if written.len() == 1 {
+            context
+                .faults
+                .inject(Place::Commit, file.object_key.as_bytes());
+        }
     }
     // Copies of upload tasks that raced the chosen ones.
     for other in &others {

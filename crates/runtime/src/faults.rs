@@ -4,11 +4,11 @@
 //! never set it in production.
 //!
 //! A specification is a comma-separated list of `<place>:<action>:<marker>`: at `place`
-//! (`encode`, `upload`, `finalize`, `events`, `ingest`, `api`), a task whose message contains
-//! the bytes of `marker` makes the process `panic` or `abort`. Tests put the marker where only
-//! the run they mean to break carries it: a row number column's name (encode and upload
-//! tasks), the destination prefix (upload and finalize tasks, the run's request), a call's
-//! path (`api`).
+//! (`encode`, `upload`, `finalize`, `commit`, `events`, `ingest`, `api`), a task whose message
+//! contains the bytes of `marker` makes the process `panic` or `abort`. Tests put the marker
+//! where only the run they mean to break carries it: a row number column's name (encode and
+//! upload tasks), the destination prefix (upload and finalize tasks, the run's request), a
+//! file's key (`commit`), a call's path (`api`).
 
 /// Where a fault can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub enum Place {
     Upload,
     /// A finalize task, in a worker.
     Finalize,
+    /// A worker's commit of a run, just after it made the first file visible (matched against
+    /// that file's key): a crash midway through the commit.
+    Commit,
     /// A worker event, in the control plane's planner (matched against the run's request).
     Events,
     /// A `DoPut` stream, in the control plane, once its run exists (matched against the
@@ -64,13 +67,14 @@ impl Faults {
                 "encode" => Place::Encode,
                 "upload" => Place::Upload,
                 "finalize" => Place::Finalize,
+                "commit" => Place::Commit,
                 "events" => Place::Events,
                 "ingest" => Place::Ingest,
                 "api" => Place::Api,
                 other => {
                     return Err(format!(
-                        "fault place {other:?}: use encode, upload, finalize, events, ingest or \
-                         api"
+                        "fault place {other:?}: use encode, upload, finalize, commit, events, \
+                         ingest or api"
                     ));
                 }
             };
