@@ -522,10 +522,14 @@ async fn export(
         Some(bytes) => ProgressBar::new(bytes),
         None => ProgressBar::new_spinner(),
     });
+    // A bar only over a known total (a file); standard input gets a count, not a bar that
+    // would claim a fraction it cannot know.
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} sending  [{bar:30}] {binary_bytes}/{binary_total_bytes}  {msg}  {binary_bytes_per_sec}  {elapsed}",
-        )?
+        ProgressStyle::with_template(if total_bytes.is_some() {
+            "{spinner} sending  [{bar:30}] {binary_bytes}/{binary_total_bytes}  {msg}  {binary_bytes_per_sec}  {elapsed}"
+        } else {
+            "{spinner} sending  {binary_bytes}  {msg}  {binary_bytes_per_sec}  {elapsed}"
+        })?
         .progress_chars("=> "),
     );
     let started = Instant::now();

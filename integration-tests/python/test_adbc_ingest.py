@@ -115,7 +115,11 @@ def test_closing_the_connection_without_a_commit_delivers_nothing(stack, runs):
     with connection.cursor() as cursor:
         assert cursor.adbc_ingest("adbc-closed", sample_table(), mode="append") == ROWS
     connection.close()
-    assert runs.ended("adbc-closed").state == runs.pb2.RUN_STATE_CANCELLED
+    # Failed, saying what was forgotten.
+    closed = runs.ended("adbc-closed")
+    assert closed.state == runs.pb2.RUN_STATE_FAILED
+    assert closed.error.code == runs.pb2.ERROR_CODE_STREAM_INCOMPLETE, closed.error
+    assert "connection.commit()" in closed.error.message, closed.error
     assert_nothing_delivered(stack, "closed/")
 
 

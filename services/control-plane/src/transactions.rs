@@ -399,7 +399,7 @@ pub async fn settle(outcome: Outcome, store: &RunStore, planner: &Planner) -> Re
 }
 
 /// Takes back a run of a rolled-back transaction: cancelled when the client asked for the
-/// rollback, failed (`STREAM_INCOMPLETE`) when its transaction was doomed or abandoned.
+/// rollback, failed (`STREAM_INCOMPLETE`, saying what to do) otherwise.
 async fn take_back(
     store: &RunStore,
     planner: &Planner,
@@ -407,13 +407,19 @@ async fn take_back(
     why: &RollBack,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let failure = match why {
-        RollBack::Requested | RollBack::SessionClosed => {
+        RollBack::Requested => {
             if let Some(run) = store.get_run(run_id).await? {
                 planner.cancel(&run).await?;
-                info!(run_id, ?why, "run rolled back with its transaction");
+                info!(run_id, "run rolled back with its transaction");
             }
             return Ok(());
         }
+        // The usual slip with DB-API clients, whose autocommit is off by default.
+        RollBack::SessionClosed => "the export was not committed, and nothing was delivered: \
+            its connection closed while its Flight SQL transaction was open; commit the \
+            transaction before closing (with ADBC: connection.commit(), or connect with \
+            autocommit=True)"
+            .to_owned(),
         RollBack::Doomed(reason) => format!(
             "the export was not committed, and nothing was delivered: its Flight SQL \
              transaction was rolled back ({reason})"
