@@ -15,7 +15,8 @@
 //! - [`leases`]: each replica's heartbeat, and runs whose receiving replica stopped failed.
 //! - [`planner`]: worker events into upload and finalize tasks, run outcomes, cancelling and
 //!   retrying runs, and the staging sweep.
-//! - [`store`]: the run store (SQLite, embedded migrations).
+//! - [`store`]: the run store (SQLite or PostgreSQL, embedded migrations), a module per
+//!   concept.
 //! - [`panics`]: a panic in any call's handler answered as `INTERNAL`.
 //! - [`error`]: the mapping of errors to gRPC statuses.
 //! - [`wire`]: timestamps and pages, shared by the API services.
