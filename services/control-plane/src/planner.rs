@@ -52,6 +52,7 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::manifest;
+use crate::store::states::Transition;
 use crate::store::{
     FileRecord, RunRecord, RunStore, SegmentRecord, StoreError, StoredCredential, is_final,
 };
@@ -429,11 +430,7 @@ impl Planner {
                         .supersede(&finalized.superseded_runs, run_id)
                         .await?;
                 }
-                if self
-                    .store
-                    .advance(run_id, RunState::Committing, RunState::Succeeded)
-                    .await?
-                {
+                if self.store.advance(run_id, Transition::Committed).await? {
                     info!(run_id, "run succeeded");
                     self.delete_staging(run_id).await;
                 }
@@ -859,9 +856,7 @@ impl Planner {
             return Ok(());
         };
         if files.len() as u64 == total_files {
-            self.store
-                .advance(run_id, RunState::Encoding, RunState::Uploading)
-                .await?;
+            self.store.advance(run_id, Transition::Encoded).await?;
         }
         let all_uploaded = files.len() as u64 == total_files
             && files.iter().all(|file| file.uploaded_size.is_some());
@@ -937,9 +932,7 @@ impl Planner {
                 ..FinalizeTask::default()
             };
             self.broker.publish(Queue::Finalize, &task).await?;
-            self.store
-                .advance(run_id, RunState::Uploading, RunState::Committing)
-                .await?;
+            self.store.advance(run_id, Transition::Uploaded).await?;
             info!(
                 run_id,
                 files = files.len(),

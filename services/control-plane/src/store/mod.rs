@@ -11,8 +11,9 @@
 //! which take the caller's tenant and find nothing of another's; the planner reads runs
 //! whoever they belong to.
 //!
-//! State changes are conditional updates (`… WHERE state IN (…)`), so a redelivered event or
-//! a second planner can never move a run backwards or twice.
+//! State changes are conditional updates (`… WHERE state IN (…)`) built from one transition
+//! table (`states`), so a redelivered event or a second planner can never move a run backwards
+//! or twice.
 //!
 //! # Layout
 //! One module per concept, each an `impl RunStore` block over its tables:
@@ -22,6 +23,7 @@
 //! - `deliveries`: what runs delivered, and the earlier runs a run replaced.
 //! - `replicas`: control-plane heartbeats and orphaned receiving runs.
 //! - `stored_credentials`, `stored_destinations`, `tokens`: what tenants store.
+//! - `states`: the run state machine, one transition table for every state change.
 //! - here: opening the store, the migrations, the SQL helpers and the run states' names.
 
 use filedrop_proto::v1::RunState;
@@ -34,6 +36,7 @@ mod files;
 mod replicas;
 mod runs;
 mod segments;
+pub mod states;
 mod stored_credentials;
 mod stored_destinations;
 #[cfg(test)]

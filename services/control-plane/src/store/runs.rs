@@ -1,5 +1,6 @@
 //! Runs: created by an export, found by tenant or idempotency key, moved through their states.
 
+use super::states::Transition;
 use super::{RunStore, StoreError, now_ms, query, state_from_name, state_name};
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::v1::{ErrorCode, Resolution, RunState};
@@ -215,10 +216,12 @@ impl RunStore {
         rows: u64,
         segment_count: u64,
     ) -> Result<bool, StoreError> {
-        let done = query(
-            "UPDATE runs SET state = 'encoding', rows = ?, segment_count = ?, updated_at = ? \
-             WHERE run_id = ? AND state = 'receiving'",
-        )
+        let done = query(&format!(
+            "UPDATE runs SET state = '{}', rows = ?, segment_count = ?, updated_at = ? \
+                 WHERE run_id = ? AND {}",
+            state_name(Transition::EndStream.to()),
+            Transition::EndStream.condition()
+        ))
         .bind(rows as i64)
         .bind(segment_count as i64)
         .bind(now_ms())
@@ -237,32 +240,30 @@ impl RunStore {
         Ok(())
     }
 
-    /// Moves the run to `to` if it is in `from`; says whether it moved.
-    pub async fn advance(
-        &self,
-        run_id: &str,
-        from: RunState,
-        to: RunState,
-    ) -> Result<bool, StoreError> {
-        let done =
-            query("UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?")
-                .bind(state_name(to))
-                .bind(now_ms())
-                .bind(run_id)
-                .bind(state_name(from))
-                .execute(&self.pool)
-                .await?;
+    /// Moves the run along its way (`Encoded`, `Uploaded`, `Committed`) if it is where that
+    /// transition starts; says whether it moved.
+    pub async fn advance(&self, run_id: &str, transition: Transition) -> Result<bool, StoreError> {
+        let done = query(&format!(
+            "UPDATE runs SET state = ?, updated_at = ? WHERE run_id = ? AND {}",
+            transition.condition()
+        ))
+        .bind(state_name(transition.to()))
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Cancels the run unless it has succeeded or is cancelled already; says whether it was
     /// cancelled now. A failed run's error is cleared: cancelling it gives it up.
     pub async fn cancel(&self, run_id: &str) -> Result<bool, StoreError> {
-        let done = query(
-            "UPDATE runs SET state = 'cancelled', error_code = NULL, error_message = NULL, \
-             error_resolutions = NULL, updated_at = ? \
-             WHERE run_id = ? AND state NOT IN ('succeeded', 'cancelled')",
-        )
+        let done = query(&format!(
+            "UPDATE runs SET state = '{}', error_code = NULL, error_message = NULL, \
+             error_resolutions = NULL, updated_at = ? WHERE run_id = ? AND {}",
+            state_name(Transition::Cancel.to()),
+            Transition::Cancel.condition()
+        ))
         .bind(now_ms())
         .bind(run_id)
         .execute(&self.pool)
@@ -275,11 +276,13 @@ impl RunStore {
     /// what they uploaded). Says whether it was resumed.
     pub async fn retry(&self, run_id: &str) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        let done = query(
-            "UPDATE runs SET state = 'encoding', error_code = NULL, error_message = NULL, \
+        let done = query(&format!(
+            "UPDATE runs SET state = '{}', error_code = NULL, error_message = NULL, \
              error_resolutions = NULL, updated_at = ? \
-             WHERE run_id = ? AND state = 'failed' AND segment_count IS NOT NULL",
-        )
+             WHERE run_id = ? AND {} AND segment_count IS NOT NULL",
+            state_name(Transition::Retry.to()),
+            Transition::Retry.condition()
+        ))
         .bind(now_ms())
         .bind(run_id)
         .execute(&mut *transaction)
@@ -304,11 +307,12 @@ impl RunStore {
             .map(|r| (*r as i32).to_string())
             .collect::<Vec<_>>()
             .join(",");
-        let done = query(
-            "UPDATE runs SET state = 'failed', error_code = ?, error_message = ?, \
-             error_resolutions = ?, updated_at = ? \
-             WHERE run_id = ? AND state NOT IN ('succeeded', 'failed', 'cancelled')",
-        )
+        let done = query(&format!(
+            "UPDATE runs SET state = '{}', error_code = ?, error_message = ?, \
+             error_resolutions = ?, updated_at = ? WHERE run_id = ? AND {}",
+            state_name(Transition::Fail.to()),
+            Transition::Fail.condition()
+        ))
         .bind(failure.code as i32)
         .bind(&failure.message)
         .bind(resolutions)

@@ -129,7 +129,7 @@ async fn runs_move_forward_only_and_fail_once() {
     assert!(!store.fail("r1", &failure).await.unwrap());
     assert!(
         !store
-            .advance("r1", RunState::Encoding, RunState::Uploading)
+            .advance("r1", super::states::Transition::Encoded)
             .await
             .unwrap()
     );
@@ -199,10 +199,7 @@ async fn runs_are_listed_newest_first_by_filter_and_keyed_once() {
         assert!(store.create_run(&run).await.unwrap());
     }
     store.create_run(&new_run("t2", "r4")).await.unwrap();
-    store
-        .advance("r2", RunState::Receiving, RunState::Encoding)
-        .await
-        .unwrap();
+    store.end_stream("r2", 0, 0).await.unwrap();
     let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
     let all = RunFilter::default();
     assert_eq!(
