@@ -266,7 +266,7 @@ enum CredentialsCommand {
 
 /// How a command ended, beyond success: each has its exit code.
 #[derive(Debug)]
-enum Outcome {
+enum CommandOutcome {
     /// The run ended failed or cancelled, or the connection test found a problem.
     Failed,
 }
@@ -293,7 +293,7 @@ async fn command() -> u8 {
     let json = cli.json;
     match run(cli).await {
         Ok(None) => 0,
-        Ok(Some(Outcome::Failed)) => 1,
+        Ok(Some(CommandOutcome::Failed)) => 1,
         Err(error) => {
             let (code, kind) = classify(&error);
             if json {
@@ -355,7 +355,7 @@ fn refused(status: tonic::Status) -> anyhow::Error {
     anyhow::Error::new(Refused(status))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<Option<Outcome>> {
+async fn run(cli: Cli) -> anyhow::Result<Option<CommandOutcome>> {
     let token = cli.token.clone().context(
         "no API token: pass --token or set FILEDROP_TOKEN (operators make one with \
          `filedrop-control-plane token create --tenant <tenant>`)",
@@ -367,7 +367,7 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Outcome>> {
         None => None,
     };
     let channel = api::connect(&cli.server, &token, ca).await?;
-    let out = Output { json: cli.json };
+    let out = Printer { json: cli.json };
     match cli.command {
         Command::Export(args) => export(&channel, &out, args).await,
         Command::Runs(command) => runs(&channel, &out, command).await,
@@ -382,11 +382,11 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Outcome>> {
 }
 
 /// Where results go: text for people, or JSON.
-struct Output {
+struct Printer {
     json: bool,
 }
 
-impl Output {
+impl Printer {
     fn show(&self, value: &Value, text: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
@@ -462,9 +462,9 @@ fn run_line(run: &Run) -> String {
 
 async fn export(
     channel: &Authorized,
-    out: &Output,
+    out: &Printer,
     args: ExportArgs,
-) -> anyhow::Result<Option<Outcome>> {
+) -> anyhow::Result<Option<CommandOutcome>> {
     let mut request = ExportRequest {
         stored_destination: args.destination.clone(),
         idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
@@ -701,10 +701,10 @@ impl std::error::Error for Interrupted {}
 /// Follows the run to its end with a progress bar of its files; prints the summary.
 async fn follow(
     channel: &Authorized,
-    out: &Output,
+    out: &Printer,
     run_id: &str,
     started: Instant,
-) -> anyhow::Result<Option<Outcome>> {
+) -> anyhow::Result<Option<CommandOutcome>> {
     let mut stream = RunServiceClient::new(channel.clone())
         .watch_run(WatchRunRequest {
             run_id: run_id.to_owned(),
@@ -775,7 +775,7 @@ async fn follow(
         }
         summary
     });
-    Ok((run.state() != RunState::Succeeded).then_some(Outcome::Failed))
+    Ok((run.state() != RunState::Succeeded).then_some(CommandOutcome::Failed))
 }
 
 /// Every item of a paged list: `page` is asked for the page of a token (empty: the first) and
@@ -806,9 +806,9 @@ fn parse_state(name: &str) -> anyhow::Result<i32> {
 
 async fn runs(
     channel: &Authorized,
-    out: &Output,
+    out: &Printer,
     command: RunsCommand,
-) -> anyhow::Result<Option<Outcome>> {
+) -> anyhow::Result<Option<CommandOutcome>> {
     let mut client = RunServiceClient::new(channel.clone());
     match command {
         RunsCommand::List {
@@ -890,7 +890,7 @@ async fn runs(
 
 async fn destinations(
     channel: &Authorized,
-    out: &Output,
+    out: &Printer,
     command: DestinationsCommand,
 ) -> anyhow::Result<()> {
     let mut client = DestinationServiceClient::new(channel.clone());
@@ -1060,7 +1060,7 @@ fn credential_json(credential: &filedrop_proto::v1::Credential) -> Value {
 
 async fn credentials(
     channel: &Authorized,
-    out: &Output,
+    out: &Printer,
     command: CredentialsCommand,
 ) -> anyhow::Result<()> {
     let mut client = CredentialServiceClient::new(channel.clone());
@@ -1175,9 +1175,9 @@ async fn credentials(
 
 async fn test_connection(
     channel: &Authorized,
-    out: &Output,
+    out: &Printer,
     destination: String,
-) -> anyhow::Result<Option<Outcome>> {
+) -> anyhow::Result<Option<CommandOutcome>> {
     let answer = DestinationServiceClient::new(channel.clone())
         .test_connection(TestConnectionRequest {
             stored_destination: destination.clone(),
@@ -1214,5 +1214,5 @@ async fn test_connection(
             )
         }
     });
-    Ok((!answer.ok).then_some(Outcome::Failed))
+    Ok((!answer.ok).then_some(CommandOutcome::Failed))
 }

@@ -9,7 +9,7 @@
 
 use crate::error::invalid_argument;
 use crate::ingest::{Accepted, Ingest, StreamEnd};
-use crate::transactions::{Joined, Outcome, RollBack, Transactions, settle};
+use crate::transactions::{Joined, RollBack, Settlement, Transactions, settle};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
@@ -229,7 +229,7 @@ impl FlightEndpoint {
         let held = accepted.held.clone();
         if let Err(refusal) = self.transactions.hold(joined, held.clone(), Instant::now()) {
             let runs = held.into_iter().collect();
-            self.settle_apart(vec![Outcome::RollBack {
+            self.settle_apart(vec![Settlement::RollBack {
                 runs,
                 why: RollBack::SessionClosed,
             }])
@@ -241,13 +241,13 @@ impl FlightEndpoint {
 
     /// Settles ended transactions in a task of their own: a client that goes away during a
     /// commit does not leave it half done.
-    async fn settle_apart(&self, outcomes: Vec<Outcome>) -> Result<(), Status> {
+    async fn settle_apart(&self, settlements: Vec<Settlement>) -> Result<(), Status> {
         let store = self.ingest.store.clone();
         let planner = self.ingest.planner.clone();
         tokio::spawn(async move {
             let mut first_error = None;
-            for outcome in outcomes {
-                if let Err(status) = settle(outcome, &store, &planner).await {
+            for settlement in settlements {
+                if let Err(status) = settle(settlement, &store, &planner).await {
                     first_error.get_or_insert(status);
                 }
             }
@@ -478,18 +478,18 @@ impl FlightService for FlightEndpoint {
                         ));
                     }
                 };
-                let outcome = self
+                let settlement = self
                     .transactions
                     .end(&tenant, &end.transaction_id, commit)
                     .map_err(|refusal| refusal.status())?;
                 info!(commit, "Flight SQL transaction ended");
-                self.settle_apart(vec![outcome]).await?;
+                self.settle_apart(vec![settlement]).await?;
                 None
             }
             CLOSE_SESSION => {
                 if let Some(connection) = connection {
-                    let outcomes = self.transactions.close_session(&tenant, &connection);
-                    self.settle_apart(outcomes).await?;
+                    let settlements = self.transactions.close_session(&tenant, &connection);
+                    self.settle_apart(settlements).await?;
                 }
                 Some(CloseSessionResult { status: CLOSED }.encode_to_vec())
             }

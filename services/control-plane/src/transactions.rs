@@ -88,7 +88,7 @@ pub struct Joined {
 
 /// What an ended transaction asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Settlement {
     /// Commit every held run.
     Commit(Vec<HeldRun>),
     /// Take back every held run: nothing of the transaction is delivered.
@@ -278,7 +278,7 @@ impl Transactions {
         tenant: &str,
         transaction_id: &[u8],
         commit: bool,
-    ) -> Result<Outcome, Refusal> {
+    ) -> Result<Settlement, Refusal> {
         let mut registry = self.registry();
         let id = String::from_utf8_lossy(transaction_id).into_owned();
         match registry.open.get(&id) {
@@ -291,12 +291,12 @@ impl Transactions {
         }
         let transaction = registry.open.remove(&id).expect("found above");
         Ok(match (commit, transaction.doomed) {
-            (true, None) => Outcome::Commit(transaction.held),
-            (true, Some(why)) => Outcome::RollBack {
+            (true, None) => Settlement::Commit(transaction.held),
+            (true, Some(why)) => Settlement::RollBack {
                 runs: transaction.held,
                 why: RollBack::Doomed(why),
             },
-            (false, _) => Outcome::RollBack {
+            (false, _) => Settlement::RollBack {
                 runs: transaction.held,
                 why: RollBack::Requested,
             },
@@ -304,7 +304,7 @@ impl Transactions {
     }
 
     /// Rolls back every transaction of `tenant` begun on `connection`, whose session closed.
-    pub fn close_session(&self, tenant: &str, connection: &str) -> Vec<Outcome> {
+    pub fn close_session(&self, tenant: &str, connection: &str) -> Vec<Settlement> {
         self.remove_where(|transaction| {
             (transaction.tenant == tenant && transaction.connection.as_deref() == Some(connection))
                 .then_some(RollBack::SessionClosed)
@@ -312,7 +312,7 @@ impl Transactions {
     }
 
     /// Rolls back the transactions without a call for the timeout (and no ingest under way).
-    pub fn expire(&self, now: Instant) -> Vec<Outcome> {
+    pub fn expire(&self, now: Instant) -> Vec<Settlement> {
         let timeout = self.timeout;
         self.remove_where(|transaction| {
             (transaction.receiving == 0
@@ -321,7 +321,10 @@ impl Transactions {
         })
     }
 
-    fn remove_where(&self, mut ends: impl FnMut(&Transaction) -> Option<RollBack>) -> Vec<Outcome> {
+    fn remove_where(
+        &self,
+        mut ends: impl FnMut(&Transaction) -> Option<RollBack>,
+    ) -> Vec<Settlement> {
         let mut registry = self.registry();
         let ending: Vec<(String, RollBack)> = registry
             .open
@@ -331,7 +334,7 @@ impl Transactions {
         ending
             .into_iter()
             .filter_map(|(id, why)| registry.open.remove(&id).map(|t| (t, why)))
-            .map(|(transaction, why)| Outcome::RollBack {
+            .map(|(transaction, why)| Settlement::RollBack {
                 runs: transaction.held,
                 why,
             })
@@ -342,9 +345,13 @@ impl Transactions {
 /// Does what an ended transaction asks: commits its held runs (each is planned as the end of
 /// its stream would have), or takes them back. A commit finds every held run still receiving
 /// first; one that was cancelled or failed meanwhile rolls the whole transaction back.
-pub async fn settle(outcome: Outcome, store: &RunStore, planner: &Planner) -> Result<(), Status> {
-    let (runs, why) = match outcome {
-        Outcome::Commit(runs) => {
+pub async fn settle(
+    settlement: Settlement,
+    store: &RunStore,
+    planner: &Planner,
+) -> Result<(), Status> {
+    let (runs, why) = match settlement {
+        Settlement::Commit(runs) => {
             let mut stopped = None;
             for held in &runs {
                 let run = store
@@ -383,7 +390,7 @@ pub async fn settle(outcome: Outcome, store: &RunStore, planner: &Planner) -> Re
             ));
             (runs, why)
         }
-        Outcome::RollBack { runs, why } => (runs, why),
+        Settlement::RollBack { runs, why } => (runs, why),
     };
     for held in &runs {
         if let Err(error) = take_back(store, planner, &held.run_id, &why).await {
@@ -449,9 +456,9 @@ pub async fn expire_abandoned(
     let every =
         (transactions.timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
     loop {
-        for outcome in transactions.expire(Instant::now()) {
+        for settlement in transactions.expire(Instant::now()) {
             info!("a Flight SQL transaction without a call for the timeout is rolled back");
-            if let Err(status) = settle(outcome, &store, &planner).await {
+            if let Err(status) = settle(settlement, &store, &planner).await {
                 warn!(error = %status.message(), "could not roll back an abandoned transaction");
             }
         }
@@ -494,7 +501,7 @@ mod tests {
         }
         assert_eq!(
             transactions.end(TENANT, id.as_bytes(), true),
-            Ok(Outcome::Commit(vec![held("a"), held("b")]))
+            Ok(Settlement::Commit(vec![held("a"), held("b")]))
         );
         assert_eq!(
             transactions.end(TENANT, id.as_bytes(), true),
@@ -514,7 +521,7 @@ mod tests {
         transactions.hold(joined, Some(held("a")), now).unwrap();
         assert_eq!(
             transactions.end(TENANT, id.as_bytes(), false),
-            Ok(Outcome::RollBack {
+            Ok(Settlement::RollBack {
                 runs: vec![held("a")],
                 why: RollBack::Requested
             })
@@ -601,7 +608,7 @@ mod tests {
         );
         assert_eq!(
             transactions.end(TENANT, id.as_bytes(), true),
-            Ok(Outcome::RollBack {
+            Ok(Settlement::RollBack {
                 runs: vec![held("a")],
                 why: RollBack::Doomed("bad value".into())
             })
@@ -640,7 +647,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             transactions.close_session(TENANT, "peer"),
-            vec![Outcome::RollBack {
+            vec![Settlement::RollBack {
                 runs: vec![],
                 why: RollBack::SessionClosed
             }]
@@ -665,7 +672,7 @@ mod tests {
         assert_eq!(transactions.expire(start + Duration::from_secs(89)), vec![]);
         assert_eq!(
             transactions.expire(used + Duration::from_secs(60)),
-            vec![Outcome::RollBack {
+            vec![Settlement::RollBack {
                 runs: vec![held("a")],
                 why: RollBack::Abandoned(Duration::from_secs(60))
             }]
