@@ -91,7 +91,6 @@ def test_with_autocommit_off_commit_delivers_what_was_ingested(stack, runs):
         with connection.cursor() as cursor:
             assert cursor.adbc_ingest("adbc-commit", table, mode="append") == ROWS
         # Received, and held for the commit: the run waits, the bucket shows nothing.
-        time.sleep(1)
         assert only_run(runs, "adbc-commit").state == runs.pb2.RUN_STATE_RECEIVING
         assert bucket_under(stack, "commit/")[0] == []
         connection.commit()

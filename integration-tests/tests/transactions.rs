@@ -17,14 +17,18 @@ use tonic::Code;
 const BUCKET: &str = "transactions";
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A stored destination `name`, CSV files named after their run under `<name>/`.
+/// A stored destination `name`: CSV files of 50,000 rows named after their run under
+/// `<name>/`, so that a run's full files are uploaded while its stream is still open.
 async fn create_destination(api: &Api, moto: &Moto, name: &str) {
     let key = client::store_moto_key(api, moto).await;
     let mut settings = client::with_credential(
-        client::request_to(moto, BUCKET, &format!("{name}/"), FileFormat::Csv),
+        client::split(
+            client::request_to(moto, BUCKET, &format!("{name}/"), FileFormat::Csv),
+            50_000,
+        ),
         &key.credential_id,
     );
-    settings.filename_template = "{{run_id}}.csv".into();
+    settings.filename_template = "{{run_id}}-{{file_number}}.csv".into();
     client::destinations(api)
         .await
         .create_destination(CreateDestinationRequest {
@@ -63,8 +67,22 @@ async fn a_transaction_delivers_its_ingests_only_at_its_commit() {
         assert_eq!(ingest.record_count, rows);
         ingested.push((ingest.run_id, rows as u64));
     }
-    // Received, encoded, uploaded as far as they go, and held: nothing at a final key.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Received and held: the 120,000-row run's two full files are uploaded (pending) while
+    // it waits, and still nothing is at a final key.
+    let (held, _) = &ingested[0];
+    let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+    loop {
+        let run = client::get_run(&api, held).await;
+        assert_eq!(run.state(), RunState::Receiving, "{run:?}");
+        if run.files_uploaded >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the held run's full files were never uploaded: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for (run_id, _) in &ingested {
         let run = client::get_run(&api, run_id).await;
         assert_eq!(run.state(), RunState::Receiving, "{run:?}");
@@ -78,8 +96,11 @@ async fn a_transaction_delivers_its_ingests_only_at_its_commit() {
         let run = client::run_to_end(&api, run_id, RUN_TIMEOUT).await;
         assert_eq!(run.state(), RunState::Succeeded, "{run:?}");
         assert_eq!(run.rows, *rows);
-        let delivered = s3::get(&reader, BUCKET, &format!("orders/{run_id}.csv")).await;
-        assert_eq!(data::csv_rows(delivered), *rows);
+        let mut delivered = 0;
+        for object in s3::list(&reader, BUCKET, &format!("orders/{run_id}-")).await {
+            delivered += data::csv_rows(s3::get(&reader, BUCKET, &object.key).await);
+        }
+        assert_eq!(delivered, *rows);
     }
     // Ended: it cannot be committed again, nor joined.
     let again = client::end_transaction(&api, transaction.clone(), true)

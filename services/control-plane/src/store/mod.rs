@@ -78,18 +78,10 @@ pub fn state_name(state: RunState) -> &'static str {
 }
 
 fn state_from_name(name: &str) -> RunState {
-    [
-        RunState::Receiving,
-        RunState::Encoding,
-        RunState::Uploading,
-        RunState::Committing,
-        RunState::Succeeded,
-        RunState::Failed,
-        RunState::Cancelled,
-    ]
-    .into_iter()
-    .find(|state| state_name(*state) == name)
-    .unwrap_or(RunState::Unspecified)
+    states::STATES
+        .into_iter()
+        .find(|state| state_name(*state) == name)
+        .unwrap_or(RunState::Unspecified)
 }
 
 /// Whether a run in `state` is over.
