@@ -102,13 +102,14 @@ class Proxy(BaseHTTPRequestHandler):
                     body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
                     fault = "corrupted-upload"
         if fault == "throttled":
-            self.answer(503, [("Content-Type", "application/xml")], SLOW_DOWN)
-            status = 503
+            status, headers, data = 503, [("Content-Type", "application/xml")], SLOW_DOWN
         elif fault == "expired-token":
-            self.answer(400, [("Content-Type", "application/xml")], EXPIRED)
-            status = 400
+            status, headers, data = 400, [("Content-Type", "application/xml")], EXPIRED
         else:
-            status = self.relay(body)
+            status, headers, data = self.relay(body)
+        relayed = fault not in ("throttled", "expired-token")
+        # Logged before the client has its answer: whatever the client does next (a test
+        # reading the log included) sees this request recorded.
         state.record(
             {
                 "method": self.command,
@@ -118,8 +119,9 @@ class Proxy(BaseHTTPRequestHandler):
                 "fault": fault,
             }
         )
+        self.answer(status, headers, data, keep_length=relayed and self.command == "HEAD")
 
-    def relay(self, body: bytes) -> int:
+    def relay(self, body: bytes) -> tuple[int, list, bytes]:
         upstream = urllib.parse.urlsplit(self.state.args.upstream)
         connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=120)
         connection.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -130,9 +132,8 @@ class Proxy(BaseHTTPRequestHandler):
         response = connection.getresponse()
         data = response.read()
         headers = [(n, v) for n, v in response.getheaders() if n.lower() not in HOP]
-        self.answer(response.status, headers, data, keep_length=self.command == "HEAD")
         connection.close()
-        return response.status
+        return response.status, headers, data
 
     def answer(self, status: int, headers, data: bytes, keep_length: bool = False) -> None:
         # A HEAD answer tells the length a GET would have, without the body.
