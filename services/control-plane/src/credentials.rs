@@ -7,7 +7,7 @@
 //!   API shows its key id, its role, and whether each secret is set, never a secret.
 
 use crate::auth::tenant_of;
-use crate::error::internal;
+use crate::error::OrInternal;
 use crate::store::{CredentialRecord, RunStore, StoredCredential, now_ms};
 use crate::wire;
 use filedrop_core::credential::{external_id_from, trust_policy_json, validate_role_arn};
@@ -69,7 +69,7 @@ impl CredentialEndpoint {
                 sealed_key,
             } => {
                 let key = open_key(&self.secrets, &sealed_key)
-                    .map_err(|failure| internal("opening a stored access key", &failure))?;
+                    .or_internal("opening a stored access key")?;
                 credential::Kind::AccessKey(StoredAccessKey {
                     access_key_id,
                     secret_access_key_set: !key.secret_access_key.is_empty(),
@@ -147,7 +147,7 @@ impl CredentialService for CredentialEndpoint {
         self.store
             .add_credential(&tenant, &record)
             .await
-            .map_err(|error| internal("storing the credential", &error))?;
+            .or_internal("storing the credential")?;
         tracing::info!(credential_id = %record.credential_id, "credential created");
         Ok(Response::new(CreateCredentialResponse {
             credential: Some(credential),
@@ -164,7 +164,7 @@ impl CredentialService for CredentialEndpoint {
             .store
             .credential_of(&tenant, &id)
             .await
-            .map_err(|error| internal("reading the credential", &error))?
+            .or_internal("reading the credential")?
             .ok_or_else(|| not_found(&id))?;
         Ok(Response::new(GetCredentialResponse {
             credential: Some(self.to_proto(record).await?),
@@ -186,7 +186,7 @@ impl CredentialService for CredentialEndpoint {
                 page_size + 1,
             )
             .await
-            .map_err(|error| internal("listing credentials", &error))?;
+            .or_internal("listing credentials")?;
         let (records, next_page_token) =
             wire::page(records, page_size, |record| &record.credential_id);
         let mut credentials = Vec::with_capacity(records.len());
@@ -209,7 +209,7 @@ impl CredentialService for CredentialEndpoint {
             .store
             .delete_credential_of(&tenant, &id)
             .await
-            .map_err(|error| internal("deleting the credential", &error))?;
+            .or_internal("deleting the credential")?;
         if !deleted {
             return Err(not_found(&id));
         }

@@ -1,16 +1,14 @@
 //! `DestinationService`: a tenant's stored destinations (named export settings, validated as
 //! an export is, holding no secret), and a destination tested without sending data.
 
-use crate::error::internal;
-use crate::planner::resolve_access;
+use crate::acceptance::{self, Acceptance, Given};
+use crate::error::OrInternal;
 use crate::store::{DestinationRecord, RunStore, now_ms};
 use crate::wire;
-use filedrop_core::export::{ExportSpec, validate_destination};
-use filedrop_formats::pgp::PgpRecipient;
 use filedrop_proto::v1::destination_service_server::DestinationService;
 use filedrop_proto::v1::{
     CreateDestinationRequest, CreateDestinationResponse, DeleteDestinationRequest,
-    DeleteDestinationResponse, Destination, ErrorCode, ExportRequest, GetDestinationRequest,
+    DeleteDestinationResponse, Destination, ExportRequest, GetDestinationRequest,
     GetDestinationResponse, ListDestinationsRequest, ListDestinationsResponse,
     TestConnectionRequest, TestConnectionResponse, UpdateDestinationRequest,
     UpdateDestinationResponse,
@@ -56,12 +54,7 @@ impl DestinationService for DestinationEndpoint {
             let stored = self.stored(&tenant, &request.stored_destination).await?;
             settings_of(&stored)?.destination
         };
-        let destination = validate_destination(destination)
-            .map_err(|invalid| crate::error::invalid_argument(invalid.code, invalid.to_string()))?;
-        let access = resolve_access(&self.store, &self.secrets, &tenant, &destination)
-            .await
-            .map_err(|error| internal("reading the credential", &error))?
-            .map_err(|failure| crate::error::invalid_argument(failure.code, failure.message))?;
+        let (destination, access) = self.acceptance().destination(&tenant, destination).await?;
         let probe_id = uuid::Uuid::new_v4().simple().to_string();
         let report = test_connection(&access, &self.identity, &probe_id).await;
         let passed = report
@@ -115,7 +108,7 @@ impl DestinationService for DestinationEndpoint {
             .store
             .add_destination(&tenant, &record)
             .await
-            .map_err(|error| internal("storing the destination", &error))?;
+            .or_internal("storing the destination")?;
         if !added {
             return Err(name_taken(&record.name));
         }
@@ -153,7 +146,7 @@ impl DestinationService for DestinationEndpoint {
                 page_size + 1,
             )
             .await
-            .map_err(|error| internal("listing destinations", &error))?;
+            .or_internal("listing destinations")?;
         let (records, next_page_token) = wire::page(records, page_size, |record| &record.name);
         Ok(Response::new(ListDestinationsResponse {
             destinations: records.iter().map(to_proto).collect::<Result<_, _>>()?,
@@ -181,7 +174,7 @@ impl DestinationService for DestinationEndpoint {
             .store
             .update_destination(&tenant, &record)
             .await
-            .map_err(|error| internal("updating the destination", &error))?;
+            .or_internal("updating the destination")?;
         if !updated {
             return Err(name_taken(&record.name));
         }
@@ -202,7 +195,7 @@ impl DestinationService for DestinationEndpoint {
         self.store
             .delete_destination(&tenant, &record.destination_id)
             .await
-            .map_err(|error| internal("deleting the destination", &error))?;
+            .or_internal("deleting the destination")?;
         tracing::info!(destination_id = %record.destination_id, name = %record.name, "destination deleted");
         Ok(Response::new(DeleteDestinationResponse {}))
     }
@@ -213,11 +206,18 @@ const MAX_NAME_CHARS: usize = 128;
 
 impl DestinationEndpoint {
     /// The tenant's destination named `name_or_id` (by name or id).
+    fn acceptance(&self) -> Acceptance<'_> {
+        Acceptance {
+            store: &self.store,
+            secrets: &self.secrets,
+        }
+    }
+
     async fn stored(&self, tenant: &str, name_or_id: &str) -> Result<DestinationRecord, Status> {
         self.store
             .destination_of(tenant, name_or_id)
             .await
-            .map_err(|error| internal("reading the destination", &error))?
+            .or_internal("reading the destination")?
             .ok_or_else(|| Status::not_found(format!("destination {name_or_id:?} not found")))
     }
 
@@ -253,26 +253,9 @@ impl DestinationEndpoint {
             }
             destination.name = name.to_owned();
         }
-        let spec = ExportSpec::validate(settings.clone()).map_err(|invalid| {
-            crate::error::invalid_argument(invalid.code, format!("settings.{invalid}"))
-        })?;
-        if !spec.encoding.pgp_public_key.is_empty() {
-            PgpRecipient::from_armored(&spec.encoding.pgp_public_key).map_err(|problem| {
-                crate::error::invalid_argument(
-                    ErrorCode::InvalidPgpKey,
-                    format!("settings.pgp_public_key: {problem}"),
-                )
-            })?;
-        }
-        resolve_access(&self.store, &self.secrets, tenant, &spec.destination)
-            .await
-            .map_err(|error| internal("reading the credential", &error))?
-            .map_err(|failure| {
-                crate::error::invalid_argument(
-                    failure.code,
-                    format!("settings.{}", failure.message),
-                )
-            })?;
+        acceptance::validate(settings.clone(), Given::StoredDestination)?
+            .with_access(&self.acceptance(), tenant)
+            .await?;
         Ok(settings)
     }
 }
@@ -304,8 +287,7 @@ fn name_taken(name: &str) -> Status {
 
 /// A stored destination's settings.
 pub fn settings_of(record: &DestinationRecord) -> Result<ExportRequest, Status> {
-    ExportRequest::decode(record.settings.as_slice())
-        .map_err(|error| internal("reading a stored destination", &error))
+    ExportRequest::decode(record.settings.as_slice()).or_internal("reading a stored destination")
 }
 
 fn to_proto(record: &DestinationRecord) -> Result<Destination, Status> {

@@ -30,3 +30,34 @@ fn with_code(mut status: Status, code: ErrorCode) -> Status {
     }
     status
 }
+
+/// A call whose error is a fault inside the control plane, answered as [`internal`]:
+/// `store.get_run(id).await.or_internal("reading the run")?`.
+pub trait OrInternal<T> {
+    /// The value, or `INTERNAL` saying what the control plane was doing.
+    fn or_internal(self, context: &str) -> Result<T, Status>;
+}
+
+impl<T, E: std::fmt::Display> OrInternal<T> for Result<T, E> {
+    fn or_internal(self, context: &str) -> Result<T, Status> {
+        self.map_err(|error| internal(context, &error))
+    }
+}
+
+/// A refusal with its stable error code, answered as [`invalid_argument`].
+pub trait Refused {
+    /// `INVALID_ARGUMENT` with the message and code.
+    fn refused(self) -> Status;
+}
+
+impl Refused for filedrop_core::export::InvalidRequest {
+    fn refused(self) -> Status {
+        invalid_argument(self.code, self.to_string())
+    }
+}
+
+impl Refused for filedrop_core::failure::RunFailure {
+    fn refused(self) -> Status {
+        invalid_argument(self.code, self.message)
+    }
+}

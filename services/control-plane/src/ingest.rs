@@ -11,8 +11,10 @@
 //!    the client: memory stays at about one segment (at most `partition_buffer_bytes` over
 //!    the open segments of a partitioned run).
 
+use crate::acceptance::{Acceptance, ValidatedExport};
 use crate::config::IngestConfig;
-use crate::error::{ERROR_CODE_KEY, internal, invalid_argument};
+use crate::error::{ERROR_CODE_KEY, OrInternal, Refused, internal, invalid_argument};
+use crate::messages;
 use crate::planner::Planner;
 use crate::store::{NewRun, NewSegment, RunRecord, RunStore};
 use crate::transactions::HeldRun;
@@ -27,16 +29,15 @@ use filedrop_core::failure::RunFailure;
 use filedrop_core::plan::rows_until_boundary;
 use filedrop_formats::format::{Output, SchemaProblem};
 use filedrop_formats::partition::{PartitionProblem, Partitioner};
-use filedrop_formats::pgp::PgpRecipient;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_formats::size::SizeBound;
 use filedrop_formats::untrusted::{IpcLimits, check_message, check_values};
-use filedrop_proto::jobs::v1::{DestinationAccess, EncodeTask};
+use filedrop_proto::jobs::v1::DestinationAccess;
 use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, RunState, WriteMode};
 use filedrop_runtime::broker::{Broker, Queue};
 use filedrop_runtime::faults::{Faults, Place};
 use filedrop_runtime::secrets::SecretBox;
-use filedrop_runtime::staging::{Staging, block_key, segment_key};
+use filedrop_runtime::staging::{Staging, segment_key};
 use filedrop_s3::credentials::ServiceIdentity;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
@@ -127,55 +128,6 @@ struct Receiving<'a> {
 const SEGMENTS_PER_SIZE_LIMIT: u64 = 8;
 
 impl Ingest {
-    /// `request` as it is run: when it names a stored destination, that destination's
-    /// settings with the request's variables over its defaults.
-    async fn with_stored_destination(
-        &self,
-        tenant: &str,
-        request: ExportRequest,
-    ) -> Result<ExportRequest, Status> {
-        if request.stored_destination.is_empty() {
-            return Ok(request);
-        }
-        let only_what_an_export_adds = ExportRequest {
-            variables: request.variables.clone(),
-            idempotency_key: request.idempotency_key.clone(),
-            stored_destination: request.stored_destination.clone(),
-            commit_at_stream_end: request.commit_at_stream_end,
-            ..ExportRequest::default()
-        };
-        if request != only_what_an_export_adds {
-            return Err(invalid_argument(
-                ErrorCode::Unspecified,
-                "stored_destination: an export to a stored destination carries only variables, \
-                 idempotency_key and commit_at_stream_end; change the other settings on the \
-                 destination",
-            ));
-        }
-        let stored = self
-            .store
-            .destination_of(tenant, &request.stored_destination)
-            .await
-            .map_err(|e| internal("reading the destination", &e))?
-            .ok_or_else(|| {
-                invalid_argument(
-                    ErrorCode::Unspecified,
-                    format!(
-                        "stored_destination: there is no destination {:?}; create it with \
-                         DestinationService.CreateDestination",
-                        request.stored_destination
-                    ),
-                )
-            })?;
-        let mut settings = crate::destinations::settings_of(&stored)?;
-        settings.variables.extend(request.variables);
-        settings.idempotency_key = request.idempotency_key;
-        settings.commit_at_stream_end = request.commit_at_stream_end;
-        // The id, whatever the client named it by: the run's manifest is named after it.
-        settings.stored_destination = stored.destination_id;
-        Ok(settings)
-    }
-
     /// Receives one export stream of `tenant` (`first`, the message that carried `request`,
     /// then the rest of `stream`); answers with the run id once every row is staged and the
     /// client has committed the export. A stream that breaks, or ends without its commit,
@@ -194,23 +146,18 @@ impl Ingest {
         end: StreamEnd,
         started: tokio::sync::oneshot::Sender<String>,
     ) -> Result<Accepted, Status> {
-        let request = self.with_stored_destination(tenant, request).await?;
-        let spec = ExportSpec::validate(request.clone())
-            .map_err(|invalid| invalid_argument(invalid.code, invalid.to_string()))?;
-        if !spec.encoding.pgp_public_key.is_empty() {
-            PgpRecipient::from_armored(&spec.encoding.pgp_public_key).map_err(|problem| {
-                invalid_argument(
-                    ErrorCode::InvalidPgpKey,
-                    format!("pgp_public_key: {problem}"),
-                )
-            })?;
-        }
+        let acceptance = Acceptance {
+            store: &self.store,
+            secrets: &self.secrets,
+        };
+        let settings = acceptance.export(tenant, request).await?;
+        let spec = &settings.spec;
         if let Some(key) = &spec.idempotency_key
             && let Some(run) = self
                 .store
                 .run_by_idempotency_key(tenant, key)
                 .await
-                .map_err(|e| internal("looking up the idempotency key", &e))?
+                .or_internal("looking up the idempotency key")?
         {
             if ended_before_commit(&run) {
                 // Nothing of it was delivered: this export is its next attempt, and takes the
@@ -218,22 +165,21 @@ impl Ingest {
                 self.store
                     .release_idempotency_key(&run.run_id)
                     .await
-                    .map_err(|e| internal("releasing the idempotency key", &e))?;
+                    .or_internal("releasing the idempotency key")?;
                 info!(run_id = %run.run_id, "export sent again after its run ended uncommitted; a new attempt");
             } else {
                 while stream.message().await?.is_some() {}
-                return Ok(replayed(&run, &spec));
+                return Ok(replayed(&run, spec));
             }
         }
-        let access =
-            crate::planner::resolve_access(&self.store, &self.secrets, tenant, &spec.destination)
-                .await
-                .map_err(|error| internal("reading the credential", &error))?
-                .map_err(|failure| invalid_argument(failure.code, failure.message))?;
+        let ValidatedExport {
+            request,
+            spec,
+            access,
+        } = settings.with_access(&acceptance, tenant).await?;
         let run_id = uuid::Uuid::now_v7().to_string();
         self.refuse_if_exists(&spec, &access, &run_id).await?;
-        let output = Output::from_encoding(&spec.encoding)
-            .map_err(|problem| internal("reading the format", &problem))?;
+        let output = Output::from_encoding(&spec.encoding).or_internal("reading the format")?;
 
         // Every message's app_metadata goes to the commit watch, and every message is checked
         // before Arrow's decoder sees it; the decoder runs behind a panic boundary
@@ -308,14 +254,9 @@ impl Ingest {
         let (segment_max_bytes, max_block_bytes) = match spec.bytes_per_file {
             None => (self.config.segment_max_bytes, 0),
             Some(limit) => {
-                let bound = SizeBound::new(&output, &schema)
-                    .map_err(|e| internal("bounding file sizes", &e))?;
-                let largest = bound.largest_block(limit).ok_or_else(|| {
-                    invalid_argument(
-                        ErrorCode::FileTooLarge,
-                        "split.megabytes_per_file: a file of this format without rows is \
-                         already larger than the limit; raise it",
-                    )
+                let bound = SizeBound::new(&output, &schema).or_internal("bounding file sizes")?;
+                let largest = messages::max_block_bytes(&spec, &bound).ok_or_else(|| {
+                    invalid_argument(ErrorCode::FileTooLarge, messages::LIMIT_UNDER_AN_EMPTY_FILE)
                 })?;
                 let segment_bytes = (limit / SEGMENTS_PER_SIZE_LIMIT).max(64 * 1024);
                 (
@@ -327,8 +268,7 @@ impl Ingest {
             }
         };
 
-        let schema_bytes =
-            schema_to_bytes(&schema).map_err(|e| internal("encoding the schema", &e))?;
+        let schema_bytes = schema_to_bytes(&schema).or_internal("encoding the schema")?;
         let sealed_request = self.secrets.seal(&request.encode_to_vec());
         let created = self
             .store
@@ -342,7 +282,7 @@ impl Ingest {
                 receiver: &self.replica_id,
             })
             .await
-            .map_err(|e| internal("creating the run", &e))?;
+            .or_internal("creating the run")?;
         if !created {
             // The same key was sent at the same time: that export's run is the one.
             while next_batch(&mut batches, max_value_bytes).await?.is_some() {}
@@ -351,7 +291,7 @@ impl Ingest {
                 .store
                 .run_by_idempotency_key(tenant, key)
                 .await
-                .map_err(|e| internal("looking up the idempotency key", &e))?
+                .or_internal("looking up the idempotency key")?
                 .ok_or_else(|| internal("looking up the idempotency key", &"no run"))?;
             return Ok(replayed(&run, &spec));
         }
@@ -464,7 +404,7 @@ impl Ingest {
         self.store
             .end_stream(&run_id, receiving.rows, receiving.segment_count)
             .await
-            .map_err(|e| internal("ending the stream", &e))?;
+            .or_internal("ending the stream")?;
         info!(
             run_id,
             rows = receiving.rows,
@@ -474,7 +414,7 @@ impl Ingest {
         self.planner
             .plan(&run_id)
             .await
-            .map_err(|e| internal("planning the run", &e))?;
+            .or_internal("planning the run")?;
         Ok(Accepted { answer, held: None })
     }
 
@@ -493,7 +433,7 @@ impl Ingest {
         }
         let key = spec
             .object_key(run_id, chrono::Utc::now(), 1, &BTreeMap::new())
-            .map_err(|failure| invalid_argument(failure.code, failure.message))?;
+            .map_err(Refused::refused)?;
         match filedrop_s3::probe::object_exists(access, &self.identity, run_id, &key).await {
             Ok(false) => Ok(()),
             Ok(true) => Err(invalid_argument(
@@ -531,7 +471,7 @@ impl Ingest {
             let take = (batch.num_rows() - offset).min(MAX_SLICE_ROWS);
             let parts = partitioner
                 .split(&batch.slice(offset, take))
-                .map_err(|e| internal("partitioning a batch", &e))?;
+                .or_internal("partitioning a batch")?;
             offset += take;
             for part in parts {
                 let partition = self.partition_of(run, part.values).await?;
@@ -567,7 +507,7 @@ impl Ingest {
         self.store
             .add_partition(&run.run_id, index as u64, &values)
             .await
-            .map_err(|e| internal("recording a partition", &e))?;
+            .or_internal("recording a partition")?;
         run.partition_indexes.insert(values, index);
         run.partitions.push(ReceivingPartition::default());
         Ok(index)
@@ -622,10 +562,9 @@ impl Ingest {
             let slice = batch.slice(offset, take);
             let writer = match &mut state.segment {
                 Some(writer) => writer,
-                None => state.segment.insert(
-                    SegmentWriter::new(&run.schema)
-                        .map_err(|e| internal("starting a segment", &e))?,
-                ),
+                None => state
+                    .segment
+                    .insert(SegmentWriter::new(&run.schema).or_internal("starting a segment")?),
             };
             writer.write(&slice).map_err(|e| {
                 invalid_argument(
@@ -662,20 +601,17 @@ impl Ingest {
             row_count: writer.rows(),
         };
         state.segment_start = state.rows;
-        let bytes = writer
-            .finish()
-            .map_err(|e| internal("finishing a segment", &e))?;
-        let segment_key = segment_key(&run.run_id, segment.segment_index);
+        let bytes = writer.finish().or_internal("finishing a segment")?;
         self.staging
-            .put(&segment_key, bytes)
+            .put(&segment_key(&run.run_id, segment.segment_index), bytes)
             .await
-            .map_err(|e| internal("staging a segment", &e))?;
+            .or_internal("staging a segment")?;
         // Recorded before it is announced, so its `SegmentEncoded` always finds it.
         let receiving = self
             .store
             .add_segment(&run.run_id, &segment, run.rows)
             .await
-            .map_err(|e| internal("recording a segment", &e))?;
+            .or_internal("recording a segment")?;
         if !receiving {
             // Cancelled (or failed) while it was being received: the rest is not read.
             return Err(Status::aborted(format!(
@@ -684,20 +620,11 @@ impl Ingest {
                 run.run_id
             )));
         }
-        let task = EncodeTask {
-            run_id: run.run_id.clone(),
-            segment_index: segment.segment_index,
-            segment_key,
-            block_key: block_key(&run.run_id, segment.segment_index),
-            row_offset: segment.row_offset,
-            row_count: segment.row_count,
-            encoding: Some(run.spec.encoding.clone()),
-            max_block_bytes: run.max_block_bytes,
-        };
+        let task = messages::encode(&run.run_id, run.spec, &segment, run.max_block_bytes);
         self.broker
             .publish(Queue::Encode, &task)
             .await
-            .map_err(|e| internal("queueing a segment", &e))?;
+            .or_internal("queueing a segment")?;
         run.segment_count += 1;
         Ok(())
     }

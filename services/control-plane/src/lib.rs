@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`config`]: the control plane's configuration.
 //! - [`auth`]: API tokens, tenants, and the layer that authenticates every request.
+//! - [`acceptance`]: the checks an export's settings pass before data moves, shared by exports,
+//!   stored destinations and connection tests.
 //! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
 //! - [`flight`]: the Arrow Flight service (`DoPut`, and what Flight SQL bulk ingest asks).
 //! - [`transactions`]: Flight SQL transactions: ingests held until their commit.
@@ -13,23 +15,29 @@
 //!   iam-credential access keys sealed at rest).
 //! - [`manifest`]: the manifest written before the success marker.
 //! - [`leases`]: each replica's heartbeat, and runs whose receiving replica stopped failed.
-//! - [`planner`]: worker events into upload and finalize tasks, run outcomes, cancelling and
-//!   retrying runs, and the staging sweep.
+//! - [`planner`]: worker events into upload and finalize tasks (a pure decision of what a run
+//!   is ready for, and the code that carries it out), run outcomes, cancelling and retrying
+//!   runs, and the staging sweep.
+//! - [`messages`]: the task messages published to the workers (encode, upload, finalize).
 //! - [`store`]: the run store (SQLite or PostgreSQL, embedded migrations), a module per
 //!   concept.
 //! - [`panics`]: a panic in any call's handler answered as `INTERNAL`.
 //! - [`error`]: the mapping of errors to gRPC statuses.
 //! - [`wire`]: timestamps and pages, shared by the API services.
 
+pub mod acceptance;
 pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod destinations;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod flight;
 pub mod ingest;
 pub mod leases;
 pub mod manifest;
+pub mod messages;
 pub mod panics;
 pub mod planner;
 pub mod runs;

@@ -2,7 +2,7 @@
 //! and retrying a failed one (carried out by the planner).
 
 use crate::auth::tenant_of;
-use crate::error::internal;
+use crate::error::OrInternal;
 use crate::planner::{NotRetryable, Planner};
 use crate::store::{RunFilter, RunRecord, RunStore, is_final, state_name};
 use crate::wire;
@@ -47,7 +47,7 @@ impl RunEndpoint {
         self.store
             .get_run_of(tenant, run_id)
             .await
-            .map_err(|e| internal("reading the run", &e))?
+            .or_internal("reading the run")?
             .ok_or_else(|| Status::not_found(format!("run {run_id:?} not found")))
     }
 }
@@ -116,7 +116,7 @@ impl RunService for RunEndpoint {
                 page_size + 1,
             )
             .await
-            .map_err(|e| internal("listing runs", &e))?;
+            .or_internal("listing runs")?;
         let (runs, next_page_token) = wire::page(runs, page_size, |run| &run.run_id);
         Ok(Response::new(ListRunsResponse {
             runs: runs.iter().map(to_proto).collect(),
@@ -134,7 +134,7 @@ impl RunService for RunEndpoint {
             self.planner
                 .cancel(&run)
                 .await
-                .map_err(|e| internal("cancelling the run", &e))?;
+                .or_internal("cancelling the run")?;
         }
         let run = self.load(&tenant, &run.run_id).await?;
         if run.state == RunState::Succeeded {
@@ -159,7 +159,7 @@ impl RunService for RunEndpoint {
             .planner
             .retry(&run)
             .await
-            .map_err(|e| internal("retrying the run", &e))?;
+            .or_internal("retrying the run")?;
         if let Err(why) = retried {
             let run_id = &run.run_id;
             return Err(Status::failed_precondition(match why {

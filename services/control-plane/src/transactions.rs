@@ -22,7 +22,7 @@
 //! [`Transactions`] is the bookkeeping, pure and unit-tested; [`settle`] does what an ended
 //! transaction asks of the run store and the planner.
 
-use crate::error::internal;
+use crate::error::OrInternal;
 use crate::planner::Planner;
 use crate::store::RunStore;
 use filedrop_core::failure::RunFailure;
@@ -357,7 +357,7 @@ pub async fn settle(
                 let run = store
                     .get_run(&held.run_id)
                     .await
-                    .map_err(|e| internal("reading a run of the transaction", &e))?;
+                    .or_internal("reading a run of the transaction")?;
                 match run {
                     Some(run) if run.state == RunState::Receiving => {}
                     other => {
@@ -372,11 +372,11 @@ pub async fn settle(
                     store
                         .end_stream(&held.run_id, held.rows, held.segment_count)
                         .await
-                        .map_err(|e| internal("committing a run of the transaction", &e))?;
+                        .or_internal("committing a run of the transaction")?;
                     planner
                         .plan(&held.run_id)
                         .await
-                        .map_err(|e| internal("planning a run of the transaction", &e))?;
+                        .or_internal("planning a run of the transaction")?;
                     info!(run_id = %held.run_id, "run committed by its transaction");
                 }
                 return Ok(());

@@ -4,7 +4,7 @@ use super::{RunStore, StoreError, query};
 use sqlx::Row;
 
 /// A planned file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRecord {
     /// Its number in the run, from 1.
     pub file_number: u64,
