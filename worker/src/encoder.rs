@@ -11,7 +11,6 @@ use filedrop_proto::jobs::v1::{EncodeTask, Encoding, SegmentEncoded, worker_even
 use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::broker::{BrokerError, Outcome, Queue};
 use filedrop_runtime::staging::{StagingError, Stopped, block_part_key};
-use prost::Message;
 use tracing::{debug, info, warn};
 
 /// Consumes encode tasks until shutdown.
@@ -19,10 +18,10 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
     let prefetch = context.config.encode.concurrency;
     let broker = context.broker.clone();
     broker
-        .consume(Queue::Encode, prefetch, move |payload| {
+        .consume(Queue::Encode, prefetch, move |task: EncodeTask, payload| {
             let context = context.clone();
             async move {
-                let handled = handle(&context, &payload);
+                let handled = handle(&context, task);
                 crate::boundary::guarded(&context, Queue::Encode, &payload, handled).await
             }
         })
@@ -36,14 +35,7 @@ pub fn task_output(encoding: Option<&Encoding>) -> Result<Output, RunFailure> {
         .map_err(|problem| RunFailure::internal(format!("task with {problem}")))
 }
 
-async fn handle(context: &Context, payload: &[u8]) -> Outcome {
-    let task = match EncodeTask::decode(payload) {
-        Ok(task) => task,
-        Err(error) => {
-            warn!(%error, "undecodable encode task, dead-lettering it");
-            return Outcome::Reject;
-        }
-    };
+async fn handle(context: &Context, task: EncodeTask) -> Outcome {
     let run_id = task.run_id.clone();
     let output = match task_output(task.encoding.as_ref()) {
         Ok(output) => output,

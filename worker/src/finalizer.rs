@@ -17,7 +17,6 @@ use filedrop_s3::S3Failure;
 use filedrop_s3::objects::{
     Expect, ObjectOptions, abort_open_uploads, delete_if_unchanged, put_small_object, stored_object,
 };
-use prost::Message;
 use std::collections::HashSet;
 use tracing::{info, warn};
 
@@ -25,24 +24,17 @@ use tracing::{info, warn};
 pub async fn run(context: Context) -> Result<(), BrokerError> {
     let broker = context.broker.clone();
     broker
-        .consume(Queue::Finalize, 1, move |payload| {
+        .consume(Queue::Finalize, 1, move |task: FinalizeTask, payload| {
             let context = context.clone();
             async move {
-                let handled = handle(&context, &payload);
+                let handled = handle(&context, task);
                 crate::boundary::guarded(&context, Queue::Finalize, &payload, handled).await
             }
         })
         .await
 }
 
-async fn handle(context: &Context, payload: &[u8]) -> Outcome {
-    let task = match FinalizeTask::decode(payload) {
-        Ok(task) => task,
-        Err(error) => {
-            warn!(%error, "undecodable finalize task, dead-lettering it");
-            return Outcome::Reject;
-        }
-    };
+async fn handle(context: &Context, task: FinalizeTask) -> Outcome {
     let run_id = task.run_id.clone();
     if task.run_failed || task.run_cancelled || task.pending_only {
         return clean_up(context, &task).await;

@@ -20,7 +20,6 @@ use filedrop_runtime::staging::{
 use filedrop_s3::S3Failure;
 use filedrop_s3::objects::ObjectOptions;
 use filedrop_s3::upload::{PartWriter, Pending, UploadError, part_size_for, upload_pending};
-use prost::Message;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -29,10 +28,10 @@ pub async fn run(context: Context) -> Result<(), BrokerError> {
     let prefetch = context.config.upload.concurrency;
     let broker = context.broker.clone();
     broker
-        .consume(Queue::Upload, prefetch, move |payload| {
+        .consume(Queue::Upload, prefetch, move |task: UploadTask, payload| {
             let context = context.clone();
             async move {
-                let handled = handle(&context, &payload);
+                let handled = handle(&context, task);
                 crate::boundary::guarded(&context, Queue::Upload, &payload, handled).await
             }
         })
@@ -51,14 +50,7 @@ enum Failed {
     Run(RunFailure),
 }
 
-async fn handle(context: &Context, payload: &[u8]) -> Outcome {
-    let task = match UploadTask::decode(payload) {
-        Ok(task) => task,
-        Err(error) => {
-            warn!(%error, "undecodable upload task, dead-lettering it");
-            return Outcome::Reject;
-        }
-    };
+async fn handle(context: &Context, task: UploadTask) -> Outcome {
     let run_id = task.run_id.clone();
     match context.staging.stopped(&run_id).await {
         Ok(None) => {}

@@ -408,21 +408,36 @@ impl Broker {
     }
 
     /// Consumes `queue` until shutdown: at most `prefetch` messages are handled at once, each
-    /// acked, retried or rejected as `handle` says. Survives broker restarts. On shutdown,
-    /// stops taking messages and lets the ones in hand finish.
-    pub async fn consume<F, Fut>(
+    /// decoded as a `T` and acked, retried or rejected as `handle` says; one that does not
+    /// decode is rejected (dead-lettered) without reaching it. `handle` gets the message's
+    /// bytes too, to name the task if it panics. Survives broker restarts. On shutdown, stops
+    /// taking messages and lets the ones in hand finish.
+    pub async fn consume<T, F, Fut>(
         self: &Arc<Self>,
         queue: Queue,
         prefetch: u16,
         handle: F,
     ) -> Result<(), BrokerError>
     where
-        F: Fn(Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
+        T: prost::Message + Default,
+        F: Fn(T, Vec<u8>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Outcome> + Send,
     {
         let name = self.queue_name(queue);
-        self.consume_queue(name, prefetch, move |payload, _| handle(payload))
-            .await
+        self.consume_queue(name, prefetch, move |payload, _| {
+            let decoded = T::decode(payload.as_slice());
+            let handled = decoded.map(|message| handle(message, payload));
+            async move {
+                match handled {
+                    Ok(handled) => handled.await,
+                    Err(error) => {
+                        warn!(?queue, %error, "undecodable message, dead-lettering it");
+                        Outcome::Reject
+                    }
+                }
+            }
+        })
+        .await
     }
 
     /// Consumes the control plane's copy of the dead letters (`<ns>.dead-letter.runs`) until

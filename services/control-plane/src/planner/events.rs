@@ -20,21 +20,14 @@ impl Planner {
     pub async fn consume_events(self: Arc<Self>) -> Result<(), BrokerError> {
         let broker = self.broker.clone();
         broker
-            .consume(Queue::Events, 16, move |payload| {
+            .consume(Queue::Events, 16, move |event: WorkerEvent, payload| {
                 let planner = self.clone();
-                async move { planner.on_event(&payload).await }
+                async move { planner.on_event(event, &payload).await }
             })
             .await
     }
 
-    async fn on_event(&self, payload: &[u8]) -> Outcome {
-        let event = match WorkerEvent::decode(payload) {
-            Ok(event) => event,
-            Err(error) => {
-                warn!(%error, "undecodable worker event, dead-lettering it");
-                return Outcome::Reject;
-            }
-        };
+    async fn on_event(&self, event: WorkerEvent, payload: &[u8]) -> Outcome {
         let handled = filedrop_runtime::panic::catch(async {
             self.inject_fault(&event).await;
             self.apply(&event).await
