@@ -102,7 +102,7 @@ enum Committed {
 /// records.
 async fn commit(
     context: &Context,
-    connected: &crate::destinations::Connected,
+    connected: &crate::destination_clients::Connected,
     task: &FinalizeTask,
 ) -> Result<Committed, S3Failure> {
     let run_id = task.run_id.as_str();
@@ -211,7 +211,7 @@ async fn commit(
 /// happens here: an object that cannot be deleted (no `s3:DeleteObject`) stays, with a
 /// warning; only a failure that may pass is tried again.
 async fn remove_superseded(
-    connected: &crate::destinations::Connected,
+    connected: &crate::destination_clients::Connected,
     task: &FinalizeTask,
 ) -> Result<(), S3Failure> {
     let client = &connected.client;
@@ -240,7 +240,7 @@ async fn remove_superseded(
 /// this commit completed, and, once one has, the manifest and marker it may have written.
 async fn refuse_existing(
     context: &Context,
-    connected: &crate::destinations::Connected,
+    connected: &crate::destination_clients::Connected,
     task: &FinalizeTask,
     mode: WriteMode,
 ) -> Result<(), S3Failure> {
@@ -336,7 +336,7 @@ async fn clean_up(context: &Context, task: &FinalizeTask) -> Outcome {
 
 async fn clean_up_destination(
     context: &Context,
-    connected: &crate::destinations::Connected,
+    connected: &crate::destination_clients::Connected,
     task: &FinalizeTask,
 ) -> Result<(), S3Failure> {
     let run_id = task.run_id.as_str();

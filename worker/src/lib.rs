@@ -14,9 +14,9 @@
 //! - [`boundary`]: the boundary of every task — a panic fails the task's run, not the process.
 //! - [`config`]: the worker's configuration.
 //! - [`encoder`]: the encode role.
-//! - [`destinations`]: sealed destinations opened, credentials resolved, a client per run, and
-//!   the attempts at a destination call (transient failures retried, expired credentials
-//!   renewed).
+//! - [`destination_clients`]: sealed destinations opened, credentials resolved, a client per
+//!   run, and the attempts at a destination call (transient failures retried, expired
+//!   credentials renewed).
 //! - [`uploader`]: the upload role (files, uploaded pending their commit).
 //! - [`pending`]: pending uploads as staging records them; committing and undoing one.
 //! - [`finalizer`]: the commit (files made visible, manifest, success marker), and the cleanup
@@ -25,7 +25,7 @@
 
 pub mod boundary;
 pub mod config;
-pub mod destinations;
+pub mod destination_clients;
 pub mod encoder;
 pub mod finalizer;
 pub mod pending;
@@ -33,7 +33,7 @@ pub mod report;
 pub mod uploader;
 
 use config::{Role, WorkerConfig};
-use destinations::Destinations;
+use destination_clients::Destinations;
 use filedrop_runtime::broker::Broker;
 use filedrop_runtime::faults::Faults;
 use filedrop_runtime::secrets::SecretBox;

@@ -8,7 +8,7 @@
 //! every upload is completed or aborted exactly once, and only objects a record shows this run
 //! wrote are ever deleted.
 
-use crate::destinations::Connected;
+use crate::destination_clients::Connected;
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::{PendingUpload, UploadedPart};
 use filedrop_runtime::staging::{Staging, StagingError, uploads_of_file, uploads_of_run};

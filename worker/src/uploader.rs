@@ -168,7 +168,7 @@ pub async fn connect(
     context: &Context,
     sealed: &[u8],
     run_id: &str,
-) -> Result<crate::destinations::Connected, Outcome> {
+) -> Result<crate::destination_clients::Connected, Outcome> {
     match context.destinations.connect(sealed, run_id).await {
         Ok(connected) => Ok(connected),
         Err(failure) if failure.retryable => {
@@ -206,7 +206,7 @@ struct Delivery {
 async fn deliver_once(
     context: &Context,
     task: &UploadTask,
-    connected: &crate::destinations::Connected,
+    connected: &crate::destination_clients::Connected,
     parts: &FileParts,
     part_size: usize,
 ) -> Result<Delivery, Failed> {
@@ -290,7 +290,7 @@ async fn record_pending(
 async fn upload_once(
     context: &Context,
     task: &UploadTask,
-    connected: &crate::destinations::Connected,
+    connected: &crate::destination_clients::Connected,
     parts: &FileParts,
     part_size: usize,
 ) -> Result<Recorded, Failed> {

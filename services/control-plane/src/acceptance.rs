@@ -108,7 +108,7 @@ impl Acceptance<'_> {
                     ),
                 )
             })?;
-        let mut settings = crate::destinations::settings_of(&stored)?;
+        let mut settings = crate::destination_service::settings_of(&stored)?;
         settings.variables.extend(request.variables);
         settings.idempotency_key = request.idempotency_key;
         settings.commit_at_stream_end = request.commit_at_stream_end;

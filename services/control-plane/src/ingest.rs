@@ -33,7 +33,7 @@ use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_formats::size::SizeBound;
 use filedrop_formats::untrusted::{IpcLimits, check_message, check_values};
 use filedrop_proto::jobs::v1::DestinationAccess;
-use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, RunState, WriteMode};
+use filedrop_proto::v1::{ErrorCode, ExportAccepted, ExportRequest, WriteMode};
 use filedrop_runtime::broker::{Broker, Queue};
 use filedrop_runtime::faults::{Faults, Place};
 use filedrop_runtime::secrets::SecretBox;
@@ -159,7 +159,7 @@ impl Ingest {
                 .await
                 .or_internal("looking up the idempotency key")?
         {
-            if ended_before_commit(&run) {
+            if run.ended_uncommitted() {
                 // Nothing of it was delivered: this export is its next attempt, and takes the
                 // key over (a concurrent export that takes it first is replayed below).
                 self.store
@@ -698,12 +698,6 @@ fn stream_failure(status: &Status) -> String {
         ),
         _ => status.message().to_owned(),
     }
-}
-
-/// Whether `run` ended without being committed: nothing of it was delivered, and an export
-/// sent again with its idempotency key is a new attempt.
-fn ended_before_commit(run: &RunRecord) -> bool {
-    matches!(run.state, RunState::Failed | RunState::Cancelled) && run.segment_count.is_none()
 }
 
 /// The answer to an export whose idempotency key names `run`: that run, started before.

@@ -9,9 +9,9 @@
 //! - [`ingest`]: a Flight `DoPut` stream into staged segments and encode tasks.
 //! - [`flight`]: the Arrow Flight service (`DoPut`, and what Flight SQL bulk ingest asks).
 //! - [`transactions`]: Flight SQL transactions: ingests held until their commit.
-//! - [`runs`]: `RunService` (`GetRun`, `WatchRun`, `ListRuns`, `CancelRun`, `RetryRun`).
-//! - [`destinations`]: `DestinationService` (`TestConnection`).
-//! - [`credentials`]: `CredentialService` (iam-role-to-role credentials and their trust policy,
+//! - [`run_service`]: `RunService` (`GetRun`, `WatchRun`, `ListRuns`, `CancelRun`, `RetryRun`).
+//! - [`destination_service`]: `DestinationService` (`TestConnection`).
+//! - [`credential_service`]: `CredentialService` (iam-role-to-role credentials and their trust policy,
 //!   iam-credential access keys sealed at rest).
 //! - [`manifest`]: the manifest written before the success marker.
 //! - [`leases`]: each replica's heartbeat, and runs whose receiving replica stopped failed.
@@ -28,8 +28,8 @@
 pub mod acceptance;
 pub mod auth;
 pub mod config;
-pub mod credentials;
-pub mod destinations;
+pub mod credential_service;
+pub mod destination_service;
 pub mod error;
 #[cfg(test)]
 mod fixtures;
@@ -40,7 +40,7 @@ pub mod manifest;
 pub mod messages;
 pub mod panics;
 pub mod planner;
-pub mod runs;
+pub mod run_service;
 pub mod store;
 pub mod transactions;
 pub mod wire;
@@ -138,13 +138,13 @@ pub async fn serve(
         .set_serving::<FlightServiceServer<flight::FlightEndpoint>>()
         .await;
     health
-        .set_serving::<RunServiceServer<runs::RunEndpoint>>()
+        .set_serving::<RunServiceServer<run_service::RunEndpoint>>()
         .await;
     health
-        .set_serving::<CredentialServiceServer<credentials::CredentialEndpoint>>()
+        .set_serving::<CredentialServiceServer<credential_service::CredentialEndpoint>>()
         .await;
     health
-        .set_serving::<DestinationServiceServer<destinations::DestinationEndpoint>>()
+        .set_serving::<DestinationServiceServer<destination_service::DestinationEndpoint>>()
         .await;
     // Larger messages are refused with RESOURCE_EXHAUSTED; clients split large tables
     // (pyarrow's `write_table(max_chunksize=…)`).
@@ -152,18 +152,18 @@ pub async fn serve(
     let flight = FlightServiceServer::new(flight::FlightEndpoint::new(ingest, transactions))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
-    let destinations = DestinationServiceServer::new(destinations::DestinationEndpoint::new(
+    let destinations = DestinationServiceServer::new(destination_service::DestinationEndpoint::new(
         store.clone(),
         secrets.clone(),
         identity.clone(),
     ));
-    let credentials = CredentialServiceServer::new(credentials::CredentialEndpoint::new(
+    let credentials = CredentialServiceServer::new(credential_service::CredentialEndpoint::new(
         store.clone(),
         secrets.clone(),
         identity,
     ));
     let token_store = store.clone();
-    let runs = RunServiceServer::new(runs::RunEndpoint::new(store, planner, shutdown.clone()));
+    let runs = RunServiceServer::new(run_service::RunEndpoint::new(store, planner, shutdown.clone()));
     // Reflection, in both versions (grpcurl and older clients still ask v1alpha), so that
     // tools list and call the services with no proto files.
     let reflection = || {

@@ -36,7 +36,7 @@ pub async fn resolve_access(
                 external_id,
             }),
             Some(StoredCredential::AccessKey { sealed_key, .. }) => {
-                match crate::credentials::open_key(secrets, &sealed_key) {
+                match crate::credential_service::open_key(secrets, &sealed_key) {
                     Ok(key) => destination.access_key = Some(key),
                     Err(failure) => return Ok(Err(failure)),
                 }

@@ -171,7 +171,8 @@ fn rows_of_block(segments: &[&SegmentRecord], (segment, part): &BlockRef) -> u64
     segments
         .iter()
         .find(|record| record.segment_index == *segment)
-        .and_then(|record| record.block_rows.get(*part).copied())
+        .and_then(|record| record.blocks.as_ref()?.get(*part))
+        .map(|block| block.rows)
         .unwrap_or(0)
 }
 
@@ -187,12 +188,13 @@ fn files_by_rows(
     let mut encoded: BTreeMap<u64, bool> = BTreeMap::new();
     for segment in segments {
         let number = file_number_for(segment.row_offset, spec.rows_per_file);
-        let blocks = segment.block_sizes.len().max(1);
+        // Not encoded yet: its file is not ready, whatever its count.
+        let blocks = segment.blocks.as_ref().map_or(1, Vec::len);
         by_file
             .entry(number)
             .or_default()
             .extend((0..blocks).map(|part| (segment.segment_index, part)));
-        *encoded.entry(number).or_insert(true) &= segment.encoded;
+        *encoded.entry(number).or_insert(true) &= segment.encoded();
     }
     let last_started = by_file.keys().next_back().copied().unwrap_or(0);
     let total_files = stream_ended.then(|| file_count(rows, spec.rows_per_file, spec.skip_empty));
@@ -218,7 +220,10 @@ fn files_by_size(
         .iter()
         .map(|segment| EncodedSegment {
             index: segment.segment_index,
-            block_sizes: segment.encoded.then(|| segment.block_sizes.clone()),
+            block_sizes: segment
+                .blocks
+                .as_ref()
+                .map(|blocks| blocks.iter().map(|block| block.size).collect()),
         })
         .collect();
     let plan = pack_by_size(
@@ -241,6 +246,7 @@ fn files_by_size(
 mod tests {
     use super::*;
     use crate::fixtures::{RUN, request, run, spec};
+    use crate::store::Block;
     use arrow_schema::{DataType, Field, Schema};
     use filedrop_formats::format::Output;
     use filedrop_proto::v1::{EmptyResult, ErrorCode, Split};
@@ -253,9 +259,12 @@ mod tests {
             partition_index: 0,
             row_offset: offset,
             row_count: rows,
-            encoded,
-            block_sizes: if encoded { vec![rows * 10] } else { Vec::new() },
-            block_rows: if encoded { vec![rows] } else { Vec::new() },
+            blocks: encoded.then(|| {
+                vec![Block {
+                    size: rows * 10,
+                    rows,
+                }]
+            }),
         }
     }
 
@@ -528,9 +537,12 @@ mod tests {
             partition_index: 0,
             row_offset: 0,
             row_count: 1_000 * sizes.len() as u64,
-            encoded: true,
-            block_sizes: sizes.to_vec(),
-            block_rows: vec![1_000; sizes.len()],
+            blocks: Some(
+                sizes
+                    .iter()
+                    .map(|&size| Block { size, rows: 1_000 })
+                    .collect(),
+            ),
         };
         let segments = [
             blocks(0, &[400_000, 400_000, 400_000]),

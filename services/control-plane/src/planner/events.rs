@@ -4,6 +4,7 @@
 //! that took it).
 
 use super::{PlanError, Planner, location_of};
+use crate::store::EncodedBlocks;
 use crate::store::states::Transition;
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::{WorkerEvent, worker_event};
@@ -118,13 +119,7 @@ impl Planner {
         match &event.event {
             Some(worker_event::Event::SegmentEncoded(encoded)) => {
                 self.store
-                    .segment_encoded(
-                        run_id,
-                        encoded.segment_index,
-                        encoded.block_size,
-                        &encoded.block_sizes,
-                        &encoded.block_rows,
-                    )
+                    .segment_encoded(run_id, encoded.segment_index, &EncodedBlocks::of(encoded))
                     .await?;
                 self.plan(run_id).await
             }

@@ -142,7 +142,7 @@ impl Planner {
             },
         };
         for segment in self.store.segments(run_id).await? {
-            if segment.encoded {
+            if segment.encoded() {
                 continue;
             }
             let segment = NewSegment {

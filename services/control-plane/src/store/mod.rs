@@ -45,7 +45,7 @@ mod tokens;
 
 pub use files::FileRecord;
 pub use runs::{NewRun, RunFilter, RunRecord};
-pub use segments::{NewSegment, SegmentRecord};
+pub use segments::{Block, EncodedBlocks, NewSegment, SegmentRecord};
 pub use stored_credentials::{CredentialRecord, StoredCredential};
 pub use stored_destinations::DestinationRecord;
 

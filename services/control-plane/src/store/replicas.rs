@@ -1,6 +1,8 @@
 //! Control-plane replicas' heartbeats, and receiving runs whose replica stopped.
 
+use super::states::state_in;
 use super::{RunStore, StoreError, now_ms, query};
+use filedrop_proto::v1::RunState;
 use sqlx::Row;
 
 impl RunStore {
@@ -23,11 +25,12 @@ impl RunStore {
         &self,
         alive_since: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let rows = query(
-            "SELECT r.run_id FROM runs r WHERE r.state = 'receiving' AND NOT EXISTS \
+        let rows = query(&format!(
+            "SELECT r.run_id FROM runs r WHERE r.{} AND NOT EXISTS \
              (SELECT 1 FROM replicas p WHERE p.replica_id = r.receiver \
               AND p.heartbeat_at >= ?)",
-        )
+            state_in(&[RunState::Receiving])
+        ))
         .bind(alive_since)
         .fetch_all(&self.pool)
         .await?;

@@ -1,6 +1,6 @@
 //! Runs: created by an export, found by tenant or idempotency key, moved through their states.
 
-use super::states::Transition;
+use super::states::{ENDED_UNCOMMITTED, Transition, ended_uncommitted};
 use super::{RunStore, StoreError, now_ms, query, state_from_name, state_name};
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::v1::{ErrorCode, Resolution, RunState};
@@ -47,6 +47,14 @@ pub struct RunRecord {
     pub failure: Option<RunFailure>,
 }
 
+impl RunRecord {
+    /// Whether the run ended without being committed: nothing of it was delivered, and an
+    /// export sent again with its idempotency key is a new attempt.
+    pub fn ended_uncommitted(&self) -> bool {
+        ENDED_UNCOMMITTED.contains(&self.state) && self.segment_count.is_none()
+    }
+}
+
 /// A run to record.
 #[derive(Debug, Clone)]
 pub struct NewRun<'a> {
@@ -87,12 +95,13 @@ impl RunStore {
         let inserted = query(
             "INSERT INTO runs (run_id, tenant_id, destination_name, idempotency_key, state, \
              sealed_request, arrow_schema, receiver, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, 'receiving', ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.run_id)
         .bind(run.tenant_id)
         .bind(run.destination_name)
         .bind(run.idempotency_key)
+        .bind(state_name(RunState::Receiving))
         .bind(run.sealed_request)
         .bind(run.arrow_schema)
         .bind(run.receiver)
@@ -131,10 +140,10 @@ impl RunStore {
     /// Takes the idempotency key from `run_id`, a run that ended before it was committed, so
     /// that a new attempt can hold it; the run stays, without a key.
     pub async fn release_idempotency_key(&self, run_id: &str) -> Result<(), StoreError> {
-        query(
-            "UPDATE runs SET idempotency_key = NULL WHERE run_id = ? \
-             AND state IN ('failed', 'cancelled') AND segment_count IS NULL",
-        )
+        query(&format!(
+            "UPDATE runs SET idempotency_key = NULL WHERE run_id = ? AND {}",
+            ended_uncommitted()
+        ))
         .bind(run_id)
         .execute(&self.pool)
         .await?;

@@ -76,13 +76,28 @@ impl Transition {
 
     /// The SQL condition a run's row must meet to take it: `state IN ('…', …)`.
     pub fn condition(self) -> String {
-        let names: Vec<String> = self
-            .from()
-            .iter()
-            .map(|state| format!("'{}'", state_name(*state)))
-            .collect();
-        format!("state IN ({})", names.join(", "))
+        state_in(self.from())
     }
+}
+
+/// The SQL condition of a run's row being in one of `states`: `state IN ('…', …)`, the one
+/// way the store's queries name states.
+pub fn state_in(states: &[RunState]) -> String {
+    let names: Vec<String> = states
+        .iter()
+        .map(|state| format!("'{}'", state_name(*state)))
+        .collect();
+    format!("state IN ({})", names.join(", "))
+}
+
+/// The states a run that ended before its client committed it is in (with its stream never
+/// complete: no segment count); nothing of it was delivered.
+pub const ENDED_UNCOMMITTED: [RunState; 2] = [RunState::Failed, RunState::Cancelled];
+
+/// The SQL condition of a run that ended before its client committed it (see
+/// [`ENDED_UNCOMMITTED`], and `RunRecord::ended_uncommitted`).
+pub fn ended_uncommitted() -> String {
+    format!("{} AND segment_count IS NULL", state_in(&ENDED_UNCOMMITTED))
 }
 
 /// Whether some transition moves a run from `from` to `to`.
@@ -141,5 +156,14 @@ mod tests {
             Transition::Cancel.condition(),
             "state IN ('receiving', 'encoding', 'uploading', 'committing', 'failed')"
         );
+    }
+
+    #[test]
+    fn a_run_ended_uncommitted_is_failed_or_cancelled_before_its_stream_was_complete() {
+        assert_eq!(
+            ended_uncommitted(),
+            "state IN ('failed', 'cancelled') AND segment_count IS NULL"
+        );
+        assert_eq!(state_in(&[Receiving]), "state IN ('receiving')");
     }
 }

@@ -79,21 +79,28 @@ async fn runs_move_forward_only_and_fail_once() {
         .add_segment("r1", &segment(1, 0, 10, 0), 10)
         .await
         .unwrap();
-    store.segment_encoded("r1", 0, 99, &[], &[]).await.unwrap();
+    let block = |size, rows| Block { size, rows };
     store
-        .segment_encoded("r1", 1, 30, &[10, 20], &[4, 6])
+        .segment_encoded("r1", 0, &EncodedBlocks::Whole { size: 99 })
+        .await
+        .unwrap();
+    store
+        .segment_encoded(
+            "r1",
+            1,
+            &EncodedBlocks::Split(vec![block(10, 4), block(20, 6)]),
+        )
         .await
         .unwrap();
     let segments = store.segments("r1").await.unwrap();
-    assert!(segments[0].encoded && segments[1].encoded);
-    assert_eq!(segments[0].block_sizes, [99]);
-    assert_eq!(segments[0].block_rows, [10], "one block holds every row");
     assert_eq!(
-        (
-            segments[1].block_sizes.as_slice(),
-            segments[1].block_rows.as_slice()
-        ),
-        ([10, 20].as_slice(), [4, 6].as_slice()),
+        segments[0].blocks,
+        Some(vec![block(99, 10)]),
+        "one block holds every row"
+    );
+    assert_eq!(
+        segments[1].blocks,
+        Some(vec![block(10, 4), block(20, 6)]),
         "several blocks keep their sizes and rows"
     );
     let file = FileRecord {
