@@ -152,18 +152,23 @@ pub async fn serve(
     let flight = FlightServiceServer::new(flight::FlightEndpoint::new(ingest, transactions))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
-    let destinations = DestinationServiceServer::new(destination_service::DestinationEndpoint::new(
-        store.clone(),
-        secrets.clone(),
-        identity.clone(),
-    ));
+    let destinations =
+        DestinationServiceServer::new(destination_service::DestinationEndpoint::new(
+            store.clone(),
+            secrets.clone(),
+            identity.clone(),
+        ));
     let credentials = CredentialServiceServer::new(credential_service::CredentialEndpoint::new(
         store.clone(),
         secrets.clone(),
         identity,
     ));
     let token_store = store.clone();
-    let runs = RunServiceServer::new(run_service::RunEndpoint::new(store, planner, shutdown.clone()));
+    let runs = RunServiceServer::new(run_service::RunEndpoint::new(
+        store,
+        planner,
+        shutdown.clone(),
+    ));
     // Reflection, in both versions (grpcurl and older clients still ask v1alpha), so that
     // tools list and call the services with no proto files.
     let reflection = || {
