@@ -16,16 +16,13 @@ use tracing::{debug, info, warn};
 /// Consumes encode tasks until shutdown.
 pub async fn run(context: Context) -> Result<(), BrokerError> {
     let prefetch = context.config.encode.concurrency;
-    let broker = context.broker.clone();
-    broker
-        .consume(Queue::Encode, prefetch, move |task: EncodeTask, payload| {
-            let context = context.clone();
-            async move {
-                let handled = handle(&context, task);
-                crate::boundary::guarded(&context, Queue::Encode, &payload, handled).await
-            }
-        })
-        .await
+    crate::boundary::consume(
+        context,
+        Queue::Encode,
+        prefetch,
+        |context, task: EncodeTask| async move { handle(&context, task).await },
+    )
+    .await
 }
 
 /// The output of a task's `Encoding`.

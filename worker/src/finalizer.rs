@@ -22,16 +22,14 @@ use tracing::{info, warn};
 
 /// Consumes finalize tasks until shutdown.
 pub async fn run(context: Context) -> Result<(), BrokerError> {
-    let broker = context.broker.clone();
-    broker
-        .consume(Queue::Finalize, 1, move |task: FinalizeTask, payload| {
-            let context = context.clone();
-            async move {
-                let handled = handle(&context, task);
-                crate::boundary::guarded(&context, Queue::Finalize, &payload, handled).await
-            }
-        })
-        .await
+    let prefetch = 1;
+    crate::boundary::consume(
+        context,
+        Queue::Finalize,
+        prefetch,
+        |context, task: FinalizeTask| async move { handle(&context, task).await },
+    )
+    .await
 }
 
 async fn handle(context: &Context, task: FinalizeTask) -> Outcome {

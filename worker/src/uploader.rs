@@ -26,16 +26,13 @@ use tracing::{info, warn};
 /// Consumes upload tasks until shutdown.
 pub async fn run(context: Context) -> Result<(), BrokerError> {
     let prefetch = context.config.upload.concurrency;
-    let broker = context.broker.clone();
-    broker
-        .consume(Queue::Upload, prefetch, move |task: UploadTask, payload| {
-            let context = context.clone();
-            async move {
-                let handled = handle(&context, task);
-                crate::boundary::guarded(&context, Queue::Upload, &payload, handled).await
-            }
-        })
-        .await
+    crate::boundary::consume(
+        context,
+        Queue::Upload,
+        prefetch,
+        |context, task: UploadTask| async move { handle(&context, task).await },
+    )
+    .await
 }
 
 /// What an upload attempt ended with, beyond success.
