@@ -14,6 +14,7 @@
 //!   objects a destination receives, and what its runs do with objects already there.
 //! - [`commit`]: whether an export stream was committed (its `ExportCommit` and what arrived).
 //! - [`plan`]: which file each staged segment belongs to when rows are split.
+//! - [`serde_prost`]: serde for protobuf messages, as their encoded bytes.
 //! - [`failure`]: run failures with a stable code, a message that says what to fix, and
 //!   resolutions.
 
@@ -26,4 +27,5 @@ pub mod failure;
 pub mod joda;
 pub mod object_settings;
 pub mod plan;
+pub mod serde_prost;
 pub mod template;

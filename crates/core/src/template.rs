@@ -30,7 +30,7 @@ pub const BUILT_IN_VARIABLES: &[&str] = &["run_id", "file_number", "now", "desti
 pub const PARTITION_VARIABLE: &str = "partition";
 
 /// A parsed filename template, ready to render.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FilenameTemplate {
     /// The template in minijinja syntax.
     jinja: String,

@@ -9,15 +9,19 @@
 //! after its run delivered is answered with that run, whatever became of its credential.
 
 use filedrop_core::export::{ExportSpec, validate_destination};
+use filedrop_core::failure::RunFailure;
 use filedrop_formats::pgp::PgpRecipient;
 use filedrop_proto::jobs::v1::DestinationAccess;
 use filedrop_proto::v1::{ErrorCode, ExportRequest, S3Destination};
 use filedrop_runtime::secrets::SecretBox;
+use prost::Message;
+use serde::{Deserialize, Serialize};
 use tonic::Status;
 
 use crate::error::{OrInternal, Refused, invalid_argument};
+use crate::messages;
 use crate::planner::resolve_access;
-use crate::store::RunStore;
+use crate::store::{RunRecord, RunStore};
 
 /// Where settings were given, for naming their fields in errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +196,77 @@ impl ValidatedSettings {
     }
 }
 
+/// An export as it was accepted, kept (sealed: its destination may hold a key) with its run:
+/// the validated settings, and what was derived from them with the stream's schema. The
+/// planner reads it back rather than validating the request again, so that a rule added in a
+/// later release never fails a run an earlier one accepted.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AcceptedExport {
+    /// The validated settings.
+    pub spec: ExportSpec,
+    /// See `EncodeTask.max_block_bytes`.
+    pub max_block_bytes: u64,
+}
+
+/// [`AcceptedExport`] borrowed, to be sealed.
+#[derive(Serialize)]
+struct AcceptedExportRef<'a> {
+    spec: &'a ExportSpec,
+    max_block_bytes: u64,
+}
+
+impl AcceptedExport {
+    /// `spec` with its derived block limit, sealed for the run's record.
+    pub fn seal(
+        secrets: &SecretBox,
+        spec: &ExportSpec,
+        max_block_bytes: u64,
+    ) -> Result<Vec<u8>, serde_json::Error> {
+        let accepted = AcceptedExportRef {
+            spec,
+            max_block_bytes,
+        };
+        Ok(secrets.seal(&serde_json::to_vec(&accepted)?))
+    }
+
+    /// The export `run` was accepted with. A run accepted before that was kept has its request
+    /// validated again, and its block limit derived again.
+    pub fn of_run(secrets: &SecretBox, run: &RunRecord) -> Result<Self, RunFailure> {
+        if let Some(sealed) = &run.sealed_spec {
+            let json = secrets
+                .open(sealed)
+                .map_err(|error| RunFailure::internal(error.to_string()))?;
+            return serde_json::from_slice(&json).map_err(|error| {
+                RunFailure::internal(format!("the stored export is corrupt: {error}"))
+            });
+        }
+        let spec = ExportSpec::validate(request_of(secrets, run)?)
+            .map_err(|invalid| RunFailure::new(invalid.code, invalid.to_string()))?;
+        let max_block_bytes = match spec.bytes_per_file {
+            None => 0,
+            Some(_) => {
+                let bound = messages::size_bound(&spec, &run.arrow_schema)?;
+                messages::max_block_bytes(&spec, &bound).ok_or_else(|| {
+                    RunFailure::new(ErrorCode::FileTooLarge, messages::LIMIT_UNDER_AN_EMPTY_FILE)
+                })?
+            }
+        };
+        Ok(Self {
+            spec,
+            max_block_bytes,
+        })
+    }
+}
+
+/// The request `run` was sent with (its stored destination merged in): opened and decoded.
+pub fn request_of(secrets: &SecretBox, run: &RunRecord) -> Result<ExportRequest, RunFailure> {
+    let plain = secrets
+        .open(&run.sealed_request)
+        .map_err(|error| RunFailure::internal(error.to_string()))?;
+    ExportRequest::decode(plain.as_slice())
+        .map_err(|error| RunFailure::internal(format!("stored request is corrupt: {error}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +314,62 @@ mod tests {
             status.metadata().get(crate::error::ERROR_CODE_KEY).unwrap(),
             ErrorCode::InvalidPgpKey.as_str_name()
         );
+    }
+
+    fn accepted_run(
+        secrets: &SecretBox,
+        request: &ExportRequest,
+        spec: Option<&[u8]>,
+    ) -> RunRecord {
+        RunRecord {
+            sealed_request: secrets.seal(&request.encode_to_vec()),
+            sealed_spec: spec.map(<[u8]>::to_vec),
+            ..crate::fixtures::run(filedrop_proto::v1::RunState::Encoding, Some(1))
+        }
+    }
+
+    #[test]
+    fn a_run_keeps_the_export_it_was_accepted_with_whatever_the_rules_say_later() {
+        let secrets = SecretBox::from_key(&[7; 32]);
+        let accepted = validate(request(), Given::Export).expect("valid").spec;
+        let sealed = AcceptedExport::seal(&secrets, &accepted, 4_096).expect("sealed");
+        // A request today's rules refuse: the run reads back what was accepted, as it was.
+        let refused_now = ExportRequest::default();
+        assert!(ExportSpec::validate(refused_now.clone()).is_err());
+        let run = accepted_run(&secrets, &refused_now, Some(&sealed));
+        let read = AcceptedExport::of_run(&secrets, &run).expect("the accepted export");
+        assert_eq!(read.max_block_bytes, 4_096);
+        assert_eq!(format!("{:?}", read.spec), format!("{accepted:?}"));
+        let key = |spec: &ExportSpec| {
+            spec.object_key(
+                crate::fixtures::RUN,
+                chrono::DateTime::UNIX_EPOCH,
+                3,
+                &Default::default(),
+            )
+        };
+        assert_eq!(key(&read.spec), key(&accepted));
+        assert_ne!(
+            sealed,
+            serde_json::to_vec(&AcceptedExportRef {
+                spec: &accepted,
+                max_block_bytes: 4_096
+            })
+            .unwrap(),
+            "sealed, not in clear"
+        );
+    }
+
+    #[test]
+    fn a_run_accepted_before_the_export_was_kept_is_validated_again() {
+        let secrets = SecretBox::from_key(&[7; 32]);
+        let run = accepted_run(&secrets, &request(), None);
+        let read = AcceptedExport::of_run(&secrets, &run).expect("validated again");
+        assert_eq!(
+            (read.spec.rows_per_file, read.max_block_bytes),
+            (Some(50_000), 0)
+        );
+        let run = accepted_run(&secrets, &ExportRequest::default(), None);
+        assert!(AcceptedExport::of_run(&secrets, &run).is_err());
     }
 }

@@ -58,6 +58,7 @@ pub fn run(state: RunState, segment_count: Option<u64>) -> RunRecord {
         tenant_id: "tenant".into(),
         state,
         sealed_request: Vec::new(),
+        sealed_spec: None,
         created_at: CREATED_AT,
         updated_at: CREATED_AT,
         rows: 0,

@@ -11,7 +11,7 @@
 //!    the client: memory stays at about one segment (at most `partition_buffer_bytes` over
 //!    the open segments of a partitioned run).
 
-use crate::acceptance::{Acceptance, ValidatedExport};
+use crate::acceptance::{Acceptance, AcceptedExport, ValidatedExport};
 use crate::config::IngestConfig;
 use crate::error::{ERROR_CODE_KEY, OrInternal, Refused, internal, invalid_argument};
 use crate::messages;
@@ -270,6 +270,8 @@ impl Ingest {
 
         let schema_bytes = schema_to_bytes(&schema).or_internal("encoding the schema")?;
         let sealed_request = self.secrets.seal(&request.encode_to_vec());
+        let sealed_spec = AcceptedExport::seal(&self.secrets, &spec, max_block_bytes)
+            .or_internal("keeping the accepted export")?;
         let created = self
             .store
             .create_run(&NewRun {
@@ -278,6 +280,7 @@ impl Ingest {
                 destination_name: &spec.destination.name,
                 idempotency_key: spec.idempotency_key.as_deref(),
                 sealed_request: &sealed_request,
+                sealed_spec: &sealed_spec,
                 arrow_schema: &schema_bytes,
                 receiver: &self.replica_id,
             })

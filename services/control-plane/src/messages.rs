@@ -3,7 +3,10 @@
 //! planned file, and the finalize task that commits a run or cleans up after one.
 
 use filedrop_core::export::ExportSpec;
+use filedrop_core::failure::RunFailure;
 use filedrop_core::plan::BlockRef;
+use filedrop_formats::format::Output;
+use filedrop_formats::segment::schema_from_bytes;
 use filedrop_formats::size::SizeBound;
 use filedrop_proto::jobs::v1::{
     DeliveredFile, DeliveredObject, EncodeTask, FinalizeTask, UploadTask,
@@ -16,6 +19,16 @@ use crate::store::{FileRecord, NewSegment, RunRecord};
 /// Why a split by size cannot be encoded: its limit is under the size of a file without rows.
 pub const LIMIT_UNDER_AN_EMPTY_FILE: &str = "split.megabytes_per_file: a file of this format \
      without rows is already larger than the limit; raise it";
+
+/// The size bound of the files of `spec` with rows of `schema` (Arrow IPC, as a run keeps it).
+pub fn size_bound(spec: &ExportSpec, schema: &[u8]) -> Result<SizeBound, RunFailure> {
+    let output = Output::from_encoding(&spec.encoding)
+        .map_err(|problem| RunFailure::internal(format!("reading the format: {problem}")))?;
+    let schema = schema_from_bytes(schema)
+        .map_err(|error| RunFailure::internal(format!("the stored schema: {error}")))?;
+    SizeBound::new(&output, &schema)
+        .map_err(|error| RunFailure::internal(format!("bounding file sizes: {error}")))
+}
 
 /// The largest block an encoder may write in a split by size (`EncodeTask.max_block_bytes`),
 /// so that any block fits a file under the limit; 0 (no limit) when files are not split by

@@ -1,11 +1,12 @@
 //! A run's end other than success: failing it, cancelling it, retrying a failed one, and the
 //! cleanup task that takes back what an ended run uploaded.
 
-use super::{PlanError, Planner, size_bound};
+use super::{PlanError, Planner};
+use crate::acceptance::AcceptedExport;
 use crate::messages::{self, Cleanup};
 use crate::store::{NewSegment, RunRecord, StoreError, is_final};
 use filedrop_core::failure::RunFailure;
-use filedrop_proto::v1::{ErrorCode, RunState};
+use filedrop_proto::v1::RunState;
 use filedrop_runtime::broker::Queue;
 use filedrop_runtime::staging::Stopped;
 use tracing::{info, warn};
@@ -110,8 +111,11 @@ impl Planner {
         if !self.staging.has_run(run_id).await {
             return Ok(Err(NotRetryable::StagingGone));
         }
-        let spec = match self.spec_of(run) {
-            Ok(spec) => spec,
+        let AcceptedExport {
+            spec,
+            max_block_bytes,
+        } = match self.accepted_of(run) {
+            Ok(accepted) => accepted,
             Err(failure) => {
                 warn!(run_id, message = %failure.message, "a failed run's request cannot be read");
                 return Ok(Err(NotRetryable::StagingGone));
@@ -127,20 +131,6 @@ impl Planner {
             )));
         }
         info!(run_id, "run retried");
-        let max_block_bytes = match spec.bytes_per_file {
-            None => 0,
-            Some(_) => match size_bound(&spec, run).and_then(|bound| {
-                messages::max_block_bytes(&spec, &bound).ok_or_else(|| {
-                    RunFailure::new(ErrorCode::FileTooLarge, messages::LIMIT_UNDER_AN_EMPTY_FILE)
-                })
-            }) {
-                Ok(max_block_bytes) => max_block_bytes,
-                Err(failure) => {
-                    self.fail_run(run_id, &failure).await?;
-                    return Ok(Ok(()));
-                }
-            },
-        };
         for segment in self.store.segments(run_id).await? {
             if segment.encoded() {
                 continue;

@@ -39,21 +39,18 @@ pub use lifecycle::NotRetryable;
 use decide::{NewFile, Recorded, decide};
 use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
-use filedrop_formats::format::Output;
-use filedrop_formats::segment::schema_from_bytes;
-use filedrop_formats::size::SizeBound;
 use filedrop_proto::v1::{ExportRequest, RunState, S3Destination};
 use filedrop_runtime::broker::{Broker, BrokerError, Queue};
 use filedrop_runtime::faults::Faults;
 use filedrop_runtime::secrets::SecretBox;
 use filedrop_runtime::staging::{Staging, StagingError};
-use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use crate::acceptance::{self, AcceptedExport};
 use crate::manifest;
 use crate::messages;
 use crate::store::states::Transition;
@@ -67,16 +64,6 @@ fn location_of(destination: &S3Destination) -> String {
         destination.endpoint_url.trim_end_matches('/'),
         destination.bucket
     )
-}
-
-/// The size bound of a run's files.
-fn size_bound(spec: &ExportSpec, run: &RunRecord) -> Result<SizeBound, RunFailure> {
-    let output = Output::from_encoding(&spec.encoding)
-        .map_err(|problem| RunFailure::internal(format!("reading the format: {problem}")))?;
-    let schema = schema_from_bytes(&run.arrow_schema)
-        .map_err(|error| RunFailure::internal(format!("the stored schema: {error}")))?;
-    SizeBound::new(&output, &schema)
-        .map_err(|error| RunFailure::internal(format!("bounding file sizes: {error}")))
 }
 
 /// Errors of planning.
@@ -141,18 +128,17 @@ impl Planner {
 
     /// The run's request as accepted: opened and decoded.
     fn request_of(&self, run: &RunRecord) -> Result<ExportRequest, RunFailure> {
-        let plain = self
-            .secrets
-            .open(&run.sealed_request)
-            .map_err(|error| RunFailure::internal(error.to_string()))?;
-        ExportRequest::decode(plain.as_slice())
-            .map_err(|error| RunFailure::internal(format!("stored request is corrupt: {error}")))
+        acceptance::request_of(&self.secrets, run)
     }
 
-    /// The run's export, validated.
+    /// The run's export as it was accepted.
+    fn accepted_of(&self, run: &RunRecord) -> Result<AcceptedExport, RunFailure> {
+        AcceptedExport::of_run(&self.secrets, run)
+    }
+
+    /// The run's settings as they were accepted.
     fn spec_of(&self, run: &RunRecord) -> Result<ExportSpec, RunFailure> {
-        ExportSpec::validate(self.request_of(run)?)
-            .map_err(|invalid| RunFailure::new(invalid.code, invalid.to_string()))
+        self.accepted_of(run).map(|accepted| accepted.spec)
     }
 
     /// Publishes whatever tasks the run is ready for: loads what is recorded about it, asks
@@ -179,7 +165,7 @@ impl Planner {
         };
         let bound = match spec.bytes_per_file {
             None => None,
-            Some(limit) => match size_bound(&spec, &run) {
+            Some(limit) => match messages::size_bound(&spec, &run.arrow_schema) {
                 Ok(bound) => Some((bound, limit)),
                 Err(failure) => return self.fail_run(run_id, &failure).await,
             },

@@ -162,6 +162,11 @@ fn migrator(postgres: bool) -> Migrator {
             "delivered objects",
             include_str!("../../migrations/0011_delivered_objects.sql"),
         ),
+        migration(
+            12,
+            "accepted exports",
+            include_str!("../../migrations/0012_accepted_exports.sql"),
+        ),
     ])
 }
 

@@ -27,6 +27,9 @@ pub struct RunRecord {
     pub state: RunState,
     /// The sealed `ExportRequest`.
     pub sealed_request: Vec<u8>,
+    /// The sealed export as accepted (`acceptance::AcceptedExport`); `None` for a run accepted
+    /// before it was kept.
+    pub sealed_spec: Option<Vec<u8>>,
     /// Creation time, Unix ms; also the `now` of filename templates.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -68,6 +71,8 @@ pub struct NewRun<'a> {
     pub idempotency_key: Option<&'a str>,
     /// The sealed `ExportRequest`.
     pub sealed_request: &'a [u8],
+    /// The sealed export as accepted.
+    pub sealed_spec: &'a [u8],
     /// The Arrow schema (IPC).
     pub arrow_schema: &'a [u8],
     /// The control-plane replica reading its stream (see [`RunStore::heartbeat`]).
@@ -94,8 +99,8 @@ impl RunStore {
         let now = now_ms();
         let inserted = query(
             "INSERT INTO runs (run_id, tenant_id, destination_name, idempotency_key, state, \
-             sealed_request, arrow_schema, receiver, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             sealed_request, sealed_spec, arrow_schema, receiver, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.run_id)
         .bind(run.tenant_id)
@@ -103,6 +108,7 @@ impl RunStore {
         .bind(run.idempotency_key)
         .bind(state_name(RunState::Receiving))
         .bind(run.sealed_request)
+        .bind(run.sealed_spec)
         .bind(run.arrow_schema)
         .bind(run.receiver)
         .bind(now)
@@ -354,6 +360,7 @@ fn run_from_row(row: &AnyRow) -> RunRecord {
         tenant_id: row.get("tenant_id"),
         state: state_from_name(row.get::<&str, _>("state")),
         sealed_request: row.get("sealed_request"),
+        sealed_spec: row.get("sealed_spec"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
         rows: row.get::<i64, _>("rows") as u64,

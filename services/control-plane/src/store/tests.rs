@@ -12,6 +12,7 @@ fn new_run<'a>(tenant_id: &'a str, run_id: &'a str) -> NewRun<'a> {
         destination_name: "",
         idempotency_key: None,
         sealed_request: b"sealed",
+        sealed_spec: b"spec",
         arrow_schema: b"schema",
         receiver: "replica-a",
     }
