@@ -23,7 +23,7 @@ pub fn validate_region(region: &str) -> Result<(), String> {
         return Err(format!(
             "a region is letters, digits, '-', '_' and '.', e.g. 'us-east-1'; {} is not \
              allowed",
-            crate::credential::describe(bad)
+            crate::credential_rules::describe(bad)
         ));
     }
     Ok(())
@@ -45,7 +45,7 @@ pub fn validate_endpoint_url(endpoint: &str) -> Result<(), String> {
     {
         return Err(format!(
             "{shown} contains {}; give scheme, host and port only, {example}",
-            crate::credential::describe(bad)
+            crate::credential_rules::describe(bad)
         ));
     }
     if endpoint.contains('@') {
@@ -62,7 +62,7 @@ pub fn validate_endpoint_url(endpoint: &str) -> Result<(), String> {
     {
         return Err(format!(
             "{shown} contains {}; give scheme, host and port only, {example}",
-            crate::credential::describe(bad)
+            crate::credential_rules::describe(bad)
         ));
     }
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {

@@ -6,7 +6,7 @@
 //! - [`joda`]: Joda-Time date patterns (`yyyy-MM-dd`) translated to `chrono` formats.
 //! - [`template`]: filename templates (`{{run_id}}`, `{{file_number}}`, `{{now|format:'…'}}`).
 //! - [`endpoint`]: endpoint URLs and regions of destinations.
-//! - [`credential`]: access key ids, secrets and session tokens, role ARNs, External IDs,
+//! - [`credential_rules`]: access key ids, secrets and session tokens, role ARNs, External IDs,
 //!   session names and trust policies of credentials
 //!   that assume a role.
 //! - [`export`]: an `ExportRequest` validated into an [`export::ExportSpec`], with object keys.
@@ -20,7 +20,7 @@
 
 pub mod bucket;
 pub mod commit;
-pub mod credential;
+pub mod credential_rules;
 pub mod endpoint;
 pub mod export;
 pub mod failure;

@@ -115,7 +115,7 @@ fn validate_kms_key_id(key: &str) -> Result<(), String> {
     {
         return Err(format!(
             "a KMS key id is letters, digits and :/_-; {} is not allowed, {example}",
-            crate::credential::describe(bad)
+            crate::credential_rules::describe(bad)
         ));
     }
     Ok(())

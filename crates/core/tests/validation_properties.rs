@@ -6,7 +6,7 @@
 //! `PROPTEST_CASES` raises the count.
 
 use chrono::{TimeZone, Utc};
-use filedrop_core::credential::{
+use filedrop_core::credential_rules::{
     validate_access_key_id, validate_external_id, validate_role_arn, validate_secret_access_key,
     validate_session_token,
 };

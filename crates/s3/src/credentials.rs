@@ -18,7 +18,7 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::future::ProvideCredentials as ProvideCredentialsFuture;
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, Region, SharedCredentialsProvider};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
-use filedrop_core::credential::session_name;
+use filedrop_core::credential_rules::session_name;
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::jobs::v1::DestinationAccess;
 use filedrop_proto::v1::{AccessKeyCredential, ErrorCode};
@@ -130,7 +130,7 @@ impl AwsIdentityConfig {
             }
             // The same rules as a destination's key: these become request headers too.
             AwsIdentitySource::Static => {
-                use filedrop_core::credential::{
+                use filedrop_core::credential_rules::{
                     validate_access_key_id, validate_secret_access_key,
                 };
                 validate_access_key_id(&self.access_key_id)

@@ -10,7 +10,7 @@ use crate::auth::tenant_of;
 use crate::error::OrInternal;
 use crate::store::{CredentialRecord, RunStore, StoredCredential, now_ms};
 use crate::wire;
-use filedrop_core::credential::{external_id_from, trust_policy_json, validate_role_arn};
+use filedrop_core::credential_rules::{external_id_from, trust_policy_json, validate_role_arn};
 use filedrop_core::export::validate_access_key;
 use filedrop_core::failure::RunFailure;
 use filedrop_proto::v1::credential_service_server::CredentialService;

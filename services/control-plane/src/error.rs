@@ -61,3 +61,23 @@ impl Refused for filedrop_core::failure::RunFailure {
         invalid_argument(self.code, self.message)
     }
 }
+
+impl Refused for filedrop_formats::format::SchemaProblem {
+    fn refused(self) -> Status {
+        let code = match self {
+            Self::UnsupportedType { .. } => ErrorCode::UnsupportedType,
+            Self::RowNumberClash(_) => ErrorCode::Unspecified,
+        };
+        invalid_argument(code, self.to_string())
+    }
+}
+
+impl Refused for filedrop_formats::partition::PartitionProblem {
+    fn refused(self) -> Status {
+        let code = match self {
+            Self::UnsupportedType { .. } => ErrorCode::UnsupportedType,
+            Self::MissingColumn { .. } => ErrorCode::Unspecified,
+        };
+        invalid_argument(code, self.to_string())
+    }
+}

@@ -27,8 +27,8 @@ use filedrop_core::commit::{CommitProblem, CommitWatch, Received};
 use filedrop_core::export::ExportSpec;
 use filedrop_core::failure::RunFailure;
 use filedrop_core::plan::rows_until_boundary;
-use filedrop_formats::format::{Output, SchemaProblem};
-use filedrop_formats::partition::{PartitionProblem, Partitioner};
+use filedrop_formats::format::Output;
+use filedrop_formats::partition::Partitioner;
 use filedrop_formats::segment::{SegmentWriter, schema_to_bytes};
 use filedrop_formats::size::SizeBound;
 use filedrop_formats::untrusted::{IpcLimits, check_message, check_values};
@@ -226,28 +226,12 @@ impl Ingest {
         let schema = batches.schema().cloned().ok_or_else(|| {
             invalid_argument(ErrorCode::Unspecified, "the stream carries no Arrow schema")
         })?;
-        output
-            .check_schema(&schema)
-            .map_err(|problem| match problem {
-                SchemaProblem::UnsupportedType { .. } => {
-                    invalid_argument(ErrorCode::UnsupportedType, problem.to_string())
-                }
-                SchemaProblem::RowNumberClash(_) => {
-                    invalid_argument(ErrorCode::Unspecified, problem.to_string())
-                }
-            })?;
+        output.check_schema(&schema).map_err(Refused::refused)?;
         let partitioner = if spec.partition_by.is_empty() {
             None
         } else {
             let partitioner =
-                Partitioner::new(&schema, &spec.partition_by).map_err(|problem| match problem {
-                    PartitionProblem::UnsupportedType { .. } => {
-                        invalid_argument(ErrorCode::UnsupportedType, problem.to_string())
-                    }
-                    PartitionProblem::MissingColumn { .. } => {
-                        invalid_argument(ErrorCode::Unspecified, problem.to_string())
-                    }
-                })?;
+                Partitioner::new(&schema, &spec.partition_by).map_err(Refused::refused)?;
             Some(partitioner)
         };
 

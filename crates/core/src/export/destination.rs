@@ -3,7 +3,7 @@
 
 use super::InvalidRequest;
 use crate::bucket::validate_bucket_name;
-use crate::credential::{
+use crate::credential_rules::{
     validate_access_key_id, validate_external_id, validate_role_arn, validate_secret_access_key,
     validate_session_token,
 };
@@ -60,7 +60,7 @@ pub fn validate_destination(
             ErrorCode::Unspecified,
             format!(
                 "the destination name contains {}; names are text on one line",
-                crate::credential::describe(bad)
+                crate::credential_rules::describe(bad)
             ),
         ));
     }
@@ -165,7 +165,7 @@ fn normalize_prefix(prefix: &str) -> Result<String, InvalidRequest> {
     if let Some(bad) = prefix.chars().find(|c| c.is_control()) {
         return Err(invalid(&format!(
             "contains {}; S3 keys filedrop writes hold no control characters",
-            crate::credential::describe(bad)
+            crate::credential_rules::describe(bad)
         )));
     }
     let trimmed = prefix.trim_end_matches('/');

@@ -161,7 +161,7 @@ fn join_key(prefix: &str, name: &str) -> Result<String, RunFailure> {
     if let Some(bad) = name.chars().find(|c| c.is_control()) {
         return Err(invalid(&format!(
             "contains {}; give variables and partition values without control characters",
-            crate::credential::describe(bad)
+            crate::credential_rules::describe(bad)
         )));
     }
     let key = format!("{prefix}{name}");

@@ -131,7 +131,7 @@ pub(super) fn validate_variables(
             return invalid(format!(
                 "the value of variable {name:?} contains {}; values become part of object \
                  keys, which hold no control characters",
-                crate::credential::describe(bad)
+                crate::credential_rules::describe(bad)
             ));
         }
         if value.len() > MAX_VARIABLE_VALUE_BYTES {
