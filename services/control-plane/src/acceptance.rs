@@ -1,6 +1,6 @@
 //! One way in: the checks an export's settings pass before any data moves, the same whether
 //! they come with an export (`ingest`), are stored as a destination, or are tried by
-//! `TestConnection` (`destinations`):
+//! `TestConnection` (`destination_service`):
 //!
 //! stored destination merged → settings validated ([`ExportSpec::validate`]) → PGP key read →
 //! credential resolved ([`ValidatedSettings::with_access`]).
