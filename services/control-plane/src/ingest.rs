@@ -239,9 +239,7 @@ impl Ingest {
             None => (self.config.segment_max_bytes, 0),
             Some(limit) => {
                 let bound = SizeBound::new(&output, &schema).or_internal("bounding file sizes")?;
-                let largest = messages::max_block_bytes(&spec, &bound).ok_or_else(|| {
-                    invalid_argument(ErrorCode::FileTooLarge, messages::LIMIT_UNDER_AN_EMPTY_FILE)
-                })?;
+                let largest = messages::max_block_bytes(&spec, &bound).map_err(Refused::refused)?;
                 let segment_bytes = (limit / SEGMENTS_PER_SIZE_LIMIT).max(64 * 1024);
                 (
                     self.config

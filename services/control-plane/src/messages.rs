@@ -11,14 +11,11 @@ use filedrop_formats::size::SizeBound;
 use filedrop_proto::jobs::v1::{
     DeliveredFile, DeliveredObject, EncodeTask, FinalizeTask, UploadTask,
 };
+use filedrop_proto::v1::ErrorCode;
 use filedrop_runtime::staging::{block_key, block_part_key, segment_key};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::store::{FileRecord, NewSegment, RunRecord};
-
-/// Why a split by size cannot be encoded: its limit is under the size of a file without rows.
-pub const LIMIT_UNDER_AN_EMPTY_FILE: &str = "split.megabytes_per_file: a file of this format \
-     without rows is already larger than the limit; raise it";
 
 /// The size bound of the files of `spec` with rows of `schema` (Arrow IPC, as a run keeps it).
 pub fn size_bound(spec: &ExportSpec, schema: &[u8]) -> Result<SizeBound, RunFailure> {
@@ -32,12 +29,18 @@ pub fn size_bound(spec: &ExportSpec, schema: &[u8]) -> Result<SizeBound, RunFail
 
 /// The largest block an encoder may write in a split by size (`EncodeTask.max_block_bytes`),
 /// so that any block fits a file under the limit; 0 (no limit) when files are not split by
-/// size. `None` when a file of this format without rows is already over the limit.
-pub fn max_block_bytes(spec: &ExportSpec, bound: &SizeBound) -> Option<u64> {
-    match spec.bytes_per_file {
-        None => Some(0),
-        Some(limit) => bound.largest_block(limit),
-    }
+/// size. Refused when a file of this format without rows is already over the limit.
+pub fn max_block_bytes(spec: &ExportSpec, bound: &SizeBound) -> Result<u64, RunFailure> {
+    let Some(limit) = spec.bytes_per_file else {
+        return Ok(0);
+    };
+    bound.largest_block(limit).ok_or_else(|| {
+        RunFailure::new(
+            ErrorCode::FileTooLarge,
+            "split.megabytes_per_file: a file of this format without rows is already larger \
+             than the limit; raise it",
+        )
+    })
 }
 
 /// The encode task of a staged segment.
